@@ -1,0 +1,181 @@
+"""The `pakman` command: argument parsing, printing and exit codes.
+
+Exit codes: 0 success, 1 a step failed, 2 bad usage, 3 invalid input.
+Only this module prints. Subcommand modules are imported when used, so
+`pakman --help` and no-op runs start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pakman import __version__
+
+if TYPE_CHECKING:
+    from pakman.errors import Diagnostic
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INVALID = 3
+
+
+def _identity_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "package identity",
+        "By default the name comes from GITHUB_REPOSITORY, else run.name, else the app's "
+        "folder; the version from `git describe --tags`; the release from GITHUB_RUN_NUMBER.",
+    )
+    group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)")
+    group.add_argument("--organization", metavar="ORG", help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')")
+    group.add_argument("--package-version", metavar="VER", help="the version, e.g. 1.2.3 (a leading v is dropped)")
+    group.add_argument("--release", metavar="N", help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pakman",
+        description="Turn an app's instellar.yml into signed Alpine Linux packages.",
+        epilog="Run `pakman COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"pakman {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check",
+        help="validate instellar.yml files",
+        description="Validate instellar.yml files and print every warning and error with "
+        "file:line:column and key path. Exit 0 when all are valid, 3 when any is invalid.",
+        epilog="PATH is an instellar.yml, an app folder, or a folder searched for apps "
+        "(default: the current folder).",
+    )
+    check.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    check.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
+    check.add_argument("--json", action="store_true", help="print one JSON report instead of text")
+    check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    check.add_argument("-v", "--verbose", action="store_true", help="also print each app's package name, version and architectures")
+    _identity_options(check)
+    check.set_defaults(handler=_check)
+
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of instellar.yml",
+        description="Print a JSON Schema (draft-07) of instellar.yml, for editors and YAML "
+        "language servers (e.g. `# yaml-language-server: $schema=instellar.schema.json`).",
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    schema.set_defaults(handler=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from pakman.errors import PakmanError
+
+    try:
+        code: int = args.handler(args)
+    except PakmanError as exc:
+        _print_error(exc, sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pakman: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+def _print_error(exc: Exception, out: TextIO) -> None:
+    from pakman.errors import ConfigError
+
+    if isinstance(exc, ConfigError):
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=out)
+    else:
+        print(f"pakman: {exc}", file=out)
+
+
+def _identity_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "name": args.package_name,
+        "organization": args.organization,
+        "version": args.package_version,
+        "release": args.release,
+    }
+
+
+def _check(args: argparse.Namespace) -> int:
+    from pakman.errors import ConfigError
+    from pakman.schema import load_app
+    from pakman.workspace import find_configs
+
+    configs = find_configs(args.paths)
+    reports: list[dict[str, Any]] = []
+    invalid = errors = warnings = 0
+    for config in configs:
+        diagnostics: list[Diagnostic]
+        summary = ""
+        try:
+            app, diagnostics = load_app(config, strict=args.strict)
+            if args.verbose:
+                from pakman.identity import resolve_identity
+
+                identity = resolve_identity(app, **_identity_kwargs(args))
+                summary = (
+                    f"{identity.name} {identity.full_version} ({app.type.value}, "
+                    f"{app.stack}, {' '.join(app.architectures)})"
+                )
+        except ConfigError as exc:
+            diagnostics = list(exc.diagnostics)
+            if not exc.errors:  # an error outside the file, e.g. a bad --release
+                raise
+        bad = [d for d in diagnostics if d.severity == "error"]
+        invalid += bool(bad)
+        errors += len(bad)
+        warnings += len(diagnostics) - len(bad)
+        reports.append({
+            "file": str(config),
+            "valid": not bad,
+            "package": summary or None,
+            "diagnostics": [d.as_dict() for d in diagnostics],
+        })
+        if args.json:
+            continue
+        for diagnostic in diagnostics:
+            if not (args.quiet and diagnostic.severity == "warning"):
+                print(diagnostic)
+        if not bad and not args.quiet:
+            print(f"{config}: ok" + (f": {summary}" if summary else ""))
+    if args.json:
+        print(json.dumps({"files": reports, "valid": invalid == 0}, indent=2))
+    elif not args.quiet or invalid:
+        print(
+            f"checked {len(configs)} file{'s' * (len(configs) != 1)}: "
+            f"{len(configs) - invalid} valid, {invalid} invalid "
+            f"({errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)})"
+        )
+    return EXIT_INVALID if invalid else EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from pakman.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        from pakman.fsutil import write_atomic
+
+        write_atomic(args.output, text.encode())
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Names and versions: who a package is, from options and the environment.
+
+The file has no package name. It comes from an explicit option, else the
+repository part of `GITHUB_REPOSITORY`, else `run.name`, else the app's
+folder name, slugified like the original. The version comes from
+`git describe --tags --always`; the release from an option or
+`GITHUB_RUN_NUMBER`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+from pakman.errors import ConfigError
+from pakman.model import AppConfig, Identity
+from pakman.names import PACKAGE_NAME, VERSION, is_version, slugify
+
+DEFAULT_ORGANIZATION = "local"
+_SEMVER_PREFIX = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def resolve_identity(
+    app: AppConfig,
+    *,
+    name: str | None = None,
+    organization: str | None = None,
+    version: str | None = None,
+    release: int | str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Identity:
+    """Decide the package's organization, name, version and release."""
+    env = os.environ if env is None else env
+    owner, repo = _github_repository(app.root, env)
+    pkgname = _slug("package name", name or repo or (app.run.name if app.run else None) or app.root.name)
+    org = _slug("organization", organization or owner or DEFAULT_ORGANIZATION)
+    return Identity(
+        organization=org,
+        name=pkgname,
+        version=_version(version, app.root),
+        release=_release(release, env),
+    )
+
+
+def _github_repository(root: Path, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """`GITHUB_REPOSITORY` names the app at the workspace root only.
+
+    In a repository holding several apps, the others take their own names.
+    """
+    value = env.get("GITHUB_REPOSITORY", "")
+    if "/" not in value:
+        return None, None
+    workspace = env.get("GITHUB_WORKSPACE")
+    if workspace and Path(workspace).resolve() != root.resolve():
+        return None, None
+    owner, _, repo = value.partition("/")
+    return owner, repo
+
+
+def _slug(what: str, text: str) -> str:
+    slug = slugify(text)
+    if not slug or not PACKAGE_NAME.match(slug):
+        raise ConfigError(f"the {what} {text!r} gives no usable name; it must become {PACKAGE_NAME.says}")
+    return slug
+
+
+def _version(explicit: str | None, root: Path) -> str:
+    if explicit is not None:
+        candidate = explicit[1:] if re.match(r"v[0-9]", explicit) else explicit
+        if not is_version(candidate):
+            raise ConfigError(f"the version {explicit!r} is not allowed: {VERSION.says}")
+        return candidate
+    return version_from_describe(git_describe(root))
+
+
+def version_from_describe(described: str | None) -> str:
+    """The package version from `git describe` output: `v1.2.3-4-gabc` -> `1.2.3`.
+
+    Like the original, the part before the first '-' counts when it starts
+    with MAJOR.MINOR.PATCH; a leading `v` is accepted; anything else is 0.0.0.
+    The result is always a valid apk version.
+    """
+    if not described:
+        return "0.0.0"
+    candidate = described.strip().split("-", 1)[0]
+    if re.match(r"v[0-9]", candidate):
+        candidate = candidate[1:]
+    prefix = _SEMVER_PREFIX.match(candidate)
+    if prefix is None:
+        return "0.0.0"
+    return candidate if is_version(candidate) else prefix.group(0)
+
+
+@functools.lru_cache(maxsize=None)
+def git_describe(root: Path) -> str | None:
+    """`git describe --tags --always` in `root`, or None outside a repository."""
+    try:
+        result = subprocess.run(
+            ["git", "describe", "--tags", "--always"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _release(explicit: int | str | None, env: Mapping[str, str]) -> int:
+    source, value = ("--release", explicit) if explicit is not None else (
+        "GITHUB_RUN_NUMBER", env.get("GITHUB_RUN_NUMBER")
+    )
+    if value is None or value == "":
+        return 0
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ConfigError(f"{source}={value!r} is not allowed: the release must be a whole number >= 0")
+    return int(text)

@@ -1,0 +1,212 @@
+"""The typed, frozen model of one app's instellar.yml (no I/O).
+
+`schema.py` builds it from raw data after validation, so every value here is
+already known to be well-formed: names are safe for file paths and shells,
+versions and dependency constraints are valid for apk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+HOOK_NAMES = (
+    "pre-install",
+    "post-install",
+    "pre-upgrade",
+    "post-upgrade",
+    "pre-deinstall",
+    "post-deinstall",
+)
+ARCHITECTURES = (
+    "x86_64",
+    "aarch64",
+    "armv7",
+    "armhf",
+    "x86",
+    "ppc64le",
+    "s390x",
+    "riscv64",
+    "loongarch64",
+    "noarch",
+)
+DEFAULT_STACK = "alpine/3.22"
+DEFAULT_ARCHITECTURES = ("x86_64",)
+PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
+
+
+class AppType(str, Enum):
+    """What kind of package the app becomes."""
+
+    DEFAULT = "default"  # an application with services
+    STATIC = "static"  # a static site served by nginx
+    CUSTOM = "custom"  # the config writes package() itself
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """An Alpine dependency: a name (or provider such as `so:libc.so`) and a constraint."""
+
+    name: str
+    constraint: str = ""  # e.g. ">=20" or "~3.1"; "" for any version
+    conflict: bool = False  # written `!name`: must not be installed
+
+    def __str__(self) -> str:
+        return f"{'!' if self.conflict else ''}{self.name}{self.constraint}"
+
+
+@dataclass(frozen=True)
+class Dependencies:
+    build: tuple[Dependency, ...] = ()
+    runtime: tuple[Dependency, ...] = ()
+    trace: bool = False
+
+
+@dataclass(frozen=True)
+class Build:
+    command: str = ""
+    destinations: tuple[str, ...] = ()
+    strip_binary: bool = True
+
+
+@dataclass(frozen=True)
+class Stop:
+    """How a service stops; kept for the record (the generated files do not use it)."""
+
+    call: str | None = None
+    kill: bool = False
+    pid_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Service:
+    """A long-running process; the first of an app is the default one."""
+
+    name: str
+    binary: str
+    start: str  # start.call: the arguments, split like a shell would
+    path: str | None = None  # directory of the binary; None = /var/lib/<name>/bin
+    stop: Stop | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    """A one-shot command exposed as `rc-service <app> <name>`."""
+
+    name: str
+    binary: str
+    call: str = ""
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str | None = None
+    services: tuple[Service, ...] = ()
+    commands: tuple[Command, ...] = ()
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A kit variable: a default value or a platform driver (kept verbatim)."""
+
+    key: str
+    default_value: Any = None
+    driver: str | None = None
+    driver_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    target: int
+    main: bool = False
+
+
+@dataclass(frozen=True)
+class Fork:
+    name: str
+    description: str = ""
+    variables: tuple[Variable, ...] = ()
+
+
+@dataclass(frozen=True)
+class Kit:
+    name: str
+    description: str = ""
+    main: bool = False
+    ports: tuple[Port, ...] = ()
+    variables: tuple[Variable, ...] = ()
+    forks: tuple[Fork, ...] = ()
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """One app's validated configuration."""
+
+    file: Path  # the instellar.yml it was read from
+    type: AppType = AppType.DEFAULT
+    stack: str = DEFAULT_STACK  # "alpine/3.18" or "alpine/edge"
+    dependencies: Dependencies = Dependencies()
+    build: Build = Build()
+    run: Run | None = None
+    hooks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    architectures: tuple[str, ...] = DEFAULT_ARCHITECTURES
+    source: str | None = None
+    package: str | None = None
+    kits: tuple[Kit, ...] = ()
+    # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
+    platform: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def root(self) -> Path:
+        """The app's source folder."""
+        return self.file.parent
+
+    @property
+    def branch(self) -> str:
+        """The Alpine repository branch of the stack: `v3.18` or `edge`."""
+        version = self.stack.partition("/")[2]
+        return "edge" if version == "edge" else f"v{version}"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the package is: from options and the environment, not from the file."""
+
+    organization: str
+    name: str
+    version: str
+    release: int = 0
+
+    @property
+    def full_version(self) -> str:
+        """`<version>-r<release>`, as apk writes it."""
+        return f"{self.version}-r{self.release}"
+
+    @property
+    def keyname(self) -> str:
+        """The signing key's base name, `<org>-<name>` like the original."""
+        return f"{self.organization}-{self.name}"
+
+
+def freeze(value: Any) -> Any:
+    """Deep-freeze plain data: mappings become read-only, lists become tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """The inverse of `freeze`: plain dicts and lists again (for JSON and YAML)."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value

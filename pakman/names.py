@@ -1,0 +1,103 @@
+"""What names, versions, paths and dependencies may look like, and slugify.
+
+Each pattern is written so that Python's `re` and JSON Schema (ECMA-262)
+read it the same way; the schema reuses them. Each comes with the rule a
+refusal quotes, so users learn what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A regular expression and the words that explain it."""
+
+    pattern: str
+    says: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_compiled", re.compile(self.pattern))
+
+    def match(self, text: str) -> bool:
+        return self._compiled.match(text) is not None  # type: ignore[attr-defined,no-any-return]
+
+
+# apk's version grammar: digits separated by dots, an optional letter, any
+# number of _suffix[N], an optional ~hash (apk-tools src/version.c).
+_VERSION = (
+    r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?"
+)
+VERSION = Rule(
+    rf"^{_VERSION}$",
+    "an Alpine version: numbers separated by dots, an optional letter, then optional "
+    "suffixes _alpha, _beta, _pre, _rc, _cvs, _svn, _git, _hg or _p each with an "
+    "optional number (e.g. 1.2.3, 2.0a, 1.4_rc2, 3.1_p1)",
+)
+PACKAGE_NAME = Rule(
+    r"^[a-z0-9][a-z0-9+._-]*$",
+    "an Alpine package name: lower-case letters, digits, '+', '.', '_' and '-', "
+    "starting with a letter or digit",
+)
+DEPENDENCY = Rule(
+    r"^!?([a-z0-9][a-z0-9._+-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*(@[A-Za-z0-9_-]+)?"
+    rf"(([<>]=?|=|~=?|><){_VERSION}(-r[0-9]+)?)?$",
+    "an Alpine dependency: a package name (or a provider such as so:libc.musl-x86_64.so.1 "
+    "or cmd:bash), optionally followed by a constraint such as >=20, =1.2.3-r0 or ~3.1, "
+    "with no spaces; '!' in front means a conflict",
+)
+SERVICE_NAME = Rule(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    "a service name: letters, digits, '_', '.' and '-', starting with a letter or digit",
+)
+COMMAND_NAME = Rule(
+    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "a command name becomes a shell function of the OpenRC script: letters, digits "
+    "and '_', not starting with a digit",
+)
+BINARY = Rule(
+    r"^(?!\.\.?$)[A-Za-z0-9_.+-]+$",
+    "a file name: letters, digits, '_', '.', '+' and '-' (no '/': put the folder in `path`)",
+)
+BIN_PATH = Rule(
+    r"^(?!.*/\.\.?(/|$))/([A-Za-z0-9_.+@-]+/?)*$",
+    "an absolute folder such as /usr/bin: '/'-separated letters, digits, '_', '.', '+', "
+    "'@' and '-', without '.' or '..' segments",
+)
+DESTINATION = Rule(
+    r"^(?!/)(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.+@%,=:/*?\[\]!-]+$",
+    "a path inside the app (a shell glob is allowed: *, ?, [...]) made of letters, digits "
+    "and _.+@%,=:-!/ — not absolute, no '..' segments, no spaces or quotes",
+)
+ENV_KEY = Rule(
+    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "an environment variable name: letters, digits and '_', not starting with a digit",
+)
+DRIVER = Rule(
+    r"^[a-z0-9_-]+/[a-z0-9_.-]+$",
+    "a driver name such as generic/secret or database/postgresql",
+)
+STACK = Rule(
+    r"^alpine/(edge|3\.[0-9]+)$",
+    "alpine/3.NN (for example alpine/3.20) or alpine/edge",
+)
+ONE_LINE = Rule(r"^[^\x00-\x1f\x7f]*$", "one line of text without control characters")
+
+_SLUG_RUN = re.compile(r"[^a-z0-9]+")
+
+
+def slugify(text: str) -> str:
+    """ASCII-transliterate, lower-case, and turn every other run of characters into '-'.
+
+    `artellectual.com` -> `artellectual-com`, like the original's Slug.slugify.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return _SLUG_RUN.sub("-", ascii_text.lower()).strip("-")
+
+
+def is_version(text: str) -> bool:
+    """True when `text` is a valid apk version without the -rN release."""
+    return VERSION.match(text)

@@ -1,0 +1,962 @@
+"""Raw data -> the typed model, collecting every problem before raising once.
+
+The shape of instellar.yml is declared once, as a tree of small specs
+(`Text`, `Flag`, `Number`, `Items`, `Fields`, ...). The same tree checks a
+document and produces the JSON Schema that `pakman schema` prints, so the
+editor's view and pakman's view of the file cannot drift apart. Rules that
+span several keys (the app type, the older shapes, unique names) follow the
+shape check, then the model is built from data known to be well-formed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import shlex
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pakman import names
+from pakman.errors import ConfigError, Diagnostic, KeyPath, format_path, show
+from pakman.model import (
+    ARCHITECTURES,
+    DEFAULT_STACK,
+    HOOK_NAMES,
+    PLATFORM_KEYS,
+    AppConfig,
+    AppType,
+    Build,
+    Command,
+    Dependencies,
+    Dependency,
+    Fork,
+    Kit,
+    Port,
+    Run,
+    Service,
+    Stop,
+    Variable,
+    freeze,
+)
+from pakman.names import Rule
+from pakman.source import Document, load_file
+
+SCHEMA_ID = "urn:pakman:schema:instellar.yml"
+
+# Functions openrc-run defines or relies on, and the shell's special
+# built-ins: a command with one of these names would break the init script.
+RESERVED_COMMANDS = frozenset(
+    """start stop restart status describe zap depend start_pre start_post stop_pre stop_post
+    reload checkconfig ebegin eend einfo ewarn eerror eindent eoutdent veinfo vewarn yesno
+    supervise service_set_value service_get_value mark_service_started mark_service_stopped
+    ineed iuse iwant needsme usesme wantsme iafter ibefore iprovide broken
+    break colon continue eval exec exit export readonly return set shift times trap unset
+    cd command echo false getopts hash printf pwd read test true type ulimit umask wait
+    local source alias unalias kill let""".split()
+)
+
+
+# --------------------------------------------------------------------------
+# The checking context
+
+
+class Checker:
+    """Collects diagnostics for one document."""
+
+    def __init__(self, document: Document, strict: bool) -> None:
+        self.document = document
+        self.strict = strict
+        self.diagnostics: list[Diagnostic] = []
+        self.error_paths: list[KeyPath] = []
+
+    def error(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
+        self.diagnostics.append(self.document.diagnostic(path, message, at_key=at_key))
+        self.error_paths.append(path)
+
+    def warn(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
+        self.diagnostics.append(
+            self.document.diagnostic(path, message, warning=True, at_key=at_key)
+        )
+
+    def clean(self, prefix: KeyPath) -> bool:
+        """True when no error was reported at or under `prefix`."""
+        n = len(prefix)
+        return not any(p[:n] == prefix for p in self.error_paths)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.diagnostics, key=lambda d: (d.line, d.column))
+
+
+def kind(value: object) -> str:
+    """How a YAML value is called in messages."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return "a date"
+    if isinstance(value, bytes):
+        return "binary data"
+    return type(value).__name__
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean `x`?` for the closest choice, or ''."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+# --------------------------------------------------------------------------
+# Specs: each checks a value and describes itself as JSON Schema
+
+
+class Spec:
+    """The expected shape of one value."""
+
+    description: str = ""
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        """Report problems with `value`; True when it is well-formed."""
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def expects(self) -> str:
+        raise NotImplementedError
+
+    def accepts_type(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def _described(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if self.description:
+            schema["description"] = self.description
+        return schema
+
+    def type_error(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        message = f"expected {self.expects()}, got {kind(value)}"
+        if isinstance(value, (int, float, bool)) and "string" in self.expects():
+            message += " (put it in quotes to make it text)"
+        ctx.error(path, message)
+        return False
+
+
+@dataclass
+class Text(Spec):
+    description: str = ""
+    rule: Rule | None = None
+    enum: tuple[str, ...] = ()
+    extra: Callable[[str], str | None] | None = None  # returns a refusal or None
+
+    def expects(self) -> str:
+        return "a string"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, str)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        if not isinstance(value, str):
+            return self.type_error(value, path, ctx)
+        if self.enum and value not in self.enum:
+            choices = ", ".join(self.enum)
+            ctx.error(path, f"{show(value)} is not one of: {choices}{did_you_mean(value, self.enum)}")
+            return False
+        if self.rule is not None and not self.rule.match(value):
+            ctx.error(path, f"{show(value)} is not allowed: {self.rule.says}")
+            return False
+        if self.extra is not None:
+            refusal = self.extra(value)
+            if refusal:
+                ctx.error(path, refusal)
+                return False
+        return True
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string"}
+        if self.enum:
+            schema["enum"] = list(self.enum)
+        if self.rule is not None:
+            schema["pattern"] = self.rule.pattern
+        return self._described(schema)
+
+
+@dataclass
+class Flag(Spec):
+    description: str = ""
+
+    def expects(self) -> str:
+        return "true or false"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        return True if isinstance(value, bool) else self.type_error(value, path, ctx)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._described({"type": "boolean"})
+
+
+@dataclass
+class Number(Spec):
+    description: str = ""
+    minimum: int = 0
+    maximum: int = 2**63 - 1
+
+    def expects(self) -> str:
+        return "an integer"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        if not self.accepts_type(value):
+            return self.type_error(value, path, ctx)
+        if not self.minimum <= value <= self.maximum:
+            ctx.error(path, f"{value} is out of range ({self.minimum} to {self.maximum})")
+            return False
+        return True
+
+    def json_schema(self) -> dict[str, Any]:
+        schema = {"type": "integer", "minimum": self.minimum, "maximum": self.maximum}
+        return self._described(schema)
+
+
+@dataclass
+class Plain(Spec):
+    """A single value kept verbatim: text, number or boolean."""
+
+    description: str = ""
+
+    def expects(self) -> str:
+        return "a string, number or boolean"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, (str, int, float, bool))
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        return True if self.accepts_type(value) else self.type_error(value, path, ctx)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._described({"type": ["string", "number", "boolean"]})
+
+
+@dataclass
+class Free(Spec):
+    """Free-form data (platform metadata), kept verbatim; only its top shape is checked."""
+
+    description: str = ""
+    shape: Literal["mapping", "list", "any"] = "any"
+
+    def expects(self) -> str:
+        return {"mapping": "a mapping", "list": "a list", "any": "a value"}[self.shape]
+
+    def accepts_type(self, value: Any) -> bool:
+        if self.shape == "mapping":
+            return isinstance(value, dict)
+        return isinstance(value, list) if self.shape == "list" else True
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        if not self.accepts_type(value):
+            return self.type_error(value, path, ctx)
+        return _plain_data(value, path, ctx)
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {}
+        if self.shape != "any":
+            schema["type"] = {"mapping": "object", "list": "array"}[self.shape]
+        return self._described(schema)
+
+
+def _plain_data(value: Any, path: KeyPath, ctx: Checker) -> bool:
+    """Free-form data must still be JSON-like, so it can travel with the package."""
+    if isinstance(value, dict):
+        return all([_plain_data(v, (*path, k), ctx) for k, v in value.items()])
+    if isinstance(value, list):
+        return all([_plain_data(v, (*path, i), ctx) for i, v in enumerate(value)])
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    ctx.error(path, f"expected plain data (text, numbers, lists, mappings), got {kind(value)}")
+    return False
+
+
+@dataclass
+class Items(Spec):
+    item: Spec
+    description: str = ""
+    min_items: int = 0
+    unique: bool = False
+
+    def expects(self) -> str:
+        return "a list"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, list)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        if not isinstance(value, list):
+            return self.type_error(value, path, ctx)
+        if len(value) < self.min_items:
+            ctx.error(path, f"needs at least {self.min_items} item(s)")
+            return False
+        ok = True
+        seen: dict[Any, int] = {}
+        for i, item in enumerate(value):
+            item_path = (*path, i)
+            if item is None:
+                ctx.error(item_path, f"empty list item; expected {self.item.expects()}")
+                ok = False
+                continue
+            if not self.item.check(item, item_path, ctx):
+                ok = False
+            elif self.unique and isinstance(item, str):
+                if item in seen:
+                    ctx.error(item_path, f"{show(item)} is listed twice (also item [{seen[item]}])")
+                    ok = False
+                seen.setdefault(item, i)
+        return ok
+
+    def json_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "array", "items": self.item.json_schema()}
+        if self.min_items:
+            schema["minItems"] = self.min_items
+        if self.unique:
+            schema["uniqueItems"] = True
+        return self._described(schema)
+
+
+@dataclass
+class Field:
+    spec: Spec
+    required: bool = False
+    deprecated: str = ""  # the modern spelling, when this key is an older shape
+
+
+@dataclass
+class Fields(Spec):
+    """A mapping with known keys."""
+
+    fields: dict[str, Field]
+    description: str = ""
+    unknown: Literal["warn", "error", "allow"] = "warn"
+    unknown_hint: str = ""
+
+    def expects(self) -> str:
+        return "a mapping"
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, dict)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        if not isinstance(value, dict):
+            return self.type_error(value, path, ctx)
+        ok = True
+        for key, item in value.items():
+            item_path = (*path, key)
+            spec = self.fields.get(key)
+            if spec is None:
+                ok = self._unknown(key, item_path, ctx) and ok
+            elif item is None:
+                if spec.required:
+                    ctx.error(item_path, "is required but empty")
+                    ok = False
+            elif not spec.spec.check(item, item_path, ctx):
+                ok = False
+        for key, spec in self.fields.items():
+            if spec.required and key not in value:
+                ctx.error((*path, key), "required key is missing")
+                ok = False
+        return ok
+
+    def _unknown(self, key: str, path: KeyPath, ctx: Checker) -> bool:
+        if self.unknown == "allow":
+            return True
+        known = [k for k, f in self.fields.items() if not f.deprecated]
+        message = f"unknown key `{key}`{did_you_mean(key, self.fields)}"
+        if self.unknown_hint:
+            message += f" ({self.unknown_hint})"
+        if self.unknown == "error" or ctx.strict:
+            if not did_you_mean(key, self.fields) and self.unknown == "error":
+                message += f"; allowed: {', '.join(known)}"
+            ctx.error(path, message, at_key=True)
+            return False
+        ctx.warn(path, message, at_key=True)
+        return True
+
+    def json_schema(self) -> dict[str, Any]:
+        properties: dict[str, Any] = {}
+        for key, spec in self.fields.items():
+            schema = spec.spec.json_schema()
+            if not spec.required:
+                _allow_null(schema)
+            if spec.deprecated:
+                schema["deprecated"] = True
+                schema["description"] = f"Deprecated: write {spec.deprecated}."
+            properties[key] = schema
+        out: dict[str, Any] = {"type": "object", "properties": properties}
+        required = [k for k, f in self.fields.items() if f.required]
+        if required:
+            out["required"] = required
+        if self.unknown != "allow":
+            out["additionalProperties"] = False
+        return self._described(out)
+
+
+def _allow_null(schema: dict[str, Any]) -> None:
+    """Optional keys may be left empty (`key:`), which YAML reads as null."""
+    kind_ = schema.get("type")
+    if isinstance(kind_, str):
+        schema["type"] = [kind_, "null"]
+    elif isinstance(kind_, list) and "null" not in kind_:
+        schema["type"] = [*kind_, "null"]
+    if "enum" in schema:
+        schema["enum"] = [*schema["enum"], None]
+
+
+@dataclass
+class OneOf(Spec):
+    """One of several shapes, told apart by the YAML kind of the value."""
+
+    options: tuple[Spec, ...]
+    description: str = ""
+
+    def expects(self) -> str:
+        return " or ".join(o.expects() for o in self.options)
+
+    def accepts_type(self, value: Any) -> bool:
+        return any(o.accepts_type(value) for o in self.options)
+
+    def check(self, value: Any, path: KeyPath, ctx: Checker) -> bool:
+        for option in self.options:
+            if option.accepts_type(value):
+                return option.check(value, path, ctx)
+        return self.type_error(value, path, ctx)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self._described({"anyOf": [o.json_schema() for o in self.options]})
+
+
+# --------------------------------------------------------------------------
+# The shape of instellar.yml
+
+
+def _shell_words(text: str) -> str | None:
+    try:
+        shlex.split(text)
+    except ValueError as exc:
+        return f"{show(text)} cannot be split into arguments: {exc}"
+    return None
+
+
+CALL = Text(
+    "Arguments passed to the binary, split like a shell splits words (quotes group words; "
+    "nothing is expanded).",
+    rule=names.ONE_LINE,
+    extra=_shell_words,
+)
+BINARY = Text("The executable's file name.", rule=names.BINARY)
+BIN_PATH = Text(
+    "Folder holding the binary (e.g. /usr/bin); default /var/lib/<name>/bin.",
+    rule=names.BIN_PATH,
+)
+ONE_LINE = Text(rule=names.ONE_LINE)
+DEPENDENCY_LIST = Items(Text(rule=names.DEPENDENCY))
+CALL_MAP = Fields({"call": Field(CALL, required=True)})
+STOP = Fields(
+    {
+        "call": Field(CALL),
+        "kill": Field(Flag()),
+        "pid_path": Field(Text(rule=names.ONE_LINE)),
+    },
+    "How the service stops (recorded; the generated files stop services through s6).",
+)
+
+SERVICE = Fields(
+    {
+        "name": Field(Text("Service name; selected with SERVICE_MODE=<name>.", rule=names.SERVICE_NAME), required=True),
+        "binary": Field(BINARY, required=True),
+        "path": Field(BIN_PATH),
+        "start": Field(CALL_MAP, required=True),
+        "stop": Field(STOP),
+    }
+)
+COMMAND = Fields(
+    {
+        "name": Field(Text("Run with `rc-service <app> <name>`.", rule=names.COMMAND_NAME), required=True),
+        "binary": Field(BINARY, required=True),
+        "path": Field(BIN_PATH),
+        "call": Field(CALL),
+    }
+)
+LEGACY_COMMAND = Fields(
+    {
+        "call": Field(CALL),
+        "variations": Field(
+            Fields({}, unknown="allow", description="Command name -> extra arguments."),
+        ),
+    }
+)
+RUN = Fields(
+    {
+        "name": Field(Text("The service name; normally the package name.", rule=names.PACKAGE_NAME)),
+        "services": Field(Items(SERVICE, min_items=1)),
+        "commands": Field(Items(COMMAND)),
+        "binary": Field(BINARY, deprecated="run.services[].binary"),
+        "start": Field(CALL_MAP, deprecated="run.services[].start"),
+        "stop": Field(CALL_MAP, deprecated="run.services[].stop"),
+        "process": Field(CALL_MAP, deprecated="run.services[].start"),
+        "command": Field(LEGACY_COMMAND, deprecated="run.commands"),
+    },
+    "How the app runs: its services and one-shot commands.",
+)
+VARIABLE = Fields(
+    {
+        "key": Field(Text(rule=names.ENV_KEY), required=True),
+        "default_value": Field(Plain()),
+        "driver": Field(Text(rule=names.DRIVER)),
+        "driver_options": Field(Free("Kept verbatim; {{ }} placeholders are filled in by the platform.", shape="mapping")),
+        "description": Field(ONE_LINE),
+        "required": Field(Flag()),
+    }
+)
+PORT = Fields(
+    {
+        "name": Field(Text(rule=names.SERVICE_NAME), required=True),
+        "target": Field(Number(minimum=1, maximum=65535), required=True),
+        "main": Field(Flag()),
+    }
+)
+FORK = Fields(
+    {
+        "name": Field(Text(rule=names.SERVICE_NAME), required=True),
+        "description": Field(ONE_LINE),
+        "variables": Field(Items(VARIABLE)),
+    }
+)
+KIT = Fields(
+    {
+        "name": Field(Text(rule=names.SERVICE_NAME), required=True),
+        "description": Field(ONE_LINE),
+        "main": Field(Flag()),
+        "ports": Field(Items(PORT)),
+        "variables": Field(Items(VARIABLE)),
+        "forks": Field(Items(FORK)),
+    }
+)
+NAMED_ENTRY = Fields({"name": Field(ONE_LINE, required=True)}, unknown="allow")
+
+INSTELLAR = Fields(
+    {
+        "dependencies": Field(
+            Fields(
+                {
+                    "build": Field(Items(Text(rule=names.DEPENDENCY), description="Alpine packages needed to build (makedepends).")),
+                    "runtime": Field(Items(Text(rule=names.DEPENDENCY), description="Alpine packages needed at run time (depends).")),
+                    "trace": Field(Flag("Let abuild scan binaries for shared-library dependencies (default false: !tracedeps).")),
+                }
+            ),
+            required=True,
+        ),
+        "stack": Field(Text(f"The Alpine branch: alpine/3.NN or alpine/edge (default {DEFAULT_STACK}).", rule=names.STACK)),
+        "type": Field(Text("default: an app with services; static: a site served by nginx; custom: you write `package`.", enum=tuple(t.value for t in AppType))),
+        "build": Field(
+            Fields(
+                {
+                    "command": Field(Text("Shell run in a copy of the app's source.")),
+                    "destinations": Field(Items(Text(rule=names.DESTINATION), description="Paths (globs allowed) copied into /var/lib/<name>/.")),
+                    "destination": Field(OneOf((Text(rule=names.DESTINATION), Items(Text(rule=names.DESTINATION)))), deprecated="build.destinations (a list)"),
+                    "strip_binary": Field(Flag("false adds the abuild option !strip (default true).")),
+                }
+            ),
+            required=True,
+        ),
+        "run": Field(RUN),
+        "hook": Field(
+            Fields(
+                {name: Field(Text()) for name in HOOK_NAMES},
+                "Install-lifecycle shell scripts.",
+                unknown="error",
+                unknown_hint=f"allowed hooks: {', '.join(HOOK_NAMES)}",
+            )
+        ),
+        "architectures": Field(Items(Text(enum=ARCHITECTURES), description="Alpine architectures (default [x86_64]).", min_items=1, unique=True)),
+        "source": Field(Text("Raw text added to the APKBUILD source= list.")),
+        "package": Field(Text("Shell body that replaces the generated package() function.")),
+        "kits": Field(Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")),
+        "sizes": Field(Items(NAMED_ENTRY)),
+        "plans": Field(Items(NAMED_ENTRY)),
+        "page": Field(Free(shape="mapping")),
+        "orchestration": Field(Free(shape="mapping")),
+    },
+    "instellar.yml: how an app is built into an Alpine package and run.",
+)
+
+
+# --------------------------------------------------------------------------
+# Validation: shape, then the rules across keys, then the model
+
+
+def json_schema() -> dict[str, Any]:
+    """A JSON Schema (draft-07) of instellar.yml for editors and YAML language servers."""
+    body = INSTELLAR.json_schema()
+    custom = {"properties": {"type": {"const": "custom"}}, "required": ["type"]}
+    not_default = {"properties": {"type": {"enum": ["static", "custom"]}}, "required": ["type"]}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": SCHEMA_ID,
+        "title": "instellar.yml",
+        **body,
+        "allOf": [
+            {"if": custom, "then": {"required": ["package"]}},
+            {
+                "if": {"not": not_default},
+                "then": {"required": ["run"], "properties": {"run": {"required": ["services"]}}},
+            },
+        ],
+    }
+
+
+def load_app(
+    path: Path | str, *, strict: bool = False, name: str | None = None
+) -> tuple[AppConfig, list[Diagnostic]]:
+    """Load and validate an instellar.yml (or the one in a folder).
+
+    Returns the model and its warnings; raises ConfigError with every
+    diagnostic (warnings included) when the file is invalid.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "instellar.yml"
+    document = load_file(path, name)
+    return validate(document, file=path, strict=strict)
+
+
+def validate(
+    document: Document, *, file: Path | None = None, strict: bool = False
+) -> tuple[AppConfig, list[Diagnostic]]:
+    """Check a loaded document and build the model."""
+    ctx = Checker(document, strict)
+    INSTELLAR.check(document.data, (), ctx)
+    app = _Assembler(document.data, ctx, Path(file or document.name).absolute()).assemble()
+    diagnostics = ctx.sorted()
+    if app is None or any(d.severity == "error" for d in diagnostics):
+        raise ConfigError(diagnostics)
+    return app, diagnostics
+
+
+_LEGACY_RUN_KEYS = ("binary", "start", "stop", "process", "command")
+
+
+def _dump(data: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000).rstrip()
+
+
+def _parse_dependency(text: str) -> Dependency:
+    conflict = text.startswith("!")
+    body = text[1:] if conflict else text
+    for i, char in enumerate(body):
+        if char in "<>=~":
+            return Dependency(body[:i], body[i:], conflict)
+    return Dependency(body, "", conflict)
+
+
+class _Assembler:
+    """Applies the rules that span keys and builds the model, section by section.
+
+    A section with shape errors is skipped (its problems are reported already);
+    the others are still checked so that one run reports everything.
+    """
+
+    def __init__(self, data: dict[str, Any], ctx: Checker, file: Path) -> None:
+        self.data = data
+        self.ctx = ctx
+        self.file = file
+
+    def section(self, key: str) -> Any:
+        value = self.data.get(key)
+        return value if value is not None and self.ctx.clean((key,)) else None
+
+    def assemble(self) -> AppConfig | None:
+        data, ctx = self.data, self.ctx
+        dependencies = self.dependencies(self.section("dependencies") or {})
+        build = self.build(self.section("build") or {})
+        raw_run = data.get("run")
+        if isinstance(raw_run, dict) and not any(raw_run.get(k) is not None for k in _LEGACY_RUN_KEYS):
+            self.check_run_names(raw_run)
+        run = self.run(self.section("run")) if self.section("run") else None
+        app_type = AppType(data.get("type") or "default") if ctx.clean(("type",)) else None
+        stack = data.get("stack")
+        if stack is None:
+            ctx.warn(("stack",), f"no `stack` given; using {DEFAULT_STACK}")
+        hooks = {k: v for k, v in (self.section("hook") or {}).items() if v is not None}
+        architectures = tuple(self.section("architectures") or ("x86_64",))
+        kits = tuple(self.kit(k) for k in self.section("kits") or ())
+        if app_type is not None:
+            self.type_rules(app_type, run)
+        if run is not None:
+            self.lint_service_mode(run, kits)
+        if app_type is None or dependencies is None or build is None:
+            return None
+        if any(d.severity == "error" for d in ctx.diagnostics):
+            return None
+        return AppConfig(
+            file=self.file,
+            type=app_type,
+            stack=stack or DEFAULT_STACK,
+            dependencies=dependencies,
+            build=build,
+            run=run,
+            hooks=MappingProxyType(hooks),
+            architectures=architectures,
+            source=data.get("source"),
+            package=data.get("package"),
+            kits=kits,
+            platform=freeze({k: data[k] for k in PLATFORM_KEYS if data.get(k) is not None}),
+        )
+
+    def dependencies(self, raw: dict[str, Any]) -> Dependencies | None:
+        if not self.ctx.clean(("dependencies",)):
+            return None
+        return Dependencies(
+            build=tuple(_parse_dependency(d) for d in raw.get("build") or ()),
+            runtime=tuple(_parse_dependency(d) for d in raw.get("runtime") or ()),
+            trace=bool(raw.get("trace", False)),
+        )
+
+    def build(self, raw: dict[str, Any]) -> Build | None:
+        if not self.ctx.clean(("build",)):
+            return None
+        destinations = raw.get("destinations")
+        legacy = raw.get("destination")
+        if legacy is not None:
+            if destinations is not None:
+                self.ctx.error(
+                    ("build", "destination"),
+                    "both `destination` and `destinations` are given; keep only `destinations`",
+                    at_key=True,
+                )
+                return None
+            destinations = [legacy] if isinstance(legacy, str) else legacy
+            modern = _dump({"destinations": destinations})
+            self.ctx.warn(
+                ("build", "destination"),
+                f"`destination` is deprecated; write instead:\n{modern}",
+                at_key=True,
+            )
+        cleaned: list[str] = []
+        for i, destination in enumerate(destinations or ()):
+            while destination.startswith("./"):
+                destination = destination[2:]
+            destination = destination.rstrip("/")
+            if destination in ("", "."):
+                key = "destination" if legacy is not None else "destinations"
+                self.ctx.error(
+                    ("build", key, i) if not isinstance(legacy, str) else ("build", key),
+                    "names the whole app folder; list what to install instead "
+                    "(`*` for every top-level entry, plus dot-files by name)",
+                )
+                return None
+            cleaned.append(destination)
+        return Build(
+            command=raw.get("command") or "",
+            destinations=tuple(cleaned),
+            strip_binary=raw.get("strip_binary", True) is not False,
+        )
+
+    def run(self, raw: dict[str, Any]) -> Run | None:
+        legacy = [k for k in _LEGACY_RUN_KEYS if raw.get(k) is not None]
+        if legacy:
+            if raw.get("services") or raw.get("commands"):
+                self.ctx.error(
+                    ("run", legacy[0]),
+                    "mixes the old shape (binary/start/process/command directly under run) "
+                    "with services/commands; use services and commands only",
+                    at_key=True,
+                )
+                return None
+            modern = self.modernize_run(raw)
+            if modern is None:
+                return None
+            raw = modern
+        services = tuple(
+            Service(
+                name=s["name"],
+                binary=s["binary"],
+                start=s["start"]["call"],
+                path=self.folder(s.get("path")),
+                stop=Stop(**s["stop"]) if s.get("stop") else None,
+            )
+            for s in raw.get("services") or ()
+        )
+        commands = tuple(
+            Command(
+                name=c["name"],
+                binary=c["binary"],
+                call=c.get("call") or "",
+                path=self.folder(c.get("path")),
+            )
+            for c in raw.get("commands") or ()
+        )
+        return Run(name=raw.get("name"), services=services, commands=commands)
+
+    def check_run_names(self, raw: dict[str, Any]) -> None:
+        """Names must be unique and commands must not shadow OpenRC or the shell.
+
+        Checked item by item, so these are reported even when other parts of
+        `run` have errors.
+        """
+        for key in ("services", "commands"):
+            items = raw.get(key)
+            if not isinstance(items, list):
+                continue
+            first: dict[str, int] = {}
+            for i, item in enumerate(items):
+                path: KeyPath = ("run", key, i, "name")
+                if not isinstance(item, dict) or not self.ctx.clean(path):
+                    continue
+                name = item.get("name")
+                if not isinstance(name, str):
+                    continue
+                if name in first:
+                    self.ctx.error(path, f"`{name}` is defined twice (also run.{key}[{first[name]}])")
+                first.setdefault(name, i)
+                if key == "commands" and name in RESERVED_COMMANDS:
+                    self.ctx.error(
+                        path, f"`{name}` is reserved by OpenRC or the shell; choose another name"
+                    )
+
+    @staticmethod
+    def folder(path: str | None) -> str | None:
+        return None if path is None else (path.rstrip("/") or "/")
+
+    def modernize_run(self, raw: dict[str, Any]) -> dict[str, Any] | None:
+        """Translate the older `run` shape, warning with the modern equivalent."""
+        ctx = self.ctx
+        binary = raw.get("binary") or raw.get("name")
+        start = raw.get("start") or raw.get("process")
+        if binary is None:
+            ctx.error(("run",), "the old run shape needs `binary` (or `name`) to know what to start")
+            return None
+        if start is None:
+            ctx.error(("run",), "the old run shape needs `start.call` or `process.call`")
+            return None
+        service: dict[str, Any] = {"name": "web", "binary": binary, "start": {"call": start["call"]}}
+        if raw.get("stop"):
+            service["stop"] = dict(raw["stop"])
+        modern: dict[str, Any] = {}
+        if raw.get("name"):
+            modern["name"] = raw["name"]
+        modern["services"] = [service]
+        command = raw.get("command")
+        commands = []
+        if command:
+            base = command.get("call") or ""
+            variations = command.get("variations") or {}
+            if not variations:
+                ctx.warn(("run", "command"), "has no `variations`, so it defines no command", at_key=True)
+            for name, args in variations.items():
+                path: KeyPath = ("run", "command", "variations", name)
+                if not names.COMMAND_NAME.match(name) or name in RESERVED_COMMANDS:
+                    ctx.error(path, f"{show(name)} is not allowed: {names.COMMAND_NAME.says}, "
+                              "and not a name reserved by OpenRC or the shell", at_key=True)
+                    continue
+                if args is not None and not isinstance(args, (str, int, float)):
+                    ctx.error(path, f"expected a string of arguments, got {kind(args)}")
+                    continue
+                call = f"{base} {'' if args is None else args}".strip()
+                if not CALL.check(call, path, ctx):
+                    continue
+                commands.append({"name": name, "binary": binary, "call": call})
+        if commands:
+            modern["commands"] = commands
+        ctx.warn(
+            ("run",),
+            "this `run` shape (binary/start/process/command directly under run) is deprecated; "
+            f"write instead:\n{_dump({'run': modern})}",
+            at_key=True,
+        )
+        return modern
+
+    def type_rules(self, app_type: AppType, run: Run | None) -> None:
+        ctx, data = self.ctx, self.data
+        if app_type is AppType.DEFAULT:
+            if data.get("run") is None:
+                ctx.error(
+                    ("run",),
+                    "required key is missing: an app of the default type runs services; "
+                    "add `run` with at least one service, or set `type: custom` or `type: static`",
+                )
+        elif app_type is AppType.STATIC and run is not None:
+            ctx.warn(("run",), "is ignored for `type: static` (nginx serves the site)", at_key=True)
+        elif app_type is AppType.CUSTOM and data.get("package") is None:
+            ctx.error(
+                ("type",),
+                "`type: custom` needs a `package` body: the shell that installs files into $pkgdir",
+            )
+
+    def lint_service_mode(self, run: Run, kits: tuple[Kit, ...]) -> None:
+        known = {s.name for s in run.services}
+        for k, kit in enumerate(kits):
+            for f, fork in enumerate(kit.forks):
+                for v, variable in enumerate(fork.variables):
+                    mode = variable.default_value
+                    if variable.key == "SERVICE_MODE" and mode not in known:
+                        self.ctx.warn(
+                            ("kits", k, "forks", f, "variables", v, "default_value"),
+                            f"SERVICE_MODE {show(mode)} names no service of run.services "
+                            f"({', '.join(sorted(known))}); the fork would run the default service",
+                        )
+
+    def kit(self, raw: dict[str, Any]) -> Kit:
+        return Kit(
+            name=raw["name"],
+            description=raw.get("description") or "",
+            main=bool(raw.get("main", False)),
+            ports=tuple(
+                Port(p["name"], p["target"], bool(p.get("main", False))) for p in raw.get("ports") or ()
+            ),
+            variables=tuple(self.variable(v) for v in raw.get("variables") or ()),
+            forks=tuple(
+                Fork(
+                    f["name"],
+                    f.get("description") or "",
+                    tuple(self.variable(v) for v in f.get("variables") or ()),
+                )
+                for f in raw.get("forks") or ()
+            ),
+        )
+
+    @staticmethod
+    def variable(raw: dict[str, Any]) -> Variable:
+        return Variable(
+            key=raw["key"],
+            default_value=raw.get("default_value"),
+            driver=raw.get("driver"),
+            driver_options=freeze(raw.get("driver_options") or {}),
+        )
+
+
+__all__ = [
+    "INSTELLAR",
+    "Checker",
+    "json_schema",
+    "load_app",
+    "validate",
+]
+_ = (Mapping, field, format_path)  # re-exported names used by type annotations elsewhere
