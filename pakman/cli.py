@@ -31,9 +31,19 @@ def _identity_options(parser: argparse.ArgumentParser) -> None:
         "folder; the version from `git describe --tags`; the release from GITHUB_RUN_NUMBER.",
     )
     group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)")
-    group.add_argument("--organization", metavar="ORG", help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')")
-    group.add_argument("--package-version", metavar="VER", help="the version, e.g. 1.2.3 (a leading v is dropped)")
-    group.add_argument("--release", metavar="N", help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)")
+    group.add_argument(
+        "--organization",
+        metavar="ORG",
+        help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')",
+    )
+    group.add_argument(
+        "--package-version", metavar="VER", help="the version, e.g. 1.2.3 (a leading v is dropped)"
+    )
+    group.add_argument(
+        "--release",
+        metavar="N",
+        help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
     check.add_argument("--json", action="store_true", help="print one JSON report instead of text")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
-    check.add_argument("-v", "--verbose", action="store_true", help="also print each app's package name, version and architectures")
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print each app's package name, version and architectures",
+    )
     _identity_options(check)
     check.set_defaults(handler=_check)
 
@@ -67,7 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print a JSON Schema (draft-07) of instellar.yml, for editors and YAML "
         "language servers (e.g. `# yaml-language-server: $schema=instellar.schema.json`).",
     )
-    schema.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    schema.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
     schema.set_defaults(handler=_schema)
     return parser
 
@@ -124,28 +141,31 @@ def _check(args: argparse.Namespace) -> int:
         summary = ""
         try:
             app, diagnostics = load_app(config, strict=args.strict)
+        except ConfigError as exc:
+            diagnostics = list(exc.diagnostics)
+        else:
             if args.verbose:
                 from pakman.identity import resolve_identity
 
+                # A bad option (e.g. --release x) is not the file's fault: it
+                # propagates and ends the run with exit 3.
                 identity = resolve_identity(app, **_identity_kwargs(args))
                 summary = (
                     f"{identity.name} {identity.full_version} ({app.type.value}, "
                     f"{app.stack}, {' '.join(app.architectures)})"
                 )
-        except ConfigError as exc:
-            diagnostics = list(exc.diagnostics)
-            if not exc.errors:  # an error outside the file, e.g. a bad --release
-                raise
         bad = [d for d in diagnostics if d.severity == "error"]
         invalid += bool(bad)
         errors += len(bad)
         warnings += len(diagnostics) - len(bad)
-        reports.append({
-            "file": str(config),
-            "valid": not bad,
-            "package": summary or None,
-            "diagnostics": [d.as_dict() for d in diagnostics],
-        })
+        reports.append(
+            {
+                "file": str(config),
+                "valid": not bad,
+                "package": summary or None,
+                "diagnostics": [d.as_dict() for d in diagnostics],
+            }
+        )
         if args.json:
             continue
         for diagnostic in diagnostics:

@@ -59,7 +59,7 @@ class Diagnostic:
         level = "warning: " if self.severity == "warning" else ""
         key = f"{self.path}: " if self.path else ""
         message = self.message.replace("\n", "\n    ")
-        return f"{where}: {level}{key}{message}"
+        return f"{where}: {level}{key}{message}" if where else f"{level}{key}{message}"
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready form."""

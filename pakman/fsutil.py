@@ -32,7 +32,11 @@ def write_if_changed(path: str | Path, data: bytes, mode: int = 0o644) -> bool:
     path = Path(path)
     try:
         stat = path.stat()
-        if stat.st_size == len(data) and (stat.st_mode & 0o7777) == mode and path.read_bytes() == data:
+        if (
+            stat.st_size == len(data)
+            and (stat.st_mode & 0o7777) == mode
+            and path.read_bytes() == data
+        ):
             return False
     except FileNotFoundError:
         pass

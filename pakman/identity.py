@@ -36,7 +36,9 @@ def resolve_identity(
     """Decide the package's organization, name, version and release."""
     env = os.environ if env is None else env
     owner, repo = _github_repository(app.root, env)
-    pkgname = _slug("package name", name or repo or (app.run.name if app.run else None) or app.root.name)
+    pkgname = _slug(
+        "package name", name or repo or (app.run.name if app.run else None) or app.root.name
+    )
     org = _slug("organization", organization or owner or DEFAULT_ORGANIZATION)
     return Identity(
         organization=org,
@@ -64,7 +66,9 @@ def _github_repository(root: Path, env: Mapping[str, str]) -> tuple[str | None, 
 def _slug(what: str, text: str) -> str:
     slug = slugify(text)
     if not slug or not PACKAGE_NAME.match(slug):
-        raise ConfigError(f"the {what} {text!r} gives no usable name; it must become {PACKAGE_NAME.says}")
+        raise ConfigError(
+            f"the {what} {text!r} gives no usable name; it must become {PACKAGE_NAME.says}"
+        )
     return slug
 
 
@@ -95,7 +99,7 @@ def version_from_describe(described: str | None) -> str:
     return candidate if is_version(candidate) else prefix.group(0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def git_describe(root: Path) -> str | None:
     """`git describe --tags --always` in `root`, or None outside a repository."""
     try:
@@ -113,12 +117,16 @@ def git_describe(root: Path) -> str | None:
 
 
 def _release(explicit: int | str | None, env: Mapping[str, str]) -> int:
-    source, value = ("--release", explicit) if explicit is not None else (
-        "GITHUB_RUN_NUMBER", env.get("GITHUB_RUN_NUMBER")
+    source, value = (
+        ("--release", explicit)
+        if explicit is not None
+        else ("GITHUB_RUN_NUMBER", env.get("GITHUB_RUN_NUMBER"))
     )
     if value is None or value == "":
         return 0
     text = str(value).strip()
     if not text.isdigit():
-        raise ConfigError(f"{source}={value!r} is not allowed: the release must be a whole number >= 0")
+        raise ConfigError(
+            f"{source}={value!r} is not allowed: the release must be a whole number >= 0"
+        )
     return int(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,19 +18,18 @@ class Rule:
 
     pattern: str
     says: str
+    compiled: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_compiled", re.compile(self.pattern))
+        object.__setattr__(self, "compiled", re.compile(self.pattern))
 
     def match(self, text: str) -> bool:
-        return self._compiled.match(text) is not None  # type: ignore[attr-defined,no-any-return]
+        return self.compiled.match(text) is not None
 
 
 # apk's version grammar: digits separated by dots, an optional letter, any
 # number of _suffix[N], an optional ~hash (apk-tools src/version.c).
-_VERSION = (
-    r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?"
-)
+_VERSION = r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?"
 VERSION = Rule(
     rf"^{_VERSION}$",
     "an Alpine version: numbers separated by dots, an optional letter, then optional "

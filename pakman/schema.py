@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import datetime
 import shlex
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 from pakman import names
-from pakman.errors import ConfigError, Diagnostic, KeyPath, format_path, show
+from pakman.errors import ConfigError, Diagnostic, KeyPath, show
 from pakman.model import (
     ARCHITECTURES,
     DEFAULT_STACK,
@@ -48,13 +48,81 @@ SCHEMA_ID = "urn:pakman:schema:instellar.yml"
 # Functions openrc-run defines or relies on, and the shell's special
 # built-ins: a command with one of these names would break the init script.
 RESERVED_COMMANDS = frozenset(
-    """start stop restart status describe zap depend start_pre start_post stop_pre stop_post
-    reload checkconfig ebegin eend einfo ewarn eerror eindent eoutdent veinfo vewarn yesno
-    supervise service_set_value service_get_value mark_service_started mark_service_stopped
-    ineed iuse iwant needsme usesme wantsme iafter ibefore iprovide broken
-    break colon continue eval exec exit export readonly return set shift times trap unset
-    cd command echo false getopts hash printf pwd read test true type ulimit umask wait
-    local source alias unalias kill let""".split()
+    [
+        "start",
+        "stop",
+        "restart",
+        "status",
+        "describe",
+        "zap",
+        "depend",
+        "start_pre",
+        "start_post",
+        "stop_pre",
+        "stop_post",
+        "reload",
+        "checkconfig",
+        "ebegin",
+        "eend",
+        "einfo",
+        "ewarn",
+        "eerror",
+        "eindent",
+        "eoutdent",
+        "veinfo",
+        "vewarn",
+        "yesno",
+        "supervise",
+        "service_set_value",
+        "service_get_value",
+        "mark_service_started",
+        "mark_service_stopped",
+        "ineed",
+        "iuse",
+        "iwant",
+        "needsme",
+        "usesme",
+        "wantsme",
+        "iafter",
+        "ibefore",
+        "iprovide",
+        "broken",
+        "break",
+        "colon",
+        "continue",
+        "eval",
+        "exec",
+        "exit",
+        "export",
+        "readonly",
+        "return",
+        "set",
+        "shift",
+        "times",
+        "trap",
+        "unset",
+        "cd",
+        "command",
+        "echo",
+        "false",
+        "getopts",
+        "hash",
+        "printf",
+        "pwd",
+        "read",
+        "test",
+        "true",
+        "type",
+        "ulimit",
+        "umask",
+        "wait",
+        "local",
+        "source",
+        "alias",
+        "unalias",
+        "kill",
+        "let",
+    ]
 )
 
 
@@ -173,7 +241,9 @@ class Text(Spec):
             return self.type_error(value, path, ctx)
         if self.enum and value not in self.enum:
             choices = ", ".join(self.enum)
-            ctx.error(path, f"{show(value)} is not one of: {choices}{did_you_mean(value, self.enum)}")
+            ctx.error(
+                path, f"{show(value)} is not one of: {choices}{did_you_mean(value, self.enum)}"
+            )
             return False
         if self.rule is not None and not self.rule.match(value):
             ctx.error(path, f"{show(value)} is not allowed: {self.rule.says}")
@@ -390,7 +460,11 @@ class Fields(Spec):
         if self.unknown_hint:
             message += f" ({self.unknown_hint})"
         if self.unknown == "error" or ctx.strict:
-            if not did_you_mean(key, self.fields) and self.unknown == "error":
+            if (
+                self.unknown == "error"
+                and not self.unknown_hint
+                and not did_you_mean(key, self.fields)
+            ):
                 message += f"; allowed: {', '.join(known)}"
             ctx.error(path, message, at_key=True)
             return False
@@ -487,7 +561,10 @@ STOP = Fields(
 
 SERVICE = Fields(
     {
-        "name": Field(Text("Service name; selected with SERVICE_MODE=<name>.", rule=names.SERVICE_NAME), required=True),
+        "name": Field(
+            Text("Service name; selected with SERVICE_MODE=<name>.", rule=names.SERVICE_NAME),
+            required=True,
+        ),
         "binary": Field(BINARY, required=True),
         "path": Field(BIN_PATH),
         "start": Field(CALL_MAP, required=True),
@@ -496,7 +573,9 @@ SERVICE = Fields(
 )
 COMMAND = Fields(
     {
-        "name": Field(Text("Run with `rc-service <app> <name>`.", rule=names.COMMAND_NAME), required=True),
+        "name": Field(
+            Text("Run with `rc-service <app> <name>`.", rule=names.COMMAND_NAME), required=True
+        ),
         "binary": Field(BINARY, required=True),
         "path": Field(BIN_PATH),
         "call": Field(CALL),
@@ -512,7 +591,9 @@ LEGACY_COMMAND = Fields(
 )
 RUN = Fields(
     {
-        "name": Field(Text("The service name; normally the package name.", rule=names.PACKAGE_NAME)),
+        "name": Field(
+            Text("The service name; normally the package name.", rule=names.PACKAGE_NAME)
+        ),
         "services": Field(Items(SERVICE, min_items=1)),
         "commands": Field(Items(COMMAND)),
         "binary": Field(BINARY, deprecated="run.services[].binary"),
@@ -528,9 +609,11 @@ VARIABLE = Fields(
         "key": Field(Text(rule=names.ENV_KEY), required=True),
         "default_value": Field(Plain()),
         "driver": Field(Text(rule=names.DRIVER)),
-        "driver_options": Field(Free("Kept verbatim; {{ }} placeholders are filled in by the platform.", shape="mapping")),
-        "description": Field(ONE_LINE),
-        "required": Field(Flag()),
+        "driver_options": Field(
+            Free(
+                "Kept verbatim; {{ }} placeholders are filled in by the platform.", shape="mapping"
+            )
+        ),
     }
 )
 PORT = Fields(
@@ -564,22 +647,56 @@ INSTELLAR = Fields(
         "dependencies": Field(
             Fields(
                 {
-                    "build": Field(Items(Text(rule=names.DEPENDENCY), description="Alpine packages needed to build (makedepends).")),
-                    "runtime": Field(Items(Text(rule=names.DEPENDENCY), description="Alpine packages needed at run time (depends).")),
-                    "trace": Field(Flag("Let abuild scan binaries for shared-library dependencies (default false: !tracedeps).")),
+                    "build": Field(
+                        Items(
+                            Text(rule=names.DEPENDENCY),
+                            description="Alpine packages needed to build (makedepends).",
+                        )
+                    ),
+                    "runtime": Field(
+                        Items(
+                            Text(rule=names.DEPENDENCY),
+                            description="Alpine packages needed at run time (depends).",
+                        )
+                    ),
+                    "trace": Field(
+                        Flag(
+                            "Let abuild scan binaries for shared-library dependencies (default false: !tracedeps)."
+                        )
+                    ),
                 }
             ),
             required=True,
         ),
-        "stack": Field(Text(f"The Alpine branch: alpine/3.NN or alpine/edge (default {DEFAULT_STACK}).", rule=names.STACK)),
-        "type": Field(Text("default: an app with services; static: a site served by nginx; custom: you write `package`.", enum=tuple(t.value for t in AppType))),
+        "stack": Field(
+            Text(
+                f"The Alpine branch: alpine/3.NN or alpine/edge (default {DEFAULT_STACK}).",
+                rule=names.STACK,
+            )
+        ),
+        "type": Field(
+            Text(
+                "default: an app with services; static: a site served by nginx; custom: you write `package`.",
+                enum=tuple(t.value for t in AppType),
+            )
+        ),
         "build": Field(
             Fields(
                 {
                     "command": Field(Text("Shell run in a copy of the app's source.")),
-                    "destinations": Field(Items(Text(rule=names.DESTINATION), description="Paths (globs allowed) copied into /var/lib/<name>/.")),
-                    "destination": Field(OneOf((Text(rule=names.DESTINATION), Items(Text(rule=names.DESTINATION)))), deprecated="build.destinations (a list)"),
-                    "strip_binary": Field(Flag("false adds the abuild option !strip (default true).")),
+                    "destinations": Field(
+                        Items(
+                            Text(rule=names.DESTINATION),
+                            description="Paths (globs allowed) copied into /var/lib/<name>/.",
+                        )
+                    ),
+                    "destination": Field(
+                        OneOf((Text(rule=names.DESTINATION), Items(Text(rule=names.DESTINATION)))),
+                        deprecated="build.destinations (a list)",
+                    ),
+                    "strip_binary": Field(
+                        Flag("false adds the abuild option !strip (default true).")
+                    ),
                 }
             ),
             required=True,
@@ -593,10 +710,19 @@ INSTELLAR = Fields(
                 unknown_hint=f"allowed hooks: {', '.join(HOOK_NAMES)}",
             )
         ),
-        "architectures": Field(Items(Text(enum=ARCHITECTURES), description="Alpine architectures (default [x86_64]).", min_items=1, unique=True)),
+        "architectures": Field(
+            Items(
+                Text(enum=ARCHITECTURES),
+                description="Alpine architectures (default [x86_64]).",
+                min_items=1,
+                unique=True,
+            )
+        ),
         "source": Field(Text("Raw text added to the APKBUILD source= list.")),
         "package": Field(Text("Shell body that replaces the generated package() function.")),
-        "kits": Field(Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")),
+        "kits": Field(
+            Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")
+        ),
         "sizes": Field(Items(NAMED_ENTRY)),
         "plans": Field(Items(NAMED_ENTRY)),
         "page": Field(Free(shape="mapping")),
@@ -624,7 +750,18 @@ def json_schema() -> dict[str, Any]:
             {"if": custom, "then": {"required": ["package"]}},
             {
                 "if": {"not": not_default},
-                "then": {"required": ["run"], "properties": {"run": {"required": ["services"]}}},
+                "then": {
+                    "required": ["run"],
+                    "properties": {
+                        "run": {
+                            "anyOf": [
+                                {"required": ["services"]},
+                                {"required": ["start"]},
+                                {"required": ["process"]},
+                            ]
+                        }
+                    },
+                },
             },
         ],
     }
@@ -697,7 +834,9 @@ class _Assembler:
         dependencies = self.dependencies(self.section("dependencies") or {})
         build = self.build(self.section("build") or {})
         raw_run = data.get("run")
-        if isinstance(raw_run, dict) and not any(raw_run.get(k) is not None for k in _LEGACY_RUN_KEYS):
+        if isinstance(raw_run, dict) and not any(
+            raw_run.get(k) is not None for k in _LEGACY_RUN_KEYS
+        ):
             self.check_run_names(raw_run)
         run = self.run(self.section("run")) if self.section("run") else None
         app_type = AppType(data.get("type") or "default") if ctx.clean(("type",)) else None
@@ -834,7 +973,9 @@ class _Assembler:
                 if not isinstance(name, str):
                     continue
                 if name in first:
-                    self.ctx.error(path, f"`{name}` is defined twice (also run.{key}[{first[name]}])")
+                    self.ctx.error(
+                        path, f"`{name}` is defined twice (also run.{key}[{first[name]}])"
+                    )
                 first.setdefault(name, i)
                 if key == "commands" and name in RESERVED_COMMANDS:
                     self.ctx.error(
@@ -851,12 +992,18 @@ class _Assembler:
         binary = raw.get("binary") or raw.get("name")
         start = raw.get("start") or raw.get("process")
         if binary is None:
-            ctx.error(("run",), "the old run shape needs `binary` (or `name`) to know what to start")
+            ctx.error(
+                ("run",), "the old run shape needs `binary` (or `name`) to know what to start"
+            )
             return None
         if start is None:
             ctx.error(("run",), "the old run shape needs `start.call` or `process.call`")
             return None
-        service: dict[str, Any] = {"name": "web", "binary": binary, "start": {"call": start["call"]}}
+        service: dict[str, Any] = {
+            "name": "web",
+            "binary": binary,
+            "start": {"call": start["call"]},
+        }
         if raw.get("stop"):
             service["stop"] = dict(raw["stop"])
         modern: dict[str, Any] = {}
@@ -869,12 +1016,18 @@ class _Assembler:
             base = command.get("call") or ""
             variations = command.get("variations") or {}
             if not variations:
-                ctx.warn(("run", "command"), "has no `variations`, so it defines no command", at_key=True)
+                ctx.warn(
+                    ("run", "command"), "has no `variations`, so it defines no command", at_key=True
+                )
             for name, args in variations.items():
                 path: KeyPath = ("run", "command", "variations", name)
                 if not names.COMMAND_NAME.match(name) or name in RESERVED_COMMANDS:
-                    ctx.error(path, f"{show(name)} is not allowed: {names.COMMAND_NAME.says}, "
-                              "and not a name reserved by OpenRC or the shell", at_key=True)
+                    ctx.error(
+                        path,
+                        f"{show(name)} is not allowed: {names.COMMAND_NAME.says}, "
+                        "and not a name reserved by OpenRC or the shell",
+                        at_key=True,
+                    )
                     continue
                 if args is not None and not isinstance(args, (str, int, float)):
                     ctx.error(path, f"expected a string of arguments, got {kind(args)}")
@@ -929,7 +1082,8 @@ class _Assembler:
             description=raw.get("description") or "",
             main=bool(raw.get("main", False)),
             ports=tuple(
-                Port(p["name"], p["target"], bool(p.get("main", False))) for p in raw.get("ports") or ()
+                Port(p["name"], p["target"], bool(p.get("main", False)))
+                for p in raw.get("ports") or ()
             ),
             variables=tuple(self.variable(v) for v in raw.get("variables") or ()),
             forks=tuple(
@@ -959,4 +1113,3 @@ __all__ = [
     "load_app",
     "validate",
 ]
-_ = (Mapping, field, format_path)  # re-exported names used by type annotations elsewhere

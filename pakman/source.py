@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pakman.errors import ConfigError, Diagnostic, KeyPath, format_path
+from pakman.errors import ConfigError, Diagnostic, KeyPath, Severity, format_path
 
 MAX_BYTES = 1 << 20  # an instellar.yml is a few KB; 1 MiB is far beyond any real one
 MAX_DEPTH = 64
@@ -57,7 +57,7 @@ class Document:
     ) -> Diagnostic:
         """A diagnostic located at `path` in this document."""
         line, column = self.where(path, at_key=at_key)
-        severity = "warning" if warning else "error"
+        severity: Severity = "warning" if warning else "error"
         return Diagnostic(self.name, line, column, format_path(path), message, severity)
 
 
@@ -76,7 +76,10 @@ def load_file(path: Path | str, name: str | None = None) -> Document:
         size = path.stat().st_size
         raise ConfigError(
             Diagnostic(
-                name, 0, 0, "",
+                name,
+                0,
+                0,
+                "",
                 f"the file is too large ({size / 1e6:.1f} MB); the limit is 1 MiB "
                 "(an instellar.yml is normally a few KB)",
             )
@@ -122,7 +125,10 @@ def load_text(text: str, name: str) -> Document:
             line, column = node.start_mark.line + 1, node.start_mark.column + 1
             raise ConfigError(
                 Diagnostic(
-                    name, line, column, "",
+                    name,
+                    line,
+                    column,
+                    "",
                     "the top level must be a mapping of keys (dependencies, build, run, ...), "
                     f"got {_kind(node)}",
                 )
@@ -130,7 +136,7 @@ def load_text(text: str, name: str) -> Document:
         builder = _Builder(loader, name)
         data = builder.build(node, (), 0)
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError(_yaml_error(exc, name)) from None
+        raise ConfigError(_yaml_error(exc, name, text)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(Diagnostic(name, 0, 0, "", f"invalid YAML: {exc}")) from None
     finally:
@@ -148,13 +154,17 @@ def _kind(node: yaml.Node) -> str:
     return "a single value" if node.value else "nothing"
 
 
-def _yaml_error(exc: yaml.MarkedYAMLError, name: str) -> Diagnostic:
+def _yaml_error(exc: yaml.MarkedYAMLError, name: str, text: str = "") -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
-    problem = exc.problem or "syntax error"
+    problem = (exc.problem or "syntax error").removeprefix("but ")
+    if "maximum nesting depth" in problem:  # libyaml >= 0.2.6 stops at its own limit
+        return Diagnostic(name, line, column, "", f"nested more than {MAX_DEPTH} levels deep")
     message = f"invalid YAML: {problem}"
     if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
         message += f" ({exc.context} at line {exc.context_mark.line + 1})"
+    if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
+        message += "; YAML cannot indent with tabs, use spaces"
     return Diagnostic(name, line, column, "", message)
 
 
@@ -182,16 +192,20 @@ def _check_depth_by_events(text: str, name: str) -> None:
                 depth += 1
                 if depth > MAX_DEPTH:
                     mark = event.start_mark
+                    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
                     raise ConfigError(
                         Diagnostic(
-                            name, mark.line + 1, mark.column + 1, "",
+                            name,
+                            line,
+                            column,
+                            "",
                             f"nested more than {MAX_DEPTH} levels deep",
                         )
                     )
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError(_yaml_error(exc, name)) from None
+        raise ConfigError(_yaml_error(exc, name, text)) from None
 
 
 class _Builder:
@@ -223,6 +237,7 @@ class _Builder:
             return self.scalar(node, path)
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.MappingNode)
         return self.mapping(node, path, depth)
 
     def scalar(self, node: yaml.ScalarNode, path: KeyPath) -> Any:
@@ -242,7 +257,9 @@ class _Builder:
                 merged.update(self.merge(value_node, path, depth))
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                raise self.fail(key_node, path, "a key must be a plain value, not a list or mapping")
+                raise self.fail(
+                    key_node, path, "a key must be a plain value, not a list or mapping"
+                )
             # The key's text as written: `on:` or `yes:` stay words, not booleans.
             key = str(key_node.value)
             key_path = (*path, key)
@@ -250,7 +267,10 @@ class _Builder:
             if key in first_seen:
                 self.errors.append(
                     Diagnostic(
-                        self.name, line, key_node.start_mark.column + 1, format_path(key_path),
+                        self.name,
+                        line,
+                        key_node.start_mark.column + 1,
+                        format_path(key_path),
                         f"key repeated in the same mapping (first at line {first_seen[key]}); "
                         "YAML would silently keep only the last one",
                     )
@@ -268,7 +288,9 @@ class _Builder:
         merged: dict[str, Any] = {}
         for source in sources:
             if not isinstance(source, yaml.MappingNode):
-                raise self.fail(source, path, "a merge key (<<) needs a mapping or list of mappings")
+                raise self.fail(
+                    source, path, "a merge key (<<) needs a mapping or list of mappings"
+                )
             for key, value in self.mapping(source, path, depth).items():
                 merged.setdefault(key, value)
         return merged

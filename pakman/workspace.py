@@ -10,7 +10,20 @@ from pakman.errors import ConfigError
 
 CONFIG_NAME = "instellar.yml"
 # Folders never searched: build outputs, caches, VCS data, dependency trees.
-SKIPPED_DIRS = frozenset({".git", ".hg", ".svn", ".pakman", ".apk", "node_modules", "__pycache__", ".venv", "venv", ".tox"})
+SKIPPED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".pakman",
+        ".apk",
+        "node_modules",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".tox",
+    }
+)
 
 
 def find_configs(paths: Iterable[str | Path]) -> list[Path]:

@@ -1,0 +1,59 @@
+"""Shared test fixtures: golden files, example paths."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        help="rewrite golden files from the current output instead of comparing",
+    )
+
+
+def updating_goldens(config: pytest.Config) -> bool:
+    return (
+        bool(config.getoption("--update-goldens")) or os.environ.get("PAKMAN_UPDATE_GOLDENS") == "1"
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
+    """Compare text with a golden file (a unified diff on mismatch), or rewrite it."""
+    update = updating_goldens(request.config)
+
+    def check(path: Path, actual: str) -> None:
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual, encoding="utf-8")
+            return
+        if not path.exists():
+            pytest.fail(f"golden file {path} is missing; run with --update-goldens to create it")
+        expected = path.read_text(encoding="utf-8")
+        if actual != expected:
+            diff = "".join(
+                difflib.unified_diff(
+                    expected.splitlines(keepends=True),
+                    actual.splitlines(keepends=True),
+                    fromfile=f"{path} (golden)",
+                    tofile="actual",
+                )
+            )
+            pytest.fail(f"output differs from {path}:\n{diff}\n(--update-goldens rewrites it)")
+
+    return check
+
+
+def example_configs() -> list[Path]:
+    return sorted(EXAMPLES.glob("*/instellar.yml"))

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES, ROOT
+from pakman import __version__
+from pakman.cli import build_parser, main
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pakman", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_check_examples_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLES)]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": ok") == len(list(EXAMPLES.glob("*/instellar.yml")))
+    assert "0 invalid" in out
+
+
+def test_check_one_file_one_folder(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(EXAMPLES / "pyweb" / "instellar.yml"), str(EXAMPLES / "greet")]) == 0
+    assert "checked 2 files: 2 valid" in capsys.readouterr().out
+
+
+def test_check_mixed_folder_exits_3_and_reports_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copytree(EXAMPLES / "pyweb", tmp_path / "good")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "instellar.yml").write_text("dependencies: {}\nbuild: []\n")
+    (tmp_path / "node_modules" / "x").mkdir(parents=True)
+    (tmp_path / "node_modules" / "x" / "instellar.yml").write_text("not: searched\n")
+    assert main(["check", str(tmp_path)]) == 3
+    out = capsys.readouterr().out
+    assert f"{tmp_path}/bad/instellar.yml:2:8: build: expected a mapping, got a list" in out
+    assert f"{tmp_path}/good/instellar.yml: ok" in out
+    assert f"{tmp_path}/bad/instellar.yml:1:1: run: required key is missing" in out
+    assert "checked 2 files: 1 valid, 1 invalid (2 errors, 1 warning)" in out
+
+
+def test_check_nothing_found_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(tmp_path)]) == 3
+    assert "no instellar.yml found" in capsys.readouterr().err
+    assert main(["check", str(tmp_path / "missing")]) == 3
+    assert "no such file or folder" in capsys.readouterr().err
+
+
+def test_check_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["check", "--json", "-v", "--package-version", "1.2.3", str(EXAMPLES / "pyweb")]) == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["valid"] is True
+    assert report["files"][0]["package"] == "pyweb 1.2.3-r0 (default, alpine/3.20, x86_64)"
+
+
+def test_check_verbose_identity_error_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "-v", "--release", "x", str(EXAMPLES / "pyweb")]) == 3
+    assert "--release='x' is not allowed" in capsys.readouterr().err
+
+
+def test_version_flag() -> None:
+    result = run_cli("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"pakman {__version__}")
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"check", "schema"} <= set(commands)
+    for name, sub in commands.items():
+        text = sub.format_help()
+        assert sub.description, f"{name} has no description"
+        assert "usage: pakman " + name in text
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    result = run_cli()
+    assert result.returncode == 2
+    assert "usage: pakman" in result.stdout
+
+
+def test_bad_usage_exits_2() -> None:
+    assert run_cli("check", "--no-such-flag").returncode == 2
+
+
+def test_invalid_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "instellar.yml").write_bytes(b"\x00\x01garbage")
+    result = run_cli("check", str(tmp_path))
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "NUL bytes" in result.stdout
