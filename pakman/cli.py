@@ -40,6 +40,9 @@ def _identity_options(parser: argparse.ArgumentParser) -> None:
         "--package-version", metavar="VER", help="the version, e.g. 1.2.3 (a leading v is dropped)"
     )
     group.add_argument(
+        "--url", help="the project's home page (default: the GitHub repository page)"
+    )
+    group.add_argument(
         "--release",
         metavar="N",
         help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
@@ -125,6 +128,7 @@ def _identity_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "organization": args.organization,
         "version": args.package_version,
         "release": args.release,
+        "url": args.url,
     }
 
 

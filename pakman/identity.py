@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pakman.errors import ConfigError
 from pakman.model import AppConfig, Identity
-from pakman.names import PACKAGE_NAME, VERSION, is_version, slugify
+from pakman.names import PACKAGE_NAME, URL, VERSION, is_version, slugify
 
 DEFAULT_ORGANIZATION = "local"
 _SEMVER_PREFIX = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
@@ -31,20 +31,30 @@ def resolve_identity(
     organization: str | None = None,
     version: str | None = None,
     release: int | str | None = None,
+    url: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Identity:
-    """Decide the package's organization, name, version and release."""
+    """Decide the package's organization, name, version, release and home page."""
     env = os.environ if env is None else env
     owner, repo = _github_repository(app.root, env)
     pkgname = _slug(
         "package name", name or repo or (app.run.name if app.run else None) or app.root.name
     )
     org = _slug("organization", organization or owner or DEFAULT_ORGANIZATION)
+    if url is None:
+        # Like the original: the GitHub repository page (abuild requires a url).
+        server = env.get("GITHUB_SERVER_URL") or "https://github.com"
+        url = (
+            f"{server}/{owner}/{repo}" if owner and repo else f"https://github.com/{org}/{pkgname}"
+        )
+    elif not URL.match(url):
+        raise ConfigError(f"the url {url!r} is not allowed: {URL.says}")
     return Identity(
         organization=org,
         name=pkgname,
         version=_version(version, app.root),
         release=_release(release, env),
+        url=url,
     )
 
 

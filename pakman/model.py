@@ -182,6 +182,7 @@ class Identity:
     name: str
     version: str
     release: int = 0
+    url: str = ""  # the project's home page (APKBUILD url=, .PKGINFO url)
 
     @property
     def full_version(self) -> str:

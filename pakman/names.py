@@ -83,6 +83,10 @@ STACK = Rule(
     r"^alpine/(edge|3\.[0-9]+)$",
     "alpine/3.NN (for example alpine/3.20) or alpine/edge",
 )
+URL = Rule(
+    r"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$",
+    "an http(s) URL without spaces or quotes",
+)
 ONE_LINE = Rule(r"^[^\x00-\x1f\x7f]*$", "one line of text without control characters")
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")

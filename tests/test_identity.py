@@ -134,3 +134,24 @@ def test_version_from_git_tags(tmp_path: Path) -> None:
     assert git_describe(app.root) is not None and git_describe(app.root).startswith("v1.4.2-1-g")  # type: ignore[union-attr]
     assert resolve_identity(app, env={}).version == "1.4.2"
     git_describe.cache_clear()
+
+
+def test_url(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    env = {"GITHUB_REPOSITORY": "Upmaru/artellectual.com"}
+    assert (
+        resolve_identity(app, version="1.0.0", env=env).url
+        == "https://github.com/Upmaru/artellectual.com"
+    )
+    env["GITHUB_SERVER_URL"] = "https://git.example.com"
+    assert (
+        resolve_identity(app, version="1.0.0", env=env).url
+        == "https://git.example.com/Upmaru/artellectual.com"
+    )
+    assert resolve_identity(app, version="1.0.0", env={}).url == "https://github.com/local/svc"
+    assert (
+        resolve_identity(app, version="1.0.0", url="https://x.org/a", env={}).url
+        == "https://x.org/a"
+    )
+    with pytest.raises(ConfigError, match="is not allowed: an http"):
+        resolve_identity(app, version="1.0.0", url="https://x.org/a b", env={})
