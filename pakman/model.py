@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 HOOK_NAMES = (
@@ -37,6 +36,23 @@ ARCHITECTURES = (
 DEFAULT_STACK = "alpine/3.22"
 DEFAULT_ARCHITECTURES = ("x86_64",)
 PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
+
+
+class FrozenDict(dict[str, Any]):
+    """A read-only dict that still pickles (the model crosses process boundaries)."""
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("this mapping is read-only")
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+
+EMPTY: Mapping[str, Any] = FrozenDict()
 
 
 class AppType(str, Enum):
@@ -117,7 +133,7 @@ class Variable:
     key: str
     default_value: Any = None
     driver: str | None = None
-    driver_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    driver_options: Mapping[str, Any] = field(default_factory=FrozenDict)
 
 
 @dataclass(frozen=True)
@@ -154,13 +170,13 @@ class AppConfig:
     dependencies: Dependencies = Dependencies()
     build: Build = Build()
     run: Run | None = None
-    hooks: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    hooks: Mapping[str, str] = field(default_factory=FrozenDict)
     architectures: tuple[str, ...] = DEFAULT_ARCHITECTURES
     source: str | None = None
     package: str | None = None
     kits: tuple[Kit, ...] = ()
     # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
-    platform: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    platform: Mapping[str, Any] = field(default_factory=FrozenDict)
 
     @property
     def root(self) -> Path:
@@ -198,7 +214,7 @@ class Identity:
 def freeze(value: Any) -> Any:
     """Deep-freeze plain data: mappings become read-only, lists become tuples."""
     if isinstance(value, dict):
-        return MappingProxyType({k: freeze(v) for k, v in value.items()})
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(freeze(v) for v in value)
     return value

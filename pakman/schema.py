@@ -15,7 +15,6 @@ import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
 from pakman import names
@@ -32,6 +31,7 @@ from pakman.model import (
     Dependencies,
     Dependency,
     Fork,
+    FrozenDict,
     Kit,
     Port,
     Run,
@@ -861,7 +861,7 @@ class _Assembler:
             dependencies=dependencies,
             build=build,
             run=run,
-            hooks=MappingProxyType(hooks),
+            hooks=FrozenDict(hooks),
             architectures=architectures,
             source=data.get("source"),
             package=data.get("package"),
