@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from conftest import ROOT
-from pakman.schema import INSTELLAR, Fields, Free, Items, OneOf, Spec
+from pakman.schema import INSTELLAR
+from pakman.spec import Fields, Free, Items, OneOf, Spec
 
 REFERENCE = (ROOT / "docs" / "instellar-yml.md").read_text()
 
