@@ -1,0 +1,54 @@
+"""Plain `doit` support: a dodo.py of one line runs pakman's tasks.
+
+    # dodo.py
+    from pakman.dodo import *  # noqa: F403
+
+builds every app under the folder of dodo.py into `.pakman/repo/`, on the
+same dependency database as `pakman build`. `PAKMAN_PATH` (a folder or
+colon-separated folders) chooses where to look for apps; the other
+`PAKMAN_*` variables match `pakman build`'s options (see the README).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pakman.graph import Layout
+from pakman.project import Settings, load_project
+from pakman.tasks import doit_config, hold_lock_until_exit, task_dicts
+
+
+def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:
+    env = os.environ
+    return Settings(
+        paths=paths or tuple(env.get("PAKMAN_PATH", ".").split(":")),
+        repo=env.get("PAKMAN_REPO") or None,
+        key_file=env.get("PAKMAN_KEY") or None,
+        mirror=env.get("PAKMAN_MIRROR") or None,
+        offline=env.get("PAKMAN_OFFLINE", "") not in ("", "0"),
+        version=env.get("PAKMAN_PACKAGE_VERSION") or None,
+        release=env.get("PAKMAN_RELEASE") or None,
+    )
+
+
+def tasks_for(*paths: str) -> dict[str, Any]:
+    """`DOIT_CONFIG` and a task creator for the apps under `paths` (for a repository's dodo.py)."""
+    settings = settings_from_environment(paths or None)
+    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
+
+    def task_pakman() -> Iterator[dict[str, Any]]:
+        """Build the apps into a signed repository."""
+        hold_lock_until_exit(layout)
+        yield from task_dicts(load_project(settings))
+
+    return {"DOIT_CONFIG": doit_config(layout), "task_pakman": task_pakman}
+
+
+_default = tasks_for()
+DOIT_CONFIG: dict[str, Any] = _default["DOIT_CONFIG"]
+task_pakman = _default["task_pakman"]
+
+__all__ = ["DOIT_CONFIG", "task_pakman"]

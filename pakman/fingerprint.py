@@ -1,0 +1,157 @@
+"""Fingerprints of an app's source tree, by content, with a stat cache.
+
+A file is hashed only when its (size, mtime_ns, inode) differ from what the
+cache under `.pakman/` remembers, so a touched file or a fresh checkout of
+the same commit is hashed at most once, and an unchanged tree costs one
+`stat` per file. The fingerprint itself depends only on paths, file kinds,
+the executable bit and contents: never on times or absolute paths.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import pickle
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.fsutil import write_atomic
+
+# Never part of an app's source: VCS data, pakman's own output, and the
+# configuration itself (its parts reach the steps that read them through
+# their keys, so editing a hook does not rebuild the app).
+ALWAYS_IGNORED = (".git", ".hg", ".svn", ".pakman", ".apk", "instellar.yml")
+IGNORE_FILE = ".pakmanignore"
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: str  # relative, '/'-separated
+    kind: str  # "f" file, "l" symlink, "d" empty directory
+    executable: bool
+    digest: str  # sha256 of the content, or of the link target
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """What the build step copies, and the hash of all of it."""
+
+    root: Path
+    files: tuple[SourceFile, ...]
+    fingerprint: str
+
+
+class IgnoreRules:
+    """`.pakmanignore`: one glob a line, `#` comments; `/x` anchors at the app root, `x/` matches folders only."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = [p.strip() for p in patterns if p.strip() and not p.strip().startswith("#")]
+
+    @classmethod
+    def for_app(cls, root: Path) -> IgnoreRules:
+        try:
+            return cls((root / IGNORE_FILE).read_text(encoding="utf-8").splitlines())
+        except FileNotFoundError:
+            return cls([])
+
+    def ignored(self, relpath: str, is_dir: bool) -> bool:
+        name = relpath.rsplit("/", 1)[-1]
+        if name in ALWAYS_IGNORED and "/" not in relpath:
+            return True
+        for pattern in self.patterns:
+            folder_only = pattern.endswith("/")
+            pattern = pattern.rstrip("/")
+            if folder_only and not is_dir:
+                continue
+            if pattern.startswith("/"):
+                if fnmatch.fnmatchcase(relpath, pattern[1:]):
+                    return True
+            elif fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(relpath, pattern):
+                return True
+        return False
+
+
+class StatCache:
+    """Remembers (size, mtime_ns, inode) -> digest per path, in one file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, tuple[int, int, int, str]] = {}
+        self.dirty = False
+        self.hashed = 0  # files actually read, for tests and benchmarks
+        if path is not None:
+            try:
+                with path.open("rb") as handle:
+                    version, entries = pickle.load(handle)
+                if version == _CACHE_VERSION:
+                    self.entries = entries
+            except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
+                self.entries = {}
+
+    def digest(self, key: str, full_path: str, st: os.stat_result) -> str:
+        known = self.entries.get(key)
+        if known is not None and known[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
+            return known[3]
+        value = file_sha256(full_path)
+        self.hashed += 1
+        self.entries[key] = (st.st_size, st.st_mtime_ns, st.st_ino, value)
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if self.path is not None and self.dirty:
+            write_atomic(self.path, pickle.dumps((_CACHE_VERSION, self.entries), protocol=5))
+            self.dirty = False
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's content, read in chunks."""
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def fingerprint_tree(root: Path, cache: StatCache, *, cache_prefix: str = "") -> SourceTree:
+    """Walk `root` (without following symlinks), hashing what the build would copy."""
+    rules = IgnoreRules.for_app(root)
+    files: list[SourceFile] = []
+    for relpath, full, st in _walk(str(root), "", rules):
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            target = os.readlink(full)
+            files.append(
+                SourceFile(relpath, "l", False, hashlib.sha256(target.encode()).hexdigest())
+            )
+        elif stat.S_ISDIR(mode):
+            files.append(SourceFile(relpath, "d", False, ""))
+        else:
+            digest = cache.digest(cache_prefix + relpath, full, st)
+            files.append(SourceFile(relpath, "f", bool(mode & 0o111), digest))
+    files.sort(key=lambda f: f.path)
+    hasher = hashlib.sha256()
+    for f in files:
+        hasher.update(f"{f.path}\0{f.kind}{int(f.executable)}\0{f.digest}\n".encode())
+    return SourceTree(root, tuple(files), hasher.hexdigest())
+
+
+def _walk(top: str, prefix: str, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Regular files, symlinks and empty folders under `top`; special files are skipped."""
+    with os.scandir(top) as entries:
+        listing = sorted(entries, key=lambda e: e.name)
+    if not listing and prefix:
+        yield prefix.rstrip("/"), top, os.lstat(top)
+    for entry in listing:
+        relpath = prefix + entry.name
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if rules.ignored(relpath, is_dir):
+            continue
+        if is_dir:
+            yield from _walk(entry.path, relpath + "/", rules)
+        elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
+            yield relpath, entry.path, entry.stat(follow_symlinks=False)

@@ -1,0 +1,372 @@
+"""Model + pipeline -> a networkx DAG of steps, each with a content key.
+
+A step is one stage instantiated for one app (and architecture, or hook), or
+once per repository architecture. Its key is a hash of exactly what it
+reads — its slice of the configuration, the identity fields it uses, the
+templates it renders, the source tree by content, the signing key's public
+half, the keys of the steps it depends on — and of pakman's version. Never
+of times, run numbers it does not write, or absolute paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from pakman import __version__
+from pakman.errors import ConfigError
+from pakman.fingerprint import SourceTree
+from pakman.model import AppConfig, AppType, FrozenDict, Identity, freeze
+from pakman.pipeline import Pipeline, Stage
+
+REPOSITORY = "repo"  # the name of the shared steps' namespace (index, sign)
+NOARCH = "noarch"
+_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
+
+
+def host_arch() -> str:
+    """This machine's Alpine architecture name."""
+    machine = platform.machine().lower()
+    return _MACHINE_ARCH.get(machine, machine or "x86_64")
+
+
+@dataclass(frozen=True)
+class AppBuild:
+    """One app to build: its configuration and who its package is."""
+
+    config: AppConfig
+    identity: Identity
+
+    @property
+    def name(self) -> str:
+        return self.identity.name
+
+    def package_names(self) -> tuple[str, ...]:
+        """The packages this app produces (its OpenRC split for the default type)."""
+        if self.config.type is AppType.DEFAULT:
+            return (self.name, f"{self.name}-openrc")
+        return (self.name,)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a build writes; every path is inside the workspace."""
+
+    root: Path  # the workspace (absolute)
+    state: Path  # .pakman
+    repo: Path  # the repository, default .pakman/repo
+
+    @classmethod
+    def at(cls, root: Path, repo: Path | None = None) -> Layout:
+        root = root.resolve()
+        state = root / ".pakman"
+        return cls(root, state, (repo or state / "repo").resolve() if repo else state / "repo")
+
+    def work(self, app: str | None) -> Path:
+        return self.state / "build" / (app or f"_{REPOSITORY}")
+
+    def manifest(self, step_id: str) -> Path:
+        """The record a step leaves when it succeeds (its key and outputs)."""
+        return self.state / "steps" / (step_id.replace(":", "/") + ".json")
+
+    def relative(self, path: Path) -> str:
+        """A path as seen from the workspace (absolute when outside it)."""
+        if path.is_relative_to(self.root):
+            return path.relative_to(self.root).as_posix()
+        return str(path)
+
+    def relative_str(self, path: str) -> str:
+        """`relative` for an output path, keeping a trailing / that marks a folder."""
+        return self.relative(Path(path)) + ("/" if path.endswith("/") else "")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the graph: what runs, on what, producing what."""
+
+    id: str
+    stage: str
+    action: str
+    description: str
+    app: AppBuild | None
+    arch: str | None
+    item: str | None
+    outputs: tuple[str, ...]  # absolute paths; a trailing / marks a folder
+    reads: Mapping[str, Any]  # the slice this step's key is made of
+    upstream: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = ()  # the outputs of the upstream steps
+    source: SourceTree | None = field(default=None, compare=False, repr=False)
+    key: str = ""
+
+    @property
+    def namespace(self) -> str:
+        """The app's name, or `repo` for the shared steps (doit's basename)."""
+        return self.app.name if self.app else REPOSITORY
+
+    @property
+    def local_name(self) -> str:
+        """The step's name inside its namespace: `build:x86_64`."""
+        return self.id.split(":", 1)[1]
+
+
+def config_data(app: AppConfig) -> dict[str, Any]:
+    """The model as plain data under instellar.yml's own key names."""
+    run = app.run
+    return {
+        "stack": app.stack,
+        "type": app.type.value,
+        "dependencies": {
+            "build": [str(d) for d in app.dependencies.build],
+            "runtime": [str(d) for d in app.dependencies.runtime],
+            "trace": app.dependencies.trace,
+        },
+        "build": {
+            "command": app.build.command,
+            "destinations": list(app.build.destinations),
+            "strip_binary": app.build.strip_binary,
+        },
+        "run": None
+        if run is None
+        else {
+            "name": run.name,
+            "services": [
+                {"name": s.name, "binary": s.binary, "path": s.path, "start": {"call": s.start}}
+                for s in run.services
+            ],
+            "commands": [
+                {"name": c.name, "binary": c.binary, "path": c.path, "call": c.call}
+                for c in run.commands
+            ],
+        },
+        "hook": dict(app.hooks),
+        "architectures": list(app.architectures),
+        "source": app.source,
+        "package": app.package,
+    }
+
+
+def config_slice(data: Mapping[str, Any], key: str, each: str | None) -> Any:
+    """The value of a dotted key (`build.command`, `hook.{each}`, `hook:names`)."""
+    if key.endswith(":names"):
+        names = config_slice(data, key[: -len(":names")], each)
+        return sorted(names) if isinstance(names, Mapping) else []
+    value: Any = data
+    for part in key.format(each=each).split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+class StepGraph:
+    """The steps of a build and their dependencies (a networkx DAG of step ids)."""
+
+    def __init__(self) -> None:
+        self.dag: nx.DiGraph[str] = nx.DiGraph()
+        self.steps: dict[str, Step] = {}
+
+    def add(self, step: Step) -> None:
+        self.steps[step.id] = step
+        self.dag.add_node(step.id)
+
+    def replace(self, step: Step) -> None:
+        self.steps[step.id] = step
+
+    def __getitem__(self, step_id: str) -> Step:
+        return self.steps[step_id]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def order(self) -> list[Step]:
+        """Every step, dependencies first, in a stable order."""
+        return [self.steps[n] for n in nx.lexicographical_topological_sort(self.dag)]
+
+
+def compile_graph(
+    apps: Iterable[AppBuild],
+    pipeline: Pipeline,
+    layout: Layout,
+    *,
+    sources: Mapping[str, SourceTree],
+    key_fingerprint: str = "",
+    epoch: int = 0,
+    template_digest: Callable[[str], str],
+) -> StepGraph:
+    """Instantiate the pipeline for every app into a DAG of steps with keys."""
+    apps = sorted(apps, key=lambda a: a.name)
+    _check_names(apps)
+    graph = StepGraph()
+    provided = {name for app in apps for name in app.package_names()}
+    shared = _Shared(layout, provided, key_fingerprint, epoch, template_digest)
+    real_arches = sorted({a for app in apps for a in app.config.architectures if a != NOARCH})
+    repo_arches = real_arches or [host_arch()]
+
+    for app in apps:
+        data = config_data(app.config)
+        for stage in pipeline.stages:
+            if stage.per == "repository" or not stage.applies_to(app.config.type):
+                continue
+            arches: list[str | None] = (
+                list(app.config.architectures) if stage.per == "arch" else [None]
+            )
+            items: list[str | None] = (
+                [h for h in sorted(app.config.hooks) if h != "pre-install"]
+                if stage.each == "hook"
+                else [None]
+            )
+            for arch in arches:
+                for item in items:
+                    step = _make_step(stage, app, arch, item, data, shared)
+                    if stage.reads.source:
+                        step = _with_source(step, sources[app.name])
+                    graph.add(step)
+    for stage in pipeline.stages:
+        if stage.per != "repository":
+            continue
+        for arch in repo_arches:
+            step = _make_step(stage, None, arch, None, {}, shared)
+            graph.add(step)
+
+    _connect(graph, pipeline)
+    if not nx.is_directed_acyclic_graph(graph.dag):
+        cycle = nx.find_cycle(graph.dag)
+        raise ConfigError(f"the pipeline has a cycle: {' -> '.join(a for a, _ in cycle)}")
+    _assign_keys(graph)
+    return graph
+
+
+def _check_names(apps: list[AppBuild]) -> None:
+    seen: dict[str, AppBuild] = {}
+    for app in apps:
+        if app.name == REPOSITORY:
+            raise ConfigError(
+                f"{app.config.file}: an app may not be named `{REPOSITORY}`: the name is used "
+                "by the shared repository steps; set another with --package-name"
+            )
+        if app.name in seen:
+            raise ConfigError(
+                f"two apps are both named `{app.name}`: {seen[app.name].config.file} and "
+                f"{app.config.file}; give one another name (run.name or its folder)"
+            )
+        seen[app.name] = app
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every step of one graph is made with."""
+
+    layout: Layout
+    provided: set[str]  # package names the apps of this build produce
+    key_fingerprint: str
+    epoch: int
+    template_digest: Callable[[str], str]
+
+
+def _make_step(
+    stage: Stage,
+    app: AppBuild | None,
+    arch: str | None,
+    item: str | None,
+    data: Mapping[str, Any],
+    shared: _Shared,
+) -> Step:
+    namespace = app.name if app else REPOSITORY
+    step_id = ":".join(p for p in (namespace, stage.name, arch, item) if p)
+    reads: dict[str, Any] = {}
+    if stage.reads.config:
+        reads["config"] = {
+            k.format(each=item): config_slice(data, k, item) for k in stage.reads.config
+        }
+    if stage.reads.identity and app is not None:
+        fields = list(stage.reads.identity)
+        if "build.command" in stage.reads.config and "pkgrel" in app.config.build.command:
+            fields.append("release")  # the command reads $pkgrel, so the release is an input
+        reads["identity"] = {k: getattr(app.identity, k) for k in fields}
+    if stage.reads.templates:
+        reads["templates"] = {t: shared.template_digest(t) for t in stage.reads.templates}
+    if stage.reads.key:
+        reads["key"] = shared.key_fingerprint
+    if stage.reads.epoch:
+        reads["epoch"] = shared.epoch
+    if stage.reads.local and app is not None:
+        runtime = [d.name for d in app.config.dependencies.runtime]
+        reads["local"] = sorted(n for n in runtime if n in shared.provided)
+    if arch is not None:
+        reads["arch"] = arch
+    if item is not None:
+        reads["item"] = item
+    work = shared.layout.work(app.name if app else None)
+    outputs = tuple(
+        p.format(
+            work=work, repo=shared.layout.repo, arch=arch or "", name=namespace, each=item or ""
+        )
+        for p in stage.produces
+    )
+    return Step(
+        id=step_id,
+        stage=stage.name,
+        action=stage.action,
+        description=stage.description,
+        app=app,
+        arch=arch,
+        item=item,
+        outputs=outputs,
+        reads=freeze(json.loads(json.dumps(reads))),
+    )
+
+
+def _with_source(step: Step, tree: SourceTree) -> Step:
+    reads = dict(step.reads)
+    reads["source"] = tree.fingerprint
+    return Step(**{**step.__dict__, "reads": FrozenDict(reads), "source": tree})
+
+
+def _connect(graph: StepGraph, pipeline: Pipeline) -> None:
+    by_stage: dict[tuple[str, str], list[Step]] = {}
+    for step in graph.steps.values():
+        by_stage.setdefault((step.namespace, step.stage), []).append(step)
+    for step in graph.steps.values():
+        stage = pipeline.stage(step.stage)
+        for upstream_stage in stage.after:
+            if step.app is not None:
+                candidates = [
+                    s
+                    for s in by_stage.get((step.namespace, upstream_stage), [])
+                    if s.arch is None or step.arch is None or s.arch == step.arch
+                ]
+            elif shared := by_stage.get((REPOSITORY, upstream_stage)):
+                candidates = [s for s in shared if s.arch == step.arch]
+            else:
+                # A repository step gathers that stage from every app for its
+                # architecture; noarch packages belong to every architecture.
+                candidates = [
+                    s
+                    for (namespace, name), steps in by_stage.items()
+                    if name == upstream_stage and namespace != REPOSITORY
+                    for s in steps
+                    if s.arch in (step.arch, NOARCH)
+                ]
+            for candidate in candidates:
+                graph.dag.add_edge(candidate.id, step.id)
+
+
+def _assign_keys(graph: StepGraph) -> None:
+    for node in nx.lexicographical_topological_sort(graph.dag):
+        step = graph[node]
+        upstream = tuple(sorted(graph.dag.predecessors(node)))
+        payload = {
+            "pakman": __version__,
+            "stage": step.stage,
+            "action": step.action,
+            "reads": step.reads,
+            "upstream": {u: graph[u].key for u in upstream},
+        }
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        inputs = tuple(o for u in upstream for o in graph[u].outputs)
+        graph.replace(Step(**{**step.__dict__, "upstream": upstream, "inputs": inputs, "key": key}))

@@ -1,0 +1,160 @@
+"""Pipeline definitions: the stages that pipelines/*.yml declare, as data.
+
+A pipeline is read once and checked with the same shape language as
+instellar.yml (errors carry file, line and column). The graph compiler
+instantiates its stages per app and architecture.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pakman import names
+from pakman.errors import ConfigError, Diagnostic
+from pakman.model import AppType
+from pakman.names import Rule
+from pakman.source import load_file
+from pakman.spec import Checker, Field, Fields, Flag, Items, Text
+
+Per = Literal["app", "arch", "repository"]
+IDENTITY_FIELDS = ("organization", "name", "version", "release", "url")
+_STAGE_NAME = Rule(r"^[a-z][a-z0-9-]*$", "lower-case letters, digits and '-'")
+_ACTION = Rule(
+    r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
+    "module:function, e.g. pakman.steps.build:run_build",
+)
+
+STAGE = Fields(
+    {
+        "name": Field(Text(rule=_STAGE_NAME), required=True),
+        "description": Field(Text(rule=names.ONE_LINE)),
+        "per": Field(Text(enum=("app", "arch", "repository")), required=True),
+        "each": Field(Text(enum=("hook",))),
+        "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
+        "after": Field(Items(Text(rule=_STAGE_NAME), unique=True)),
+        "reads": Field(
+            Fields(
+                {
+                    "config": Field(Items(Text(rule=names.ONE_LINE), unique=True)),
+                    "identity": Field(Items(Text(enum=IDENTITY_FIELDS), unique=True)),
+                    "templates": Field(Items(Text(rule=names.ONE_LINE), unique=True)),
+                    "source": Field(Flag()),
+                    "key": Field(Flag()),
+                    "epoch": Field(Flag()),
+                    "local": Field(Flag()),
+                }
+            )
+        ),
+        "produces": Field(Items(Text(rule=names.ONE_LINE), min_items=1), required=True),
+        "action": Field(Text(rule=_ACTION), required=True),
+    },
+    unknown="error",
+)
+PIPELINE = Fields({"stages": Field(Items(STAGE, min_items=1), required=True)}, unknown="error")
+
+
+@dataclass(frozen=True)
+class Reads:
+    """What a stage reads; its steps' keys are made of exactly this."""
+
+    config: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
+    templates: tuple[str, ...] = ()
+    source: bool = False
+    key: bool = False
+    epoch: bool = False
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    per: Per
+    produces: tuple[str, ...]
+    action: str
+    description: str = ""
+    each: str | None = None
+    types: frozenset[AppType] | None = None  # None: every type
+    after: tuple[str, ...] = ()
+    reads: Reads = Reads()
+
+    def applies_to(self, app_type: AppType) -> bool:
+        return self.types is None or app_type in self.types
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    stages: tuple[Stage, ...]
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+
+def pipelines_dir() -> Path:
+    """Where pipeline definitions are: inside the installed package, else the checkout."""
+    packaged = Path(__file__).resolve().parent / "pipelines"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "pipelines"
+
+
+@functools.lru_cache(maxsize=8)
+def load_pipeline(name: str = "default") -> Pipeline:
+    """Read and check `pipelines/<name>.yml` (or a path to a .yml file)."""
+    path = Path(name) if name.endswith((".yml", ".yaml")) else pipelines_dir() / f"{name}.yml"
+    document = load_file(path)
+    ctx = Checker(document, strict=True)
+    if PIPELINE.check(document.data, (), ctx):
+        _check_references(document.data["stages"], ctx)
+    errors = [d for d in ctx.sorted() if d.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    return Pipeline(path.stem, tuple(_stage(raw) for raw in document.data["stages"]))
+
+
+def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(stages):
+        name = str(raw["name"])
+        if name in seen:
+            ctx.error(("stages", i, "name"), f"stage `{name}` is defined twice")
+        for j, upstream in enumerate(raw.get("after") or ()):
+            if upstream not in seen:
+                ctx.error(
+                    ("stages", i, "after", j),
+                    f"`{upstream}` is not a stage defined before `{name}` (stages come in order)",
+                )
+        seen[name] = i
+
+
+def _stage(raw: dict[str, Any]) -> Stage:
+    reads = raw.get("reads") or {}
+    assert isinstance(reads, dict)
+    types = raw.get("types")
+    return Stage(
+        name=str(raw["name"]),
+        per=raw["per"],
+        produces=tuple(raw["produces"]),
+        action=str(raw["action"]),
+        description=str(raw.get("description") or ""),
+        each=raw.get("each"),
+        types=frozenset(AppType(t) for t in types) if isinstance(types, list) else None,
+        after=tuple(raw.get("after") or ()),
+        reads=Reads(
+            config=tuple(reads.get("config") or ()),
+            identity=tuple(reads.get("identity") or ()),
+            templates=tuple(reads.get("templates") or ()),
+            source=bool(reads.get("source")),
+            key=bool(reads.get("key")),
+            epoch=bool(reads.get("epoch")),
+            local=bool(reads.get("local")),
+        ),
+    )
+
+
+__all__ = ["Diagnostic", "Pipeline", "Reads", "Stage", "load_pipeline", "pipelines_dir"]

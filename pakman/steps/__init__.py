@@ -1,0 +1,81 @@
+"""The actions that steps run, and the one entry point that runs any of them.
+
+Each stage of a pipeline names an action `module:function` taking
+`(step, context)`. Actions are module-level functions so that doit's
+parallel mode can run them in worker processes. They write their outputs
+atomically (a temporary name, then a rename) and raise `StepFailed` or
+`ConfigError` with a message a person can act on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.fsutil import write_atomic
+from pakman.graph import Layout, Step
+
+DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Settings of one build run, shared by every step (picklable, holds no secrets)."""
+
+    layout: Layout
+    key_file: str = ""  # the signing key's path, or "" to read ABUILD_PRIVATE_KEY
+    key_passphrase_env: str = ""  # name of an environment variable holding the passphrase
+    mirror: str = DEFAULT_MIRROR
+    offline: bool = False
+    require_deps: bool = False
+    verbose: bool = False
+    alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
+    source_date_epoch: int = 0
+    level: int | None = None  # gzip level for packages (None: the packer's default)
+
+    def log_path(self, step: Step) -> Path:
+        return self.layout.state / "logs" / (step.id.replace(":", "/") + ".log")
+
+
+Action = Callable[[Step, RunContext], None]
+
+
+def resolve_action(name: str) -> Action:
+    """Import `module:function`."""
+    module, _, function = name.partition(":")
+    action: Action = getattr(importlib.import_module(module), function)
+    return action
+
+
+def execute_step(step: Step, context: RunContext) -> None:
+    """Run one step and record its manifest (key, what it read, outputs) when it succeeds."""
+    manifest = context.layout.manifest(step.id)
+    manifest.unlink(missing_ok=True)  # a failed or interrupted run leaves no stale record
+    resolve_action(step.action)(step, context)
+    record = {"id": step.id, "key": step.key, "reads": step.reads, "outputs": list(step.outputs)}
+    write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished folder into place, replacing the old one."""
+    old = final.with_name(final.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def fresh_dir(path: Path) -> Path:
+    """An empty folder at `path` (its contents removed first)."""
+    if path.exists() or path.is_symlink():
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    path.mkdir(parents=True)
+    return path

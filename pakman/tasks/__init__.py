@@ -1,0 +1,194 @@
+"""The doit adapter: steps -> doit tasks, the task loader, and the run lock.
+
+This package is the only place that imports doit. `pakman build` and plain
+`doit` (with a one-line dodo.py importing `pakman.dodo`) build the same task
+list on the same dependency database, `.pakman/doit.sqlite3`.
+
+Each task carries exactly one `config_changed` holding what its step reads
+(config slice, identity fields, template hashes, command strings), the keys
+of the steps it depends on and pakman's version, so a task runs again
+exactly when its step's key changes, or an output is missing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from doit.cmd_base import TaskLoader2
+from doit.exceptions import TaskFailed
+from doit.loader import generate_tasks
+from doit.task import Task
+from doit.tools import config_changed
+
+from pakman import __version__
+from pakman.errors import ConfigError, PakmanError
+from pakman.graph import Layout, Step
+from pakman.project import Project
+from pakman.steps import RunContext, execute_step
+
+
+class InvalidInput(TaskFailed):  # type: ignore[misc]
+    """A step found the input invalid (e.g. a dependency the stack lacks): exit 3."""
+
+
+def run_step_action(step: Step, context: RunContext) -> TaskFailed | None:
+    """doit's action for a step: run it, turning pakman errors into a task failure."""
+    try:
+        execute_step(step, context)
+    except ConfigError as exc:
+        return InvalidInput(str(exc))
+    except PakmanError as exc:
+        return TaskFailed(str(exc))
+    return None
+
+
+def task_dicts(project: Project) -> Iterator[dict[str, Any]]:
+    """One doit task dict per step, dependencies first."""
+    graph = project.graph
+    for step in graph.order():
+        keyed = {
+            "pakman": __version__,
+            "reads": step.reads,
+            "upstream": {u: graph[u].key for u in step.upstream},
+        }
+        yield {
+            "basename": step.namespace,
+            "name": step.local_name,
+            "doc": step.description,
+            "actions": [(run_step_action, [step, project.context])],
+            "task_dep": list(step.upstream),
+            "targets": [str(project.layout.manifest(step.id)), *step.outputs],
+            "uptodate": [config_changed(keyed)],
+            "verbosity": 2,
+        }
+
+
+def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:
+    """DOIT_CONFIG for a workspace: the sqlite3 database under .pakman/ (created first)."""
+    from pakman.tasks.reporter import PakmanReporter
+
+    layout.state.mkdir(parents=True, exist_ok=True)
+    return {
+        "dep_file": str(layout.state / "doit.sqlite3"),
+        "backend": "sqlite3",
+        "reporter": reporter or PakmanReporter,
+        "verbosity": 2,
+    }
+
+
+def load_doit_tasks(project: Project) -> list[Task]:
+    """The Task objects doit runs, named exactly as plain `doit` names them."""
+    tasks: list[Task] = generate_tasks("pakman", task_dicts(project))
+    return tasks
+
+
+class PakmanLoader(TaskLoader2):  # type: ignore[misc]
+    """Hands doit a prepared project's tasks (for `pakman build` and friends)."""
+
+    def __init__(self, project: Project, reporter: Any = None) -> None:
+        super().__init__()
+        self.project = project
+        self.reporter = reporter
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return doit_config(self.project.layout, self.reporter)
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
+        return load_doit_tasks(self.project)
+
+
+class LockBusy(PakmanError):
+    """Another build holds the workspace."""
+
+
+@contextmanager
+def run_lock(layout: Layout, *, wait: bool = True, out: IO[str] | None = None) -> Iterator[None]:
+    """Hold `.pakman/lock` for the duration of a run; a second build waits (or fails)."""
+    handle = _acquire(layout, wait=wait, out=out)
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def hold_lock_until_exit(layout: Layout) -> None:
+    """For plain `doit`: take the lock and keep it until the process ends."""
+    global _held
+    if _held is None:
+        _held = _acquire(layout, wait=True, out=sys.stderr)
+
+
+_held: IO[str] | None = None
+
+
+def _acquire(layout: Layout, *, wait: bool, out: IO[str] | None) -> IO[str]:
+    layout.state.mkdir(parents=True, exist_ok=True)
+    path = layout.state / "lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(path)
+        if not wait:
+            handle.close()
+            raise LockBusy(
+                f"another build is running in {layout.root} ({holder}); wait for it or drop --no-wait"
+            ) from None
+        if out is not None:
+            print(f"waiting for another build in {layout.root} ({holder}) to finish...", file=out)
+        started = time.monotonic()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        if out is not None:
+            print(f"...it finished after {time.monotonic() - started:.1f}s", file=out)
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _holder(path: Path) -> str:
+    try:
+        return path.read_text().strip() or "unknown process"
+    except OSError:
+        return "unknown process"
+
+
+def run_build(
+    project: Project,
+    *,
+    jobs: int = 1,
+    json_events: bool = False,
+    wait: bool = True,
+    always: bool = False,
+    out: IO[str] | None = None,
+) -> tuple[int, Any]:
+    """Run the project's tasks with doit; returns (exit code, the reporter)."""
+    from doit.doit_cmd import DoitMain
+
+    from pakman.tasks.reporter import PakmanReporter
+
+    out = out or sys.stdout
+    repository = project.layout.relative(project.layout.repo)
+    reporter = PakmanReporter(out, json_events=json_events, repository=repository)
+    args = ["run"]
+    if jobs > 1:
+        args += ["-n", str(jobs), "-P", "process"]
+    if always:
+        args.append("--always-execute")
+    with run_lock(project.layout, wait=wait, out=sys.stderr):
+        code = DoitMain(PakmanLoader(project, reporter), config_filenames=()).run(args)
+    if reporter.invalid_input:
+        return 3, reporter
+    return (1 if code else 0), reporter

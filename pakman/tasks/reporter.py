@@ -1,0 +1,142 @@
+"""How a build shows progress: a live line on a terminal, plain lines in CI,
+or one JSON event per step; a summary at the end."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+from doit.exceptions import BaseFail
+
+
+class PakmanReporter:
+    """A doit reporter (doit calls these methods as the run goes)."""
+
+    desc = "pakman progress"
+
+    def __init__(
+        self,
+        outstream: IO[str] | None = None,
+        options: dict[str, Any] | None = None,
+        *,
+        json_events: bool = False,
+        repository: str = "",
+    ) -> None:
+        self.out = outstream or sys.stdout
+        self.json = json_events
+        self.live = not json_events and self.out.isatty()
+        self.repository = repository
+        self.total = 0
+        self.done = 0
+        self.executed: list[str] = []
+        self.up_to_date: list[str] = []
+        self.failed: list[tuple[str, str]] = []
+        self.invalid_input = False
+        self.started: dict[str, float] = {}
+        self.run_started = time.monotonic()
+
+    # doit's reporter interface -------------------------------------------
+
+    def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
+        self.total = sum(1 for t in tasks.values() if t.actions)
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def execute_task(self, task: Any) -> None:
+        if not task.actions:
+            return
+        self.started[task.name] = time.monotonic()
+        self._event("start", task.name)
+        if self.live:
+            self._status(f"[{self.done + 1}/{self.total}] {task.name} ...")
+
+    def add_success(self, task: Any) -> None:
+        if not task.actions:
+            return
+        self.done += 1
+        seconds = time.monotonic() - self.started.get(task.name, time.monotonic())
+        self.executed.append(task.name)
+        self._event("success", task.name, seconds=round(seconds, 3))
+        if not self.json:
+            self._line(f"ran  {task.name} ({seconds:.2f}s)")
+
+    def add_failure(self, task: Any, fail: BaseFail) -> None:
+        from pakman.tasks import InvalidInput
+
+        self.done += 1
+        message = fail.get_msg().rstrip()
+        if isinstance(fail, InvalidInput):
+            self.invalid_input = True
+        self.failed.append((task.name, message))
+        self._event("failure", task.name, message=message)
+        if not self.json:
+            self._line(f"FAIL {task.name}\n{message}")
+
+    def skip_uptodate(self, task: Any) -> None:
+        if not task.actions:
+            return
+        self.done += 1
+        self.up_to_date.append(task.name)
+        self._event("up-to-date", task.name)
+        if self.live:
+            self._status(f"[{self.done}/{self.total}] {task.name} up to date")
+
+    def skip_ignore(self, task: Any) -> None:
+        self.done += 1
+        self._event("ignored", task.name)
+
+    def cleanup_error(self, exception: BaseException) -> None:
+        self._line(f"error while cleaning up: {exception}")
+
+    def runtime_error(self, msg: str) -> None:
+        self.failed.append(("(doit)", msg))
+        self._event("error", "", message=msg)
+        if not self.json:
+            self._line(f"error: {msg}")
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def complete_run(self) -> None:
+        seconds = time.monotonic() - self.run_started
+        summary = {
+            "built": len(self.executed),
+            "up_to_date": len(self.up_to_date),
+            "failed": len(self.failed),
+            "seconds": round(seconds, 3),
+            "repository": self.repository,
+        }
+        if self.json:
+            self._event("summary", "", **summary)
+            return
+        if self.live:
+            self._status("")
+        text = (
+            f"{summary['built']} step{'s' * (summary['built'] != 1)} ran, "
+            f"{summary['up_to_date']} up to date, {summary['failed']} failed "
+            f"in {seconds:.1f}s"
+        )
+        if self.repository and not self.failed:
+            text += f"; repository: {self.repository}"
+        self._line(text)
+
+    # output ------------------------------------------------------------------
+
+    def _event(self, event: str, step: str, **fields: Any) -> None:
+        if self.json:
+            self.out.write(json.dumps({"event": event, "step": step, **fields}) + "\n")
+            self.out.flush()
+
+    def _status(self, text: str) -> None:
+        width = 100
+        self.out.write("\r" + text[:width].ljust(width) + ("\r" if not text else ""))
+        self.out.flush()
+
+    def _line(self, text: str) -> None:
+        if self.live:
+            self.out.write("\r" + " " * 100 + "\r")
+        self.out.write(text + "\n")
+        self.out.flush()

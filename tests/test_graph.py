@@ -1,0 +1,208 @@
+"""The step graph: its shape per app type, and which keys change with which input."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLES
+from pakman.errors import ConfigError
+from pakman.fingerprint import StatCache, fingerprint_tree
+from pakman.graph import AppBuild, Layout, StepGraph, compile_graph
+from pakman.identity import resolve_identity
+from pakman.model import Identity
+from pakman.pipeline import load_pipeline
+from pakman.schema import load_app
+
+
+def digest(name: str) -> str:
+    return f"digest-of-{name}"
+
+
+def compile_apps(
+    folders: list[Path], root: Path, *, release: int = 0, **kwargs: object
+) -> StepGraph:
+    apps = []
+    sources = {}
+    for folder in folders:
+        config, _ = load_app(folder)
+        identity = resolve_identity(config, version="1.0.0", release=release, env={})
+        apps.append(AppBuild(config, identity))
+        sources[identity.name] = fingerprint_tree(folder, StatCache(None))
+    return compile_graph(
+        apps,
+        load_pipeline(),
+        Layout.at(root),
+        sources=sources,
+        template_digest=digest,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Callable[..., list[Path]]:
+    def copy(*names: str) -> list[Path]:
+        out = []
+        for name in names:
+            target = tmp_path / "apps" / name
+            if not target.exists():
+                shutil.copytree(EXAMPLES / name, target)
+            out.append(target)
+        return out
+
+    return copy
+
+
+def test_shape_of_a_default_app(workspace: Callable[..., list[Path]], tmp_path: Path) -> None:
+    graph = compile_apps(workspace("pyweb"), tmp_path)
+    ids = set(graph.steps)
+    assert {
+        "pyweb:fetch-deps-build:x86_64",
+        "pyweb:build:x86_64",
+        "pyweb:collect:x86_64",
+        "pyweb:render-apkbuild",
+        "pyweb:render-initd",
+        "pyweb:render-run",
+        "pyweb:render-hook:post-install",
+        "pyweb:package:x86_64",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+    } <= ids
+    assert "pyweb:render-hook:pre-install" not in ids  # merged into render-pre-install
+    assert graph["pyweb:build:x86_64"].upstream == ("pyweb:fetch-deps-build:x86_64",)
+    assert graph["repo:sign:x86_64"].upstream == ("repo:index:x86_64",)
+    order = [s.id for s in graph.order()]
+    assert order.index("pyweb:package:x86_64") < order.index("repo:index:x86_64")
+
+
+def test_static_and_custom_have_no_service_files(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    graph = compile_apps(workspace("static-site", "greet"), tmp_path)
+    assert not any(s.stage == "render-initd" for s in graph.steps.values())
+    assert "greet:collect:noarch" not in graph.steps  # custom: package() does it
+    assert "static-site:collect:aarch64" in graph.steps
+
+
+def test_noarch_packages_join_every_repository_architecture(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    graph = compile_apps(workspace("static-site", "greet"), tmp_path)
+    assert graph["repo:index:x86_64"].upstream == (
+        "greet:package:noarch",
+        "static-site:package:x86_64",
+    )
+    assert graph["repo:index:aarch64"].upstream == (
+        "greet:package:noarch",
+        "static-site:package:aarch64",
+    )
+
+
+def test_keys_are_stable_and_location_free(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    first = compile_apps(workspace("pyweb"), tmp_path)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "apps", moved / "apps")
+    second = compile_apps([moved / "apps" / "pyweb"], moved)
+    assert {k: s.key for k, s in first.steps.items()} == {k: s.key for k, s in second.steps.items()}
+
+
+def changed(before: StepGraph, after: StepGraph) -> set[str]:
+    return {
+        k for k, s in after.steps.items() if before.steps.get(k) is None or before[k].key != s.key
+    }
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def test_hook_text_changes_only_its_render_and_what_follows(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    (app,) = workspace("pyweb")
+    before = compile_apps([app], tmp_path)
+    edit(
+        app / "instellar.yml",
+        "  pre-upgrade: |\n    rc-service pyweb stop\n",
+        "  pre-upgrade: |\n    rc-service pyweb stop || true\n",
+    )
+    after = compile_apps([app], tmp_path)
+    assert changed(before, after) == {
+        "pyweb:render-hook:pre-upgrade",
+        "pyweb:package:x86_64",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+    }
+
+
+def test_release_changes_only_package_index_sign(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    (app,) = workspace("pyweb")
+    before = compile_apps([app], tmp_path, release=1)
+    after = compile_apps([app], tmp_path, release=2)
+    assert changed(before, after) == {
+        "pyweb:package:x86_64",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+    }
+
+
+def test_a_build_command_naming_pkgrel_reads_the_release(
+    workspace: Callable[..., list[Path]], tmp_path: Path
+) -> None:
+    (app,) = workspace("heartbeat")
+    edit(
+        app / "instellar.yml",
+        "chmod 0755 bin/heartbeat",
+        "chmod 0755 bin/heartbeat\n    echo $pkgrel > REL",
+    )
+    before = compile_apps([app], tmp_path, release=1)
+    after = compile_apps([app], tmp_path, release=2)
+    assert "heartbeat:build:x86_64" in changed(before, after)
+
+
+def test_source_content_not_mtime(workspace: Callable[..., list[Path]], tmp_path: Path) -> None:
+    (app,) = workspace("heartbeat")
+    before = compile_apps([app], tmp_path)
+    (app / "bin" / "heartbeat").touch()
+    assert changed(before, compile_apps([app], tmp_path)) == set()
+    edit(app / "bin" / "heartbeat", "interval=60", "interval=61")
+    assert changed(before, compile_apps([app], tmp_path)) == {
+        "heartbeat:build:x86_64",
+        "heartbeat:collect:x86_64",
+        "heartbeat:package:x86_64",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+    }
+
+
+def test_names_must_be_unique(workspace: Callable[..., list[Path]], tmp_path: Path) -> None:
+    first, second = workspace("heartbeat", "pyweb")
+    edit(second / "instellar.yml", "  name: pyweb\n", "  name: heartbeat\n")
+    shutil.move(second, second.parent / "heartbeat2")
+    with pytest.raises(ConfigError, match="two apps are both named `heartbeat`"):
+        compile_apps([first, second.parent / "heartbeat2"], tmp_path)
+
+
+def test_an_app_cannot_be_named_repo(workspace: Callable[..., list[Path]], tmp_path: Path) -> None:
+    (app,) = workspace("heartbeat")
+    config, _ = load_app(app)
+    identity = dataclasses.replace(resolve_identity(config, version="1.0.0", env={}), name="repo")
+    with pytest.raises(ConfigError, match="may not be named `repo`"):
+        compile_graph(
+            [AppBuild(config, identity)],
+            load_pipeline(),
+            Layout.at(tmp_path),
+            sources={"repo": fingerprint_tree(app, StatCache(None))},
+            template_digest=digest,
+        )
+    assert isinstance(identity, Identity)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pakman.errors import ConfigError
+from pakman.model import AppType
+from pakman.pipeline import load_pipeline, pipelines_dir
+
+
+def test_default_pipeline() -> None:
+    pipeline = load_pipeline()
+    names = [s.name for s in pipeline.stages]
+    assert names[:4] == ["fetch-deps-build", "fetch-deps-runtime", "build", "collect"]
+    assert names[-3:] == ["package", "index", "sign"]
+    assert pipeline.stage("build").reads.source is True
+    assert pipeline.stage("render-initd").applies_to(AppType.STATIC) is False
+    assert pipeline.stage("render-hook").each == "hook"
+    assert pipelines_dir().joinpath("default.yml").exists()
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "p.yml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_errors_are_located(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - name: a
+    per: app
+    produces: [x]
+    action: m:f
+  - name: b
+    per: everywhere
+    after: [c]
+    produces: [y]
+    action: not an action
+    colour: red
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [f"{d.line}:{d.column} {d.path}" for d in exc.value.errors] == [
+        "7:10 stages[1].per",
+        "10:13 stages[1].action",
+        "11:5 stages[1].colour",
+    ]
+
+
+def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: a, per: app, produces: [x], action: m:f, after: [b]}
+  - {name: b, per: app, produces: [y], action: m:f}
+  - {name: b, per: app, produces: [z], action: m:f}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    messages = [d.message for d in exc.value.errors]
+    assert "`b` is not a stage defined before `a` (stages come in order)" in messages
+    assert "stage `b` is defined twice" in messages
