@@ -241,6 +241,10 @@ def _schema(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     base = Path(args.path)
     config = base if base.is_file() else base / "instellar.yml"
+    if base.is_dir() and not config.is_file():
+        from pakman.errors import ConfigError
+
+        raise ConfigError(f"{base}: no instellar.yml in this folder (render takes one app)")
     return _render_app(args, config, Path(args.output) if args.output else None, config.parent)
 
 

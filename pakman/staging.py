@@ -45,9 +45,9 @@ class StagingError(PakmanError):
 
 
 def collect_destinations(srcdir: Path, destinations: Sequence[str], dest_dir: Path) -> None:
-    """Copy each destination pattern's matches into `dest_dir`, like `cp -r "$srcdir"/<pattern>`.
+    """Copy each destination pattern's matches into the folder `dest_dir`, like `cp -r`.
 
-    Patterns expand like the shell's: `*` and `?` do not match a leading dot,
+    `dest_dir` must exist (as `$pkgdir/var/lib/$pkgname` does). Patterns expand like the shell's: `*` and `?` do not match a leading dot,
     matches are sorted, each match lands in `dest_dir` under its last name and
     folders merge. A pattern that matches nothing is an error. Symbolic links
     are copied as links; one that points outside the source tree is refused.

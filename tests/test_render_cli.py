@@ -81,6 +81,11 @@ def test_an_invalid_config_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not (tmp_path / ".apk").exists()
 
 
+def test_render_takes_one_app_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", str(EXAMPLES)]) == 3
+    assert f"{EXAMPLES}: no instellar.yml in this folder" in capsys.readouterr().err
+
+
 def test_warnings_are_printed_and_the_files_use_the_package_name(
     pyweb: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
