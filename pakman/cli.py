@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pakman import __version__
@@ -89,6 +90,42 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
     )
     schema.set_defaults(handler=_schema)
+
+    render = commands.add_parser(
+        "render",
+        help="write the APKBUILD, service files and install scripts",
+        description="Generate the files the original PAKman generates: the APKBUILD that "
+        "Alpine's abuild builds, the OpenRC init script, the s6 run/finish/log scripts, the "
+        "environment loader, env-exec, the profile script, pre-install and one script per "
+        "hook. They go into <app>/.apk/<org>/<name>/, where `abuild snapshot && abuild -r` "
+        "builds them on Alpine. Files whose content is unchanged are not rewritten.",
+        epilog="PATH is an app folder or its instellar.yml (default: the current folder).",
+    )
+    render.add_argument("path", nargs="?", default=".", metavar="PATH")
+    render.add_argument(
+        "-o",
+        "--output",
+        metavar="DIR",
+        help="write the files into DIR instead of <app>/.apk/<org>/<name>/",
+    )
+    _identity_options(render)
+    render.set_defaults(handler=_render)
+
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="`render` as the original's GitHub Action step runs it",
+        description="Compatible with the original `pakman bootstrap`: renders the app in "
+        "GITHUB_WORKSPACE (default: the current folder) into "
+        "$GITHUB_WORKSPACE/.apk/<org>/<name>/, naming the package after GITHUB_REPOSITORY "
+        "and numbering the release with GITHUB_RUN_NUMBER. It does not set up signing keys.",
+    )
+    bootstrap.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the instellar.yml to read (default: $GITHUB_WORKSPACE/instellar.yml)",
+    )
+    _identity_options(bootstrap)
+    bootstrap.set_defaults(handler=_bootstrap)
     return parser
 
 
@@ -198,6 +235,51 @@ def _schema(args: argparse.Namespace) -> int:
         write_atomic(args.output, text.encode())
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _render(args: argparse.Namespace) -> int:
+    base = Path(args.path)
+    config = base if base.is_file() else base / "instellar.yml"
+    if base.is_dir() and not config.is_file():
+        from pakman.errors import ConfigError
+
+        raise ConfigError(f"{base}: no instellar.yml in this folder (render takes one app)")
+    return _render_app(args, config, Path(args.output) if args.output else None, config.parent)
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    import os
+
+    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or ".")
+    config = Path(args.config) if args.config else workspace / "instellar.yml"
+    return _render_app(args, config, None, workspace)
+
+
+def _render_app(args: argparse.Namespace, config: Path, output: Path | None, workdir: Path) -> int:
+    """Render one app into `output`, else `<workdir>/.apk/<org>/<name>/`."""
+    from pakman.identity import resolve_identity
+    from pakman.lint import lint_app
+    from pakman.render import check_app_files, render_all, write_rendered
+    from pakman.schema import load_app
+    from pakman.source import load_file
+
+    app, warnings = load_app(config)
+    identity = resolve_identity(app, **_identity_kwargs(args))
+    warnings += lint_app(app, identity, load_file(config))
+    for warning in warnings:
+        print(warning, file=sys.stderr)
+    check_app_files(app)
+    files = render_all(app, identity)
+    out_dir = output or workdir / ".apk" / identity.organization / identity.name
+    results = write_rendered(files, out_dir)
+    for path, written in results:
+        print(f"{'wrote' if written else 'unchanged'} {path}")
+    count = sum(written for _, written in results)
+    print(
+        f"{identity.name} {identity.full_version}: {len(results)} files in {out_dir}, "
+        f"{count} written, {len(results) - count} unchanged"
+    )
     return EXIT_OK
 
 
