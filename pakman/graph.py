@@ -208,7 +208,6 @@ def compile_graph(
     repo_arches = real_arches or [host_arch()]
 
     for app in apps:
-        data = config_data(app.config)
         for stage in pipeline.stages:
             if stage.per == "repository" or not stage.applies_to(app.config.type):
                 continue
@@ -222,7 +221,7 @@ def compile_graph(
             )
             for arch in arches:
                 for item in items:
-                    step = _make_step(stage, app, arch, item, data, shared)
+                    step = _make_step(stage, app, arch, item, shared)
                     if stage.reads.source:
                         step = _with_source(step, sources[app.name])
                     graph.add(step)
@@ -230,7 +229,7 @@ def compile_graph(
         if stage.per != "repository":
             continue
         for arch in repo_arches:
-            step = _make_step(stage, None, arch, None, {}, shared)
+            step = _make_step(stage, None, arch, None, shared)
             graph.add(step)
 
     _connect(graph, pipeline)
@@ -268,26 +267,32 @@ class _Shared:
     template_digest: Callable[[str], str]
 
 
+def declared_reads(stage: Stage, app: AppBuild, item: str | None = None) -> dict[str, Any]:
+    """The configuration and identity values a stage reads for one app (JSON-ready)."""
+    reads: dict[str, Any] = {}
+    if stage.reads.config:
+        data = config_data(app.config)
+        reads["config"] = {
+            k.format(each=item): config_slice(data, k, item) for k in stage.reads.config
+        }
+    if stage.reads.identity:
+        fields = list(stage.reads.identity)
+        if "build.command" in stage.reads.config and "pkgrel" in app.config.build.command:
+            fields.append("release")  # the command reads $pkgrel, so the release is an input
+        reads["identity"] = {k: getattr(app.identity, k) for k in fields}
+    return reads
+
+
 def _make_step(
     stage: Stage,
     app: AppBuild | None,
     arch: str | None,
     item: str | None,
-    data: Mapping[str, Any],
     shared: _Shared,
 ) -> Step:
     namespace = app.name if app else REPOSITORY
     step_id = ":".join(p for p in (namespace, stage.name, arch, item) if p)
-    reads: dict[str, Any] = {}
-    if stage.reads.config:
-        reads["config"] = {
-            k.format(each=item): config_slice(data, k, item) for k in stage.reads.config
-        }
-    if stage.reads.identity and app is not None:
-        fields = list(stage.reads.identity)
-        if "build.command" in stage.reads.config and "pkgrel" in app.config.build.command:
-            fields.append("release")  # the command reads $pkgrel, so the release is an input
-        reads["identity"] = {k: getattr(app.identity, k) for k in fields}
+    reads: dict[str, Any] = declared_reads(stage, app, item) if app else {}
     if stage.reads.templates:
         reads["templates"] = {t: shared.template_digest(t) for t in stage.reads.templates}
     if stage.reads.key:

@@ -25,12 +25,10 @@ scripts.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,56 +339,28 @@ def render_hook(app: AppConfig, identity: Identity, hook: str) -> str:
 
 @dataclass(frozen=True)
 class FileKind:
-    """One kind of generated file: its template, renderer, mode and what it reads.
+    """One kind of generated file: its template, renderer and mode.
 
-    `reads` lists the values the text depends on, as dotted paths from the
-    app (`app.run.commands`) or the identity (`identity.name`); `hooks.<k>`
-    is one hook's body. A build step keyed on these values and the template
-    digest reruns exactly when the text can change.
+    What each file reads is declared once, by its render stage in
+    pipelines/default.yml; tests check that declaration against the renderer.
     """
 
     kind: str
     template: str
     render: Callable[[AppConfig, Identity], str]
     mode: int
-    reads: tuple[str, ...]
 
 
-_NAME = ("identity.name",)
 RENDERED_FILES: tuple[FileKind, ...] = (
-    FileKind(
-        "APKBUILD",
-        "APKBUILD",
-        render_apkbuild,
-        0o644,
-        (
-            "identity.name",
-            "identity.version",
-            "identity.release",
-            "identity.url",
-            "app.type",
-            "app.architectures",
-            "app.dependencies",
-            "app.build",
-            "app.hooks.*",  # the names only
-            "app.source",
-            "app.package",
-        ),
-    ),
-    FileKind("initd", "initd", render_initd, 0o755, ("identity.name", "app.run.commands")),
-    FileKind("run", "run", render_run, 0o755, ("identity.name", "app.run.services")),
-    FileKind("finish", "finish", render_finish, 0o755, ()),
-    FileKind("log", "log", render_log, 0o755, _NAME),
-    FileKind("environment", "environment", render_environment, 0o755, ()),
-    FileKind("env-exec", "env-exec", render_env_exec, 0o755, _NAME),
-    FileKind("profile", "profile", render_profile, 0o644, _NAME),
-    FileKind(
-        "pre-install",
-        "pre-install",
-        render_pre_install,
-        0o755,
-        ("identity.name", "app.hooks.pre-install"),
-    ),
+    FileKind("APKBUILD", "APKBUILD", render_apkbuild, 0o644),
+    FileKind("initd", "initd", render_initd, 0o755),
+    FileKind("run", "run", render_run, 0o755),
+    FileKind("finish", "finish", render_finish, 0o755),
+    FileKind("log", "log", render_log, 0o755),
+    FileKind("environment", "environment", render_environment, 0o755),
+    FileKind("env-exec", "env-exec", render_env_exec, 0o755),
+    FileKind("profile", "profile", render_profile, 0o644),
+    FileKind("pre-install", "pre-install", render_pre_install, 0o755),
 )
 HOOK_FILE_MODE = 0o755
 _KINDS = {k.kind: k for k in RENDERED_FILES}
@@ -405,7 +375,6 @@ class RenderedFile:
     template: str
     text: str
     mode: int
-    reads: tuple[str, ...]
 
 
 def file_kinds(app: AppConfig) -> list[FileKind]:
@@ -426,46 +395,12 @@ def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
     for spec in file_kinds(app):
         name = "APKBUILD" if spec.kind == "APKBUILD" else f"{identity.name}.{spec.kind}"
         text = spec.render(app, identity)
-        files[name] = RenderedFile(name, spec.kind, spec.template, text, spec.mode, spec.reads)
+        files[name] = RenderedFile(name, spec.kind, spec.template, text, spec.mode)
     for hook in hook_scripts(app):
         name = f"{identity.name}.{hook}"
         text = render_hook(app, identity, hook)
-        files[name] = RenderedFile(
-            name, "hook", "hook", text, HOOK_FILE_MODE, (f"app.hooks.{hook}",)
-        )
+        files[name] = RenderedFile(name, "hook", "hook", text, HOOK_FILE_MODE)
     return files
-
-
-def read_slice(reads: Sequence[str], app: AppConfig, identity: Identity) -> dict[str, Any]:
-    """The values named by `reads`, as plain JSON-ready data (for build keys)."""
-    roots: dict[str, Any] = {"app": app, "identity": identity}
-    out: dict[str, Any] = {}
-    for path in reads:
-        head, *parts = path.split(".")
-        value: Any = roots[head]
-        for part in parts:
-            if part == "*":
-                value = sorted(value)
-            elif isinstance(value, Mapping):
-                value = value.get(part)
-            else:
-                value = getattr(value, part, None)
-        out[path] = _plain(value)
-    return out
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 # --------------------------------------------------------------------------
@@ -514,7 +449,6 @@ __all__ = [
     "check_app_files",
     "execline",
     "file_kinds",
-    "read_slice",
     "render_all",
     "render_apkbuild",
     "render_env_exec",
