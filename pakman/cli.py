@@ -126,7 +126,98 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _identity_options(bootstrap)
     bootstrap.set_defaults(handler=_bootstrap)
+
+    build = commands.add_parser(
+        "build",
+        help="build apps into a signed local repository",
+        description="Build every app under PATH (default: the current folder) into a signed "
+        "Alpine repository, REPO/<arch>/ with the .apk files and a signed APKINDEX.tar.gz "
+        "(default REPO: .pakman/repo). Steps run through doit on .pakman/doit.sqlite3: a "
+        "step runs again only when something it reads changed, so a second build with "
+        "nothing changed runs nothing. Exit 0 when built, 1 when a step failed (its log "
+        "tail is shown), 3 when the input is invalid.",
+        epilog="Keys: --key FILE, else ABUILD_PRIVATE_KEY (PEM text), else a project key made "
+        "once under .pakman/keys/. Dependencies are checked against the stack's index on "
+        "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that.",
+    )
+    build.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _project_options(build)
+    build.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run N steps at once")
+    build.add_argument("-v", "--verbose", action="store_true", help="show build output live")
+    build.add_argument("--json", action="store_true", help="print one JSON event per step")
+    build.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail instead of waiting when another build holds the workspace",
+    )
+    build.add_argument("--always", action="store_true", help="run every step, up to date or not")
+    build.set_defaults(handler=_build)
+
+    graph = commands.add_parser(
+        "graph",
+        help="export the step graph (json, dot, mermaid, makefile, ninja, svg)",
+        description="Print the graph of steps a build would run, with each step's key, what "
+        "it reads and what it produces. The makefile and ninja formats really build: each "
+        "target runs `pakman run-step STEP`, so `make -j2` or `ninja` in the workspace "
+        "builds the repository too. svg needs Graphviz's `dot`.",
+    )
+    graph.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    graph.add_argument(
+        "--format", choices=("json", "dot", "mermaid", "makefile", "ninja", "svg"), default="json"
+    )
+    graph.add_argument(
+        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+    )
+    graph.add_argument(
+        "--command",
+        default="pakman",
+        metavar="CMD",
+        help="how the makefile and ninja formats call pakman (default: pakman)",
+    )
+    _project_options(graph)
+    graph.set_defaults(handler=_graph)
+
+    run_step = commands.add_parser(
+        "run-step",
+        help="run one step of the graph (what exported Makefiles call)",
+        description="Run one step, named as in `pakman graph` (e.g. pyweb:build:x86_64), "
+        "whether or not it is up to date; the steps it depends on must have run.",
+    )
+    run_step.add_argument("step", metavar="STEP")
+    run_step.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _project_options(run_step)
+    run_step.add_argument("-v", "--verbose", action="store_true", help="show build output live")
+    run_step.set_defaults(handler=_run_step)
     return parser
+
+
+def _project_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("build options")
+    group.add_argument(
+        "--only", action="append", default=[], metavar="APP", help="only this app (repeatable)"
+    )
+    group.add_argument("--repo", metavar="DIR", help="the repository folder (default .pakman/repo)")
+    group.add_argument("--key", metavar="FILE", help="the private signing key (PEM)")
+    group.add_argument(
+        "--mirror",
+        metavar="URL",
+        help="the Alpine mirror (default: PAKMAN_MIRROR, else the official CDN)",
+    )
+    group.add_argument(
+        "--offline",
+        action="store_true",
+        help="do not fetch package indexes; dependencies stay unchecked",
+    )
+    group.add_argument(
+        "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
+    )
+    group.add_argument(
+        "--alpine-keys", metavar="DIR", help="public keys that fetched indexes must be signed with"
+    )
+    group.add_argument(
+        "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
+    )
+    _identity_options(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,6 +371,95 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
         f"{identity.name} {identity.full_version}: {len(results)} files in {out_dir}, "
         f"{count} written, {len(results) - count} unchanged"
     )
+    return EXIT_OK
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pakman.project import Settings
+
+    return Settings(
+        paths=tuple(args.paths),
+        only=tuple(args.only),
+        strict=args.strict,
+        name=args.package_name,
+        organization=args.organization,
+        version=args.package_version,
+        release=args.release,
+        url=args.url,
+        repo=args.repo,
+        key_file=args.key,
+        mirror=args.mirror,
+        offline=args.offline,
+        require_deps=args.require_deps,
+        verbose=getattr(args, "verbose", False),
+        alpine_keys=args.alpine_keys,
+    )
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from pakman.project import load_project
+
+    project = load_project(_settings(args))
+    for warning in project.warnings:
+        print(warning, file=sys.stderr)
+    for note in project.notes:
+        print(note, file=sys.stderr)
+    return project
+
+
+def _build(args: argparse.Namespace) -> int:
+    from pakman.tasks import run_build
+
+    project = _load(args)
+    code, _ = run_build(
+        project, jobs=args.jobs, json_events=args.json, wait=not args.no_wait, always=args.always
+    )
+    return code
+
+
+def _graph(args: argparse.Namespace) -> int:
+    import shlex
+
+    from pakman import export
+
+    project = _load(args)
+    command = shlex.split(args.command)
+    fmt = args.format
+    if fmt == "json":
+        text = export.to_json(project)
+    elif fmt == "mermaid":
+        text = export.to_mermaid(project.graph)
+    elif fmt == "makefile":
+        text = export.to_makefile(project, command)
+    elif fmt == "ninja":
+        text = export.to_ninja(project, command)
+    else:
+        text = export.to_dot(project.graph)
+    data = text.encode()
+    if fmt == "svg":
+        data = export.render_svg(text)
+    if args.output:
+        from pakman.fsutil import write_atomic
+
+        write_atomic(args.output, data)
+    else:
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
+def _run_step(args: argparse.Namespace) -> int:
+    from pakman.errors import ConfigError
+    from pakman.steps import execute_step
+
+    project = _load(args)
+    if args.step not in project.graph.steps:
+        import difflib
+
+        close = difflib.get_close_matches(args.step, list(project.graph.steps), n=3)
+        hint = f"; did you mean: {', '.join(close)}?" if close else " (see `pakman graph`)"
+        raise ConfigError(f"no step named {args.step!r}{hint}")
+    execute_step(project.graph[args.step], project.context)
+    print(f"ran {args.step}")
     return EXIT_OK
 
 

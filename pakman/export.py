@@ -163,3 +163,21 @@ def to_ninja(project: Project, command: Sequence[str]) -> str:
             finals.append(target)
     lines += ["", f"build all: phony {' '.join(finals)}", "default all", ""]
     return "\n".join(lines)
+
+
+def render_svg(dot_text: str) -> bytes:
+    """The graph as SVG, drawn by Graphviz's `dot`."""
+    import shutil
+    import subprocess
+
+    from pakman.errors import PakmanError
+
+    dot = shutil.which("dot")
+    if dot is None:
+        raise PakmanError("--format svg needs Graphviz's `dot` (Debian: apt-get install graphviz)")
+    result = subprocess.run(
+        [dot, "-Tsvg"], input=dot_text.encode(), capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        raise PakmanError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout

@@ -101,7 +101,7 @@ class Step:
     outputs: tuple[str, ...]  # absolute paths; a trailing / marks a folder
     reads: Mapping[str, Any]  # the slice this step's key is made of
     upstream: tuple[str, ...] = ()
-    inputs: tuple[str, ...] = ()  # the outputs of the upstream steps
+    inputs: tuple[tuple[str, str], ...] = ()  # (upstream step id, one of its outputs)
     source: SourceTree | None = field(default=None, compare=False, repr=False)
     key: str = ""
 
@@ -373,5 +373,5 @@ def _assign_keys(graph: StepGraph) -> None:
             "upstream": {u: graph[u].key for u in upstream},
         }
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        inputs = tuple(o for u in upstream for o in graph[u].outputs)
+        inputs = tuple((u, o) for u in upstream for o in graph[u].outputs)
         graph.replace(Step(**{**step.__dict__, "upstream": upstream, "inputs": inputs, "key": key}))

@@ -61,6 +61,17 @@ def execute_step(step: Step, context: RunContext) -> None:
     write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
 
 
+def upstream_outputs(step: Step, stage: str) -> list[str]:
+    """The outputs of the step's upstream steps of one stage."""
+    return [path for step_id, path in step.inputs if step_id.split(":")[1] == stage]
+
+
+def upstream_output(step: Step, stage: str) -> str:
+    """The single output of the step's upstream step of `stage`."""
+    (path,) = upstream_outputs(step, stage)
+    return path
+
+
 def replace_dir(tmp: Path, final: Path) -> None:
     """Move a finished folder into place, replacing the old one."""
     old = final.with_name(final.name + ".old")

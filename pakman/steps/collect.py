@@ -1,0 +1,22 @@
+"""The collect step: the build's destinations, copied into /var/lib/<name>/ of the package tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pakman.graph import Step
+from pakman.staging import collect_destinations
+from pakman.steps import RunContext, fresh_dir, replace_dir, upstream_output
+
+
+def collect(step: Step, context: RunContext) -> None:
+    """Copy what build.destinations name (shell glob rules) out of the build folder."""
+    assert step.app is not None
+    build_dir = Path(upstream_output(step, "build"))
+    out = Path(step.outputs[0])
+    tmp = fresh_dir(out.with_name(out.name + ".tmp"))
+    home = tmp / "var" / "lib" / step.app.name
+    home.mkdir(parents=True)
+    home.chmod(0o755)
+    collect_destinations(build_dir, step.app.config.build.destinations, home)
+    replace_dir(tmp, out)
