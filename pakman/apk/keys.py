@@ -278,11 +278,11 @@ def load_signing_key(
 
 
 def load_public_keys(paths: Iterable[str | Path]) -> dict[str, PublicKey]:
-    """Public keys by key name, from key files and from folders of them (like /etc/apk/keys)."""
+    """Public keys by key name, from key files and from folders of `*.pub` files (like /etc/apk/keys)."""
     keys: dict[str, PublicKey] = {}
     for path in map(Path, paths):
         if path.is_dir():
-            for child in sorted(path.iterdir()):
+            for child in sorted(path.glob("*.pub")):
                 if child.is_file():
                     key = PublicKey.from_file(child)
                     keys[key.keyname] = key

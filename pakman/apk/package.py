@@ -226,7 +226,7 @@ def write_data_tar(
     mtime: int,
     owners: Mapping[str, tuple[str, str]],
 ) -> int:
-    """Write the data tar of `entries` to `writer`; returns the bytes of regular files (inodes once)."""
+    """Write the data tar of `entries` to `writer`; returns the bytes of the regular files stored."""
     root = os.fspath(tree)
     first_name_of_inode: dict[tuple[int, int], str] = {}
     file_bytes = 0
@@ -259,10 +259,7 @@ def write_data_tar(
                 )
                 writer.write(member_header(member))
                 continue
-            if first == entry.path:
-                file_bytes += entry.size
-        else:
-            file_bytes += entry.size
+        file_bytes += entry.size  # as abuild counts: each inode once, since links are not counted
         member = TarMember(
             entry.path, REGULAR, entry.mode, mtime, size=entry.size, uname=uname, gname=gname
         )
