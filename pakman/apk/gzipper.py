@@ -7,12 +7,13 @@ concatenate into one deflate stream inside one gzip member. The bytes depend
 only on the input, the engine and the level, never on the number of threads
 or on how the input was cut into `write` calls.
 
-Deflate runs in zlib-ng (python-zlib-ng), which releases the GIL. Measured on
-source-like text (benchmarks/bench_apk.py), its level 5 is about 8 times
-faster than `gzip -9` per core for output about 2% larger; ISA-L (python-isal)
-is faster still but 8-13% larger on such text, so it was not chosen. A block
-whose samples do not compress (random or already compressed data) is stored
-instead, which costs almost nothing; deflating it would gain nothing.
+Deflate runs in zlib-ng (python-zlib-ng), which releases the GIL. On
+source-like text and on a Python library tree, its level 5 is 8-10 times
+faster than `gzip -9` per core for output 1-2.5% larger; ISA-L (python-isal)
+is faster still but 8-16% larger on such text, so it was not chosen (see
+`benchmarks/bench_apk.py --compare-levels`). A block whose samples do not
+compress (random or already compressed data) is stored instead, which costs
+almost nothing; deflating it would gain nothing.
 The `zlib` engine (the standard library) exists for comparison.
 
 Reading uses the standard library's zlib, independent of the writer.

@@ -260,14 +260,17 @@ def write_data_tar(
                 writer.write(member_header(member))
                 continue
         file_bytes += entry.size  # as abuild counts: each inode once, since links are not counted
-        member = TarMember(
-            entry.path, REGULAR, entry.mode, mtime, size=entry.size, uname=uname, gname=gname
-        )
         if entry.size > WHOLE_READ_LIMIT:
+            member = TarMember(
+                entry.path, REGULAR, entry.mode, mtime, size=entry.size, uname=uname, gname=gname
+            )
             _stream_large_file(path, member, writer)
         else:
             content = _read_whole(path, entry.size)
-            member = replace(member, sha1=hashlib.sha1(content).hexdigest())
+            member = TarMember(
+                entry.path, REGULAR, entry.mode, mtime, size=entry.size, uname=uname, gname=gname,
+                sha1=hashlib.sha1(content).hexdigest(),
+            )
             writer.write(member_header(member) + content + padding(entry.size))
     writer.write(END_OF_ARCHIVE + record_padding(writer.bytes_in + len(END_OF_ARCHIVE)))
     return file_bytes
