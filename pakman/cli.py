@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _project_options(run_step)
     run_step.add_argument("-v", "--verbose", action="store_true", help="show build output live")
     run_step.set_defaults(handler=_run_step)
+    _apk_commands(commands)
     return parser
 
 
@@ -218,6 +219,177 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
     )
     _identity_options(parser)
+
+
+# --- Alpine packages: keygen, index, verify ---------------------------------
+
+
+def _signing_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "signing key",
+        "The private key comes from --private-key, else from the PEM text in "
+        "ABUILD_PRIVATE_KEY (then --key-name is needed). The public key is derived "
+        "from it unless given (--public-key or ABUILD_PUBLIC_KEY), and then must match. "
+        "An encrypted key's passphrase is read from PAKMAN_KEY_PASSPHRASE.",
+    )
+    group.add_argument(
+        "--private-key", metavar="FILE", help="the private key (PEM), e.g. myorg-myapp.rsa"
+    )
+    group.add_argument(
+        "--public-key", metavar="FILE", help="the public key (PEM); its file name is the key name"
+    )
+    group.add_argument(
+        "--key-name",
+        metavar="NAME",
+        help="the public key's file name in /etc/apk/keys, e.g. myorg-myapp.rsa.pub "
+        "(default: the public key's file name, or the private key's plus .pub)",
+    )
+    group.add_argument(
+        "--rsa256", action="store_true", help="sign with SHA-256 (.SIGN.RSA256.) instead of SHA-1"
+    )
+
+
+def _apk_commands(commands: Any) -> None:
+    keygen = commands.add_parser(
+        "keygen",
+        help="create an RSA key pair for signing packages",
+        description="Write a new key pair as abuild-keygen does: NAME-XXXXXXXX.rsa (private, "
+        "mode 0600) and NAME-XXXXXXXX.rsa.pub, where XXXXXXXX is the time in hex. Existing "
+        "files are never overwritten. Install the .pub file into /etc/apk/keys/ on the "
+        "machines that install the packages.",
+    )
+    keygen.add_argument(
+        "-n",
+        "--name",
+        metavar="NAME",
+        help="the start of the file names (default: the e-mail address in PACKAGER, else $USER)",
+    )
+    keygen.add_argument(
+        "-d",
+        "--dir",
+        metavar="DIR",
+        default=None,
+        help="where to write the keys (default ~/.abuild)",
+    )
+    keygen.add_argument(
+        "-b", "--bits", type=int, default=4096, metavar="BITS", help="key size (default 4096)"
+    )
+    keygen.set_defaults(handler=_keygen)
+
+    index = commands.add_parser(
+        "index",
+        help="write the signed APKINDEX.tar.gz of a repository folder",
+        description="Write REPO/ARCH/APKINDEX.tar.gz for the .apk files in that folder, signed, "
+        "as abuild does. noarch packages are listed with the folder's architecture. Entries of "
+        "packages that did not change since the last run are reused from a cache beside the "
+        "index (.pakman-index-cache.json). Time stamps come from SOURCE_DATE_EPOCH. Exit 0 "
+        "when written, 3 when a package is misnamed or in the wrong folder, or the key is bad.",
+    )
+    index.add_argument(
+        "folder", metavar="REPO/ARCH", help="a repository's architecture folder, e.g. repo/x86_64"
+    )
+    index.add_argument(
+        "--description",
+        metavar="TEXT",
+        help="the index's DESCRIPTION (e.g. the repository and a version)",
+    )
+    _signing_options(index)
+    index.set_defaults(handler=_index)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check packages and indexes",
+        description="Check .apk packages and APKINDEX.tar.gz files: signatures against the "
+        "trusted keys, datahash, every file's checksum, folder entries, unsafe names, file "
+        "names against .PKGINFO, and each index entry against its package file. Prints one "
+        "verdict per file: ok, UNTRUSTED (sound, but no trusted key signed it) or BAD. "
+        "Exit 0 when all are ok, 1 when any is not.",
+    )
+    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a trusted public key file, named as in /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--keys-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of trusted public keys, like /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="accept files whose signing key is not trusted (like apk's option)",
+    )
+    verify.add_argument("--json", action="store_true", help="print one JSON report instead of text")
+    verify.set_defaults(handler=_verify)
+
+
+def _load_key_from_args(args: argparse.Namespace) -> Any:
+    import os
+
+    from pakman.apk import load_signing_key
+
+    return load_signing_key(
+        private_key=args.private_key,
+        public_key=args.public_key,
+        keyname=args.key_name,
+        passphrase=os.environ.get("PAKMAN_KEY_PASSPHRASE") or None,
+        algorithm="RSA256" if args.rsa256 else "RSA",
+    )
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from pakman.apk import generate_key
+
+    name = args.name
+    if not name:
+        packager = os.environ.get("PACKAGER", "")
+        email = packager.rpartition("<")[2].partition(">")[0]
+        name = email if "@" in email else os.environ.get("USER") or "pakman"
+    directory = Path(args.dir) if args.dir else Path.home() / ".abuild"
+    private, public = generate_key(directory, name, bits=args.bits)
+    print(f"wrote {private} (private key, mode 0600: keep it secret, back it up)")
+    print(f"wrote {public}")
+    print(f"install {public.name} into /etc/apk/keys/ where the packages are installed")
+    return EXIT_OK
+
+
+def _index(args: argparse.Namespace) -> int:
+    from pakman.apk import write_index
+
+    key = _load_key_from_args(args)
+    report = write_index(args.folder, key, description=args.description)
+    print(
+        f"{report.path}: {report.packages} package{'s' * (report.packages != 1)} "
+        f"({report.packages - report.reused} read, {report.reused} unchanged), "
+        f"signed with {key.keyname}"
+    )
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from pakman.apk import load_public_keys, verify_file
+
+    keys = load_public_keys([*args.key, *args.keys_dir])
+    verdicts = [verify_file(path, keys) for path in args.files]
+    passed = all(v.passed(args.allow_untrusted) for v in verdicts)
+    if args.json:
+        print(json.dumps({"files": [v.as_dict() for v in verdicts], "ok": passed}, indent=2))
+    else:
+        for verdict in verdicts:
+            print(verdict.summary())
+            for problem in verdict.problems[1:]:
+                print(f"    {problem}")
+    return EXIT_OK if passed else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 def write_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> None:
@@ -42,3 +45,25 @@ def write_if_changed(path: str | Path, data: bytes, mode: int = 0o644) -> bool:
         pass
     write_atomic(path, data, mode)
     return True
+
+
+@contextmanager
+def open_atomic(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+    """Stream into a temporary file beside `path`; rename it into place when the block succeeds.
+
+    The streaming form of `write_atomic`: on an exception the temporary file
+    is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

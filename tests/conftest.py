@@ -1,4 +1,4 @@
-"""Shared test fixtures: golden files, example paths."""
+"""Shared test fixtures: golden files (paths and helpers are in support.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
-GOLDEN = Path(__file__).resolve().parent / "golden"
+from support import updating_goldens
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One switch for every golden test, including those that read the variable.
+    if config.getoption("--update-goldens"):
+        os.environ["PAKMAN_UPDATE_GOLDENS"] = "1"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,12 +23,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--update-goldens",
         action="store_true",
         help="rewrite golden files from the current output instead of comparing",
-    )
-
-
-def updating_goldens(config: pytest.Config) -> bool:
-    return (
-        bool(config.getoption("--update-goldens")) or os.environ.get("PAKMAN_UPDATE_GOLDENS") == "1"
     )
 
 
@@ -53,7 +51,3 @@ def golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
             pytest.fail(f"output differs from {path}:\n{diff}\n(--update-goldens rewrites it)")
 
     return check
-
-
-def example_configs() -> list[Path]:
-    return sorted(EXAMPLES.glob("*/instellar.yml"))

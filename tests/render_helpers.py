@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
 from pakman.identity import resolve_identity
 from pakman.model import AppConfig, Identity
 from pakman.schema import load_app
+from support import EXAMPLES
 
 EXAMPLE_NAMES = sorted(p.parent.name for p in EXAMPLES.glob("*/instellar.yml"))
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
 from pakman import __version__
 from pakman.cli import build_parser, main
+from support import EXAMPLES, ROOT
 
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

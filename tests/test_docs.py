@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from conftest import ROOT
 from pakman.schema import INSTELLAR
 from pakman.spec import Fields, Free, Items, OneOf, Spec
+from support import ROOT
 
 REFERENCE = (ROOT / "docs" / "instellar-yml.md").read_text()
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES
 from pakman.errors import ConfigError
 from pakman.fingerprint import StatCache, fingerprint_tree
 from pakman.graph import AppBuild, Layout, StepGraph, compile_graph
@@ -17,6 +16,7 @@ from pakman.identity import resolve_identity
 from pakman.model import Identity
 from pakman.pipeline import load_pipeline
 from pakman.schema import load_app
+from support import EXAMPLES
 
 
 def digest(name: str) -> str:

@@ -9,11 +9,11 @@ from typing import Any
 import jsonschema
 import pytest
 
-from conftest import example_configs
 from pakman.cli import main
 from pakman.errors import ConfigError
 from pakman.schema import json_schema
 from pakman.source import load_file
+from support import example_configs
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 # Rules JSON Schema cannot express: unique names, reserved names, shell word

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, ROOT
+from support import EXAMPLES, ROOT
 
 
 def files_under(folder: Path) -> set[str]:

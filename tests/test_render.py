@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import GOLDEN, updating_goldens
 from pakman.errors import ConfigError
 from pakman.graph import AppBuild, declared_reads
 from pakman.model import (
@@ -46,6 +45,7 @@ from pakman.render import (
     template_digest,
 )
 from render_helpers import EXAMPLE_NAMES, example, need
+from support import GOLDEN, updating_goldens
 
 # --------------------------------------------------------------------------
 # Goldens

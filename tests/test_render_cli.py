@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, GOLDEN
 from pakman.cli import main
+from support import EXAMPLES, GOLDEN
 
 IDENTITY = ["--organization", "upmaru", "--package-version", "1.2.3", "--release", "4"]
 

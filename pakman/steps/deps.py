@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pakman.apk.version import compare_versions, satisfies
 from pakman.errors import ConfigError, Diagnostic, StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import NOARCH, Step, host_arch
 from pakman.model import AppType, Dependency
 from pakman.steps import RunContext
-from pakman.versions import compare, satisfies
 
 REPOSITORIES = ("main", "community")
 TIMEOUT = 20.0
@@ -167,7 +167,7 @@ def resolve(
         return f"no version satisfies {dependency.constraint} (the index has {found})"
     best = fitting[0]
     for candidate in fitting[1:]:
-        if compare(candidate[0], best[0]) > 0:
+        if compare_versions(candidate[0], best[0]) > 0:
             best = candidate
     version, entry, how = best
     lock: dict[str, Any] = {

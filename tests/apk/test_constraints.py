@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pakman.versions import compare, newest, satisfies
+from pakman.apk.version import compare_versions, satisfies
 
 
 @pytest.mark.parametrize(
@@ -30,8 +30,8 @@ from pakman.versions import compare, newest, satisfies
     ],
 )
 def test_compare(a: str, b: str, order: int) -> None:
-    assert compare(a, b) == order
-    assert compare(b, a) == -order
+    assert compare_versions(a, b) == order
+    assert compare_versions(b, a) == -order
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,3 @@ def test_compare(a: str, b: str, order: int) -> None:
 )
 def test_satisfies(version: str, constraint: str, ok: bool) -> None:
     assert satisfies(version, constraint) is ok
-
-
-def test_newest() -> None:
-    assert newest(["1.0-r0", "1.0_rc1-r3", "1.0-r2", "0.9"]) == "1.0-r2"
-
-
-def test_invalid_version() -> None:
-    with pytest.raises(ValueError, match="not an apk version"):
-        compare("1.0_bogus", "1.0")

@@ -1,0 +1,299 @@
+"""The repository index, `<repo>/<arch>/APKINDEX.tar.gz`: reading packages, writing, reusing.
+
+An index is two gzip members: a signature member (as for a package, over the
+SHA-1 of the second member) and a tar holding `DESCRIPTION` (optional) and
+`APKINDEX`, ending with end-of-archive blocks. `APKINDEX` has one block per
+package, sorted by name (case-insensitively first, as apk does) then by
+version, with the fields apk writes (package.c, apk_pkg_write_index_header).
+
+Architecture: apk downloads `<repo>/<A:>/<name>-<version>.apk`, taking the
+folder from the index's `A:` field. So a package whose `.PKGINFO` says
+`arch = noarch` is listed with `A:` set to the folder it sits in (abuild
+runs `apk index --rewrite-arch $CARCH` for the same reason); its identity
+`C:` is unchanged because `.PKGINFO` is not rewritten. Any other package
+must sit in the folder of its own arch.
+
+Reuse: a small cache file beside the index (`.pakman-index-cache.json`)
+keeps each package's entry with the file's size, mtime, ctime, inode and
+device. An entry is reused only when all of these are unchanged and the
+file had not changed for a while before it was read (so a rewrite within
+the file system's time-stamp granularity cannot go unnoticed); otherwise
+the package's control section is read again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from pakman.apk.errors import ArchiveError, PackageInputError
+from pakman.apk.gzipper import gzip_bytes
+from pakman.apk.keys import SigningKey
+from pakman.apk.package import resolve_builddate
+from pakman.apk.reader import PackageControl, read_package_control
+from pakman.apk.sign import signature_member
+from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
+from pakman.apk.version import version_key
+from pakman.errors import Diagnostic
+from pakman.fsutil import write_atomic
+from pakman.model import ARCHITECTURES
+
+INDEX_FILE = "APKINDEX.tar.gz"
+CACHE_FILE = ".pakman-index-cache.json"
+_CACHE_FORMAT = 1
+# A file is trusted from the cache only if it had not changed for this long before it was read.
+RACY_MARGIN_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """What the index says about one package."""
+
+    identity: str  # C: Q1 + base64(SHA-1 of the control member)
+    name: str
+    version: str  # with -rN
+    arch: str  # as in .PKGINFO (noarch stays noarch here)
+    size: int  # of the .apk file
+    installed_size: int
+    description: str = ""
+    url: str = ""
+    license: str = ""
+    origin: str = ""
+    maintainer: str = ""
+    builddate: int = 0
+    commit: str = ""
+    provider_priority: int = 0
+    depends: tuple[str, ...] = ()
+    provides: tuple[str, ...] = ()
+    install_if: tuple[str, ...] = ()
+
+    @property
+    def filename(self) -> str:
+        """The file name apk fetches: `<name>-<version>.apk`."""
+        return f"{self.name}-{self.version}.apk"
+
+    @classmethod
+    def from_control(cls, control: PackageControl, file_size: int) -> IndexEntry:
+        """The entry of a package read with `read_package_control`."""
+
+        def number(key: str) -> int:
+            text = control.first(key, "0") or "0"
+            if not text.isdigit():
+                raise ArchiveError(f".PKGINFO: {key} = {text!r} is not a number")
+            return int(text)
+
+        def words(key: str) -> tuple[str, ...]:
+            return tuple(word for value in control.values(key) for word in value.split())
+
+        name, version = control.first("pkgname"), control.first("pkgver")
+        if not name or not version:
+            raise ArchiveError(".PKGINFO lacks pkgname or pkgver")
+        return cls(
+            identity=control.identity,
+            name=name,
+            version=version,
+            arch=control.first("arch"),
+            size=file_size,
+            installed_size=number("size"),
+            description=control.first("pkgdesc"),
+            url=control.first("url"),
+            license=control.first("license"),
+            origin=control.first("origin"),
+            maintainer=control.first("maintainer"),
+            builddate=number("builddate"),
+            commit=control.first("commit"),
+            provider_priority=number("provider_priority"),
+            depends=words("depend"),
+            provides=words("provides"),
+            install_if=words("install_if"),
+        )
+
+    def render(self, folder_arch: str | None = None) -> str:
+        """The APKINDEX block (with its ending empty line); noarch becomes `folder_arch`."""
+        arch = folder_arch if folder_arch and self.arch == "noarch" else self.arch
+        lines = [f"C:{self.identity}", f"P:{self.name}", f"V:{self.version}"]
+        if arch:
+            lines.append(f"A:{arch}")
+        lines += [
+            f"S:{self.size}",
+            f"I:{self.installed_size}",
+            f"T:{self.description}",
+            f"U:{self.url}",
+            f"L:{self.license}",
+        ]
+        if self.origin:
+            lines.append(f"o:{self.origin}")
+        if self.maintainer:
+            lines.append(f"m:{self.maintainer}")
+        if self.builddate:
+            lines.append(f"t:{self.builddate}")
+        if self.commit:
+            lines.append(f"c:{self.commit}")
+        if self.provider_priority:
+            lines.append(f"k:{self.provider_priority}")
+        for letter, values in (("D", self.depends), ("p", self.provides), ("i", self.install_if)):
+            if values:
+                lines.append(f"{letter}:{' '.join(values)}")
+        return "\n".join(lines) + "\n\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (for the reuse cache)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IndexEntry:
+        """The inverse of `to_json`."""
+        for key in ("depends", "provides", "install_if"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def read_index_entry(path: str | Path) -> IndexEntry:
+    """The index entry of one package file (reads only its signature and control members)."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        control = read_package_control(handle)
+    return IndexEntry.from_control(control, size)
+
+
+def sort_entries(entries: list[IndexEntry]) -> list[IndexEntry]:
+    """Entries in apk's index order: by name (case-insensitive, then exact), then version."""
+    return sorted(entries, key=lambda e: (e.name.lower(), e.name, version_key(e.version)))
+
+
+def render_index(entries: list[IndexEntry], folder_arch: str | None = None) -> str:
+    """The APKINDEX text of `entries`, sorted as apk sorts them."""
+    return "".join(entry.render(folder_arch) for entry in sort_entries(entries))
+
+
+def index_bytes(text: str, key: SigningKey, mtime: int, description: str | None = None) -> bytes:
+    """A signed APKINDEX.tar.gz holding `text` (and `description`)."""
+    parts = []
+    if description is not None:
+        data = description.encode()
+        parts.append(
+            member_bytes(TarMember("DESCRIPTION", REGULAR, 0o644, mtime, size=len(data)), data)
+        )
+    data = text.encode()
+    parts.append(member_bytes(TarMember("APKINDEX", REGULAR, 0o644, mtime, size=len(data)), data))
+    parts.append(END_OF_ARCHIVE)
+    member = gzip_bytes(b"".join(parts))
+    return signature_member(key, member, mtime) + member
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What `write_index` did."""
+
+    path: Path
+    packages: int
+    reused: int  # entries taken from the cache instead of reading the package
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+
+
+def _load_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
+        return {}
+    packages = data.get("packages")
+    return packages if isinstance(packages, dict) else {}
+
+
+def _cached_entry(record: Any, stat: os.stat_result) -> IndexEntry | None:
+    if not isinstance(record, dict) or record.get("stat") != _stat_key(stat):
+        return None
+    read_ns = record.get("read_ns")
+    if (
+        not isinstance(read_ns, int)
+        or max(stat.st_mtime_ns, stat.st_ctime_ns) >= read_ns - RACY_MARGIN_NS
+    ):
+        return None
+    try:
+        return IndexEntry.from_json(dict(record["entry"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def write_index(
+    arch_dir: str | Path,
+    key: SigningKey,
+    *,
+    description: str | None = None,
+    builddate: int | None = None,
+) -> IndexReport:
+    """Write a signed `APKINDEX.tar.gz` for the `*.apk` files in `arch_dir` (named after its arch).
+
+    Entries of unchanged packages come from the reuse cache. A package whose
+    file name is not `<pkgname>-<pkgver>.apk`, or whose arch is neither the
+    folder's nor noarch, is an error (apk could not fetch it).
+    """
+    arch_dir = Path(arch_dir)
+    folder_arch = arch_dir.resolve().name
+    if not arch_dir.is_dir():
+        raise PackageInputError(f"{arch_dir}: not a folder")
+    if folder_arch not in ARCHITECTURES or folder_arch == "noarch":
+        raise PackageInputError(
+            f"{arch_dir}: the folder must be named after an architecture "
+            f"({', '.join(a for a in ARCHITECTURES if a != 'noarch')}); noarch packages "
+            "go into the folder of each real architecture"
+        )
+    mtime = resolve_builddate(builddate)
+    cache_path = arch_dir / CACHE_FILE
+    cache = _load_cache(cache_path)
+    new_cache: dict[str, Any] = {}
+    entries: list[IndexEntry] = []
+    problems: list[str] = []
+    reused = 0
+    for path in sorted(arch_dir.glob("*.apk")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        stat = path.stat()
+        record = cache.get(path.name)
+        entry = _cached_entry(record, stat)
+        if entry is not None and isinstance(record, dict):
+            reused += 1
+            read_ns = record["read_ns"]
+        else:
+            read_ns = time.time_ns()
+            try:
+                entry = read_index_entry(path)
+            except ArchiveError as exc:
+                problems.append(f"{path.name}: cannot read the package: {exc}")
+                continue
+            if _stat_key(path.stat()) != _stat_key(stat):
+                problems.append(f"{path.name}: the file changed while it was read")
+                continue
+        if path.name != entry.filename:
+            problems.append(
+                f"{path.name}: .PKGINFO says {entry.name} {entry.version}, so apk would fetch "
+                f"{entry.filename}"
+            )
+        if entry.arch not in (folder_arch, "noarch"):
+            problems.append(f"{path.name}: arch {entry.arch!r} does not belong in {folder_arch}/")
+        entries.append(entry)
+        new_cache[path.name] = {
+            "stat": _stat_key(stat),
+            "read_ns": read_ns,
+            "entry": entry.to_json(),
+        }
+    if problems:
+        raise PackageInputError([Diagnostic(str(arch_dir), 0, 0, "", p) for p in problems])
+    text = render_index(entries, folder_arch)
+    index_path = arch_dir / INDEX_FILE
+    write_atomic(index_path, index_bytes(text, key, mtime, description))
+    cache_text = json.dumps(
+        {"format": _CACHE_FORMAT, "packages": new_cache}, indent=1, sort_keys=True
+    )
+    write_atomic(cache_path, cache_text.encode() + b"\n")
+    return IndexReport(index_path, len(entries), reused)
