@@ -7,6 +7,7 @@ fingerprinted, the signing key checked, and the step graph compiled.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from pakman.errors import ConfigError, Diagnostic
 from pakman.fingerprint import SourceTree, StatCache, fingerprint_tree
 from pakman.graph import AppBuild, Layout, StepGraph, compile_graph
 from pakman.identity import resolve_identity
+from pakman.lint import lint_app
 from pakman.pipeline import load_pipeline
+from pakman.render import check_app_files, template_digest
 from pakman.schema import load_app
 from pakman.steps import DEFAULT_MIRROR, RunContext
 from pakman.workspace import find_configs
@@ -60,7 +63,7 @@ class Project:
 def load_project(settings: Settings) -> Project:
     """Find, validate and name every app under the paths, then compile the build graph."""
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    configs = find_configs(settings.paths)
+    configs = find_configs(settings.paths, skip_ignored=True)
     if len(configs) > 1 and settings.name:
         raise ConfigError("--package-name names one app, but several were found; use --only")
     apps: list[AppBuild] = []
@@ -81,6 +84,12 @@ def load_project(settings: Settings) -> Project:
             release=settings.release,
             url=settings.url,
         )
+        try:
+            check_app_files(config)
+        except ConfigError as exc:
+            errors.extend(exc.diagnostics)
+            continue
+        warnings.extend(lint_app(config, identity))
         apps.append(AppBuild(config, identity))
     if errors:
         raise ConfigError(errors)
@@ -98,9 +107,12 @@ def load_project(settings: Settings) -> Project:
         sources[app.name] = fingerprint_tree(app.config.root, cache, cache_prefix=prefix)
     cache.save()
 
+    notes: list[str] = []
+    key_file, key_name, key_fingerprint = _signing_key(settings, layout, apps, notes)
     context = RunContext(
         layout=layout,
-        key_file=settings.key_file or "",
+        key_file=key_file,
+        key_name=key_name,
         mirror=settings.mirror or os.environ.get("PAKMAN_MIRROR") or DEFAULT_MIRROR,
         offline=settings.offline,
         require_deps=settings.require_deps,
@@ -109,18 +121,17 @@ def load_project(settings: Settings) -> Project:
         source_date_epoch=_source_date_epoch(),
         level=settings.level,
     )
-    from pakman.render import template_digest
 
     graph = compile_graph(
         apps,
         load_pipeline(settings.pipeline),
         layout,
         sources=sources,
-        key_fingerprint="",
+        key_fingerprint=key_fingerprint,
         epoch=context.source_date_epoch,
         template_digest=template_digest,
     )
-    return Project(settings, layout, apps, graph, context, warnings)
+    return Project(settings, layout, apps, graph, context, warnings, notes)
 
 
 def app_names(paths: Sequence[str]) -> list[str]:
@@ -138,3 +149,50 @@ def _source_date_epoch() -> int:
             f"SOURCE_DATE_EPOCH={text!r} is not allowed: seconds since 1970, e.g. 1700000000"
         )
     return int(text)
+
+
+KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
+
+
+def _signing_key(
+    settings: Settings, layout: Layout, apps: Sequence[AppBuild], notes: list[str]
+) -> tuple[str, str, str]:
+    """Check the signing key before anything is packed: (file, name, fingerprint).
+
+    --key FILE, else ABUILD_PRIVATE_KEY (named `<org>-<name>.rsa.pub` for one
+    app, else PAKMAN_KEY_NAME), else the project key under .pakman/keys/,
+    created on first use. The fingerprint (of the public half) is part of
+    the keys of the steps that sign.
+    """
+    from pakman.apk import generate_key, load_signing_key
+    from pakman.steps import PASSPHRASE_VARIABLE
+
+    key_file, key_name = settings.key_file or "", ""
+    if not key_file and os.environ.get("ABUILD_PRIVATE_KEY", "").strip():
+        key_name = os.environ.get(KEY_NAME_VARIABLE, "")
+        if not key_name and len(apps) == 1:
+            key_name = f"{apps[0].identity.keyname}.rsa.pub"
+        if not key_name:
+            raise ConfigError(
+                f"ABUILD_PRIVATE_KEY signs several apps here: name the key with {KEY_NAME_VARIABLE} "
+                "(its public key's file name, e.g. myorg.rsa.pub)"
+            )
+    elif not key_file:
+        keys = layout.state / "keys"
+        existing = sorted(keys.glob("*.rsa"))
+        if existing:
+            key_file = str(existing[0])
+        else:
+            private, public = generate_key(keys, "pakman")
+            key_file = str(private)
+            notes.append(
+                f"created a signing key for this workspace: {layout.relative(private)}; "
+                f"apk trusts the repository once {layout.relative(public)} is in /etc/apk/keys/"
+            )
+    key = load_signing_key(
+        private_key=key_file or None,
+        keyname=key_name or None,
+        passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
+    )
+    fingerprint = hashlib.sha256(key.signature_name.encode() + b"\0" + key.public_pem).hexdigest()
+    return key_file, key_name, fingerprint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 from pakman.errors import ConfigError
 
 CONFIG_NAME = "instellar.yml"
+IGNORE_FILE = ".pakmanignore"
 # Folders never searched: build outputs, caches, VCS data, dependency trees.
 SKIPPED_DIRS = frozenset(
     {
@@ -26,12 +28,14 @@ SKIPPED_DIRS = frozenset(
 )
 
 
-def find_configs(paths: Iterable[str | Path]) -> list[Path]:
+def find_configs(paths: Iterable[str | Path], *, skip_ignored: bool = False) -> list[Path]:
     """The instellar.yml files named by `paths`, in a stable order, without repeats.
 
     A file is taken as it is; a folder with an instellar.yml is one app; any
     other folder is searched. Apps do not nest: the search does not descend
-    into an app's own folder.
+    into an app's own folder. With `skip_ignored`, a folder's `.pakmanignore`
+    (one glob a line) names subfolders the search leaves out (`pakman build`
+    uses this; `pakman check` still checks them).
     """
     found: dict[Path, None] = {}
     missing: list[str] = []
@@ -42,7 +46,7 @@ def find_configs(paths: Iterable[str | Path]) -> list[Path]:
         elif (path / CONFIG_NAME).is_file():
             found[path / CONFIG_NAME] = None
         elif path.is_dir():
-            configs = _search(path)
+            configs = _search(path, skip_ignored)
             if not configs:
                 missing.append(f"{given}: no {CONFIG_NAME} found in this folder or below it")
             found.update(dict.fromkeys(configs))
@@ -53,12 +57,28 @@ def find_configs(paths: Iterable[str | Path]) -> list[Path]:
     return list(found)
 
 
-def _search(root: Path) -> list[Path]:
+def _search(root: Path, skip_ignored: bool) -> list[Path]:
     configs: list[Path] = []
     for folder, dirs, files in os.walk(root):
         if CONFIG_NAME in files:
             configs.append(Path(folder) / CONFIG_NAME)
             dirs[:] = []
             continue
-        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not d.startswith("."))
+        ignored = _ignored(Path(folder)) if skip_ignored and IGNORE_FILE in files else []
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if d not in SKIPPED_DIRS
+            and not d.startswith(".")
+            and not any(fnmatch.fnmatchcase(d, pattern) for pattern in ignored)
+        )
     return sorted(configs)
+
+
+def _ignored(folder: Path) -> list[str]:
+    lines = (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+    return [
+        line.strip().strip("/")
+        for line in lines
+        if line.strip() and not line.lstrip().startswith("#")
+    ]

@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from pakman.apk.errors import ArchiveError, PackageInputError, SigningKeyError
 from pakman.apk.gzipper import DEFAULT_LEVEL
-from pakman.apk.index import IndexEntry, IndexReport, read_index_entry, write_index
+from pakman.apk.index import (
+    IndexEntry,
+    IndexReport,
+    index_bytes,
+    index_text,
+    read_index_entry,
+    write_index,
+)
 from pakman.apk.keys import (
     PublicKey,
     SigningKey,
@@ -40,6 +47,8 @@ __all__ = [
     "Verdict",
     "compare_versions",
     "generate_key",
+    "index_bytes",
+    "index_text",
     "load_public_keys",
     "load_signing_key",
     "read_index_entry",

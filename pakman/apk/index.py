@@ -238,6 +238,17 @@ def write_index(
     file name is not `<pkgname>-<pkgver>.apk`, or whose arch is neither the
     folder's nor noarch, is an error (apk could not fetch it).
     """
+    text, report = index_text(arch_dir)
+    write_atomic(report.path, index_bytes(text, key, resolve_builddate(builddate), description))
+    return report
+
+
+def index_text(arch_dir: str | Path) -> tuple[str, IndexReport]:
+    """The APKINDEX text for the `*.apk` files in `arch_dir`, and what it took.
+
+    The first half of `write_index`: it reads (or reuses) every package's
+    entry and checks that apk could fetch it; signing is the second half.
+    """
     arch_dir = Path(arch_dir)
     folder_arch = arch_dir.resolve().name
     if not arch_dir.is_dir():
@@ -248,7 +259,6 @@ def write_index(
             f"({', '.join(a for a in ARCHITECTURES if a != 'noarch')}); noarch packages "
             "go into the folder of each real architecture"
         )
-    mtime = resolve_builddate(builddate)
     cache_path = arch_dir / CACHE_FILE
     cache = _load_cache(cache_path)
     new_cache: dict[str, Any] = {}
@@ -289,11 +299,10 @@ def write_index(
         }
     if problems:
         raise PackageInputError([Diagnostic(str(arch_dir), 0, 0, "", p) for p in problems])
-    text = render_index(entries, folder_arch)
-    index_path = arch_dir / INDEX_FILE
-    write_atomic(index_path, index_bytes(text, key, mtime, description))
     cache_text = json.dumps(
         {"format": _CACHE_FORMAT, "packages": new_cache}, indent=1, sort_keys=True
     )
     write_atomic(cache_path, cache_text.encode() + b"\n")
-    return IndexReport(index_path, len(entries), reused)
+    return render_index(entries, folder_arch), IndexReport(
+        arch_dir / INDEX_FILE, len(entries), reused
+    )

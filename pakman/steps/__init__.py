@@ -16,11 +16,16 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pakman.fsutil import write_atomic
 from pakman.graph import Layout, Step
 
+if TYPE_CHECKING:
+    from pakman.apk import SigningKey
+
 DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
+PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class RunContext:
 
     layout: Layout
     key_file: str = ""  # the signing key's path, or "" to read ABUILD_PRIVATE_KEY
-    key_passphrase_env: str = ""  # name of an environment variable holding the passphrase
+    key_name: str = ""  # the key's name (public key file name) when it comes from the environment
     mirror: str = DEFAULT_MIRROR
     offline: bool = False
     require_deps: bool = False
@@ -37,6 +42,16 @@ class RunContext:
     alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
     source_date_epoch: int = 0
     level: int | None = None  # gzip level for packages (None: the packer's default)
+
+    def signing_key(self) -> SigningKey:
+        """The signing key, loaded where the step runs (it never travels in arguments)."""
+        from pakman.apk import load_signing_key
+
+        return load_signing_key(
+            private_key=self.key_file or None,
+            keyname=self.key_name or None,
+            passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
+        )
 
     def log_path(self, step: Step) -> Path:
         return self.layout.state / "logs" / (step.id.replace(":", "/") + ".log")
