@@ -630,7 +630,8 @@ def _run_step(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.step, list(project.graph.steps), n=3)
         hint = f"; did you mean: {', '.join(close)}?" if close else " (see `pakman graph`)"
         raise ConfigError(f"no step named {args.step!r}{hint}")
-    execute_step(project.graph[args.step], project.context)
+    for warning in execute_step(project.graph[args.step], project.context):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ran {args.step}")
     return EXIT_OK
 

@@ -196,6 +196,7 @@ def compile_graph(
     sources: Mapping[str, SourceTree],
     key_fingerprint: str = "",
     epoch: int = 0,
+    mirror: Mapping[str, Any] | None = None,
     template_digest: Callable[[str], str],
 ) -> StepGraph:
     """Instantiate the pipeline for every app into a DAG of steps with keys."""
@@ -203,7 +204,7 @@ def compile_graph(
     _check_names(apps)
     graph = StepGraph()
     provided = {name for app in apps for name in app.package_names()}
-    shared = _Shared(layout, provided, key_fingerprint, epoch, template_digest)
+    shared = _Shared(layout, provided, key_fingerprint, epoch, dict(mirror or {}), template_digest)
     real_arches = sorted({a for app in apps for a in app.config.architectures if a != NOARCH})
     repo_arches = real_arches or [host_arch()]
 
@@ -264,6 +265,7 @@ class _Shared:
     provided: set[str]  # package names the apps of this build produce
     key_fingerprint: str
     epoch: int
+    mirror: dict[str, Any]  # where indexes come from, and whether the build is offline
     template_digest: Callable[[str], str]
 
 
@@ -299,6 +301,8 @@ def _make_step(
         reads["key"] = shared.key_fingerprint
     if stage.reads.epoch:
         reads["epoch"] = shared.epoch
+    if stage.reads.mirror:
+        reads["mirror"] = shared.mirror
     if stage.reads.local and app is not None:
         runtime = [d.name for d in app.config.dependencies.runtime]
         reads["local"] = sorted(n for n in runtime if n in shared.provided)

@@ -44,6 +44,7 @@ STAGE = Fields(
                     "source": Field(Flag()),
                     "key": Field(Flag()),
                     "epoch": Field(Flag()),
+                    "mirror": Field(Flag()),
                     "local": Field(Flag()),
                 }
             )
@@ -66,6 +67,7 @@ class Reads:
     source: bool = False
     key: bool = False
     epoch: bool = False
+    mirror: bool = False
     local: bool = False
 
 
@@ -152,6 +154,7 @@ def _stage(raw: dict[str, Any]) -> Stage:
             source=bool(reads.get("source")),
             key=bool(reads.get("key")),
             epoch=bool(reads.get("epoch")),
+            mirror=bool(reads.get("mirror")),
             local=bool(reads.get("local")),
         ),
     )

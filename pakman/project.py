@@ -129,6 +129,11 @@ def load_project(settings: Settings) -> Project:
         sources=sources,
         key_fingerprint=key_fingerprint,
         epoch=context.source_date_epoch,
+        mirror={
+            "url": context.mirror,
+            "offline": context.offline,
+            "checks_signatures": bool(context.alpine_keys),
+        },
         template_digest=template_digest,
     )
     return Project(settings, layout, apps, graph, context, warnings, notes)

@@ -57,7 +57,8 @@ class RunContext:
         return self.layout.state / "logs" / (step.id.replace(":", "/") + ".log")
 
 
-Action = Callable[[Step, RunContext], None]
+# An action may return warnings to show the user (e.g. dependencies left unchecked).
+Action = Callable[[Step, RunContext], "list[str] | None"]
 
 
 def resolve_action(name: str) -> Action:
@@ -67,13 +68,17 @@ def resolve_action(name: str) -> Action:
     return action
 
 
-def execute_step(step: Step, context: RunContext) -> None:
-    """Run one step and record its manifest (key, what it read, outputs) when it succeeds."""
+def execute_step(step: Step, context: RunContext) -> list[str]:
+    """Run one step and record its manifest (key, what it read, outputs) when it succeeds.
+
+    Returns the warnings the step has for the user.
+    """
     manifest = context.layout.manifest(step.id)
     manifest.unlink(missing_ok=True)  # a failed or interrupted run leaves no stale record
-    resolve_action(step.action)(step, context)
+    warnings = resolve_action(step.action)(step, context) or []
     record = {"id": step.id, "key": step.key, "reads": step.reads, "outputs": list(step.outputs)}
     write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
+    return warnings
 
 
 def upstream_outputs(step: Step, stage: str) -> list[str]:

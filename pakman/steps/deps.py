@@ -197,8 +197,8 @@ def dependencies_of(step: Step) -> tuple[str, list[Dependency]]:
     return "dependencies.runtime", runtime
 
 
-def fetch_deps(step: Step, context: RunContext) -> None:
-    """Resolve the step's dependency list and write its lock file."""
+def fetch_deps(step: Step, context: RunContext) -> list[str]:
+    """Resolve the step's dependency list and write its lock file; warn when offline."""
     assert step.app is not None and step.arch is not None
     config = step.app.config
     key, wanted = dependencies_of(step)
@@ -259,14 +259,12 @@ def fetch_deps(step: Step, context: RunContext) -> None:
                 f"cannot resolve {key} of {step.app.name} ({', '.join(lock['unresolved'])}): {why}"
             )
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
-
-
-def lock_warnings(lock_path: Path) -> str:
-    """A warning line for an unresolved lock, or ''."""
-    try:
-        lock = json.loads(lock_path.read_text())
-    except (OSError, ValueError):
-        return ""
-    if lock.get("unresolved"):
-        return f"dependencies not checked ({lock.get('offline', 'offline')}): {', '.join(lock['unresolved'])}"
-    return ""
+    warnings = (
+        [f"{key} not checked ({lock['offline']}): {', '.join(lock['unresolved'])}"]
+        if lock["unresolved"]
+        else []
+    )
+    warnings += [
+        f"{reason}; used the cached index" for reason in offline_reasons if lock["resolved"]
+    ]
+    return warnings

@@ -38,15 +38,18 @@ class InvalidInput(TaskFailed):  # type: ignore[misc]
     """A step found the input invalid (e.g. a dependency the stack lacks): exit 3."""
 
 
-def run_step_action(step: Step, context: RunContext) -> TaskFailed | None:
-    """doit's action for a step: run it, turning pakman errors into a task failure."""
+def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, Any]:
+    """doit's action for a step: run it, turning pakman errors into a task failure.
+
+    Warnings travel back as the task's values, for the reporter to show.
+    """
     try:
-        execute_step(step, context)
+        warnings = execute_step(step, context)
     except ConfigError as exc:
         return InvalidInput(str(exc))
     except PakmanError as exc:
         return TaskFailed(str(exc))
-    return None
+    return {"warnings": warnings}
 
 
 def task_dicts(project: Project) -> Iterator[dict[str, Any]]:

@@ -59,9 +59,12 @@ class PakmanReporter:
         self.done += 1
         seconds = time.monotonic() - self.started.get(task.name, time.monotonic())
         self.executed.append(task.name)
-        self._event("success", task.name, seconds=round(seconds, 3))
+        warnings = list((getattr(task, "values", None) or {}).get("warnings") or ())
+        self._event("success", task.name, seconds=round(seconds, 3), warnings=warnings)
         if not self.json:
             self._line(f"ran  {task.name} ({seconds:.2f}s)")
+            for warning in warnings:
+                self._line(f"     warning: {warning}")
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         from pakman.tasks import InvalidInput
