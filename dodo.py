@@ -1,18 +1,9 @@
-"""Tasks for this repository, run with plain `doit`: check every example."""
+"""Plain `doit` in this repository builds examples/ into .pakman/repo/ (as `pakman build examples/`).
 
-from __future__ import annotations
+In an app's own repository the whole dodo.py is one line:
+`from pakman.dodo import *  # noqa: F403`.
+"""
 
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from pakman.dodo import tasks_for
 
-
-def task_check_examples() -> Iterator[dict[str, Any]]:
-    """Validate each example's instellar.yml."""
-    for config in sorted(Path("examples").glob("*/instellar.yml")):
-        yield {
-            "name": config.parent.name,
-            "actions": [f"python -m pakman check -q {config}"],
-            "file_dep": [str(config)],
-            "verbosity": 2,
-        }
+globals().update(tasks_for("examples"))

@@ -11,12 +11,13 @@ and error messages say where a key came from, never what it holds.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -141,7 +142,7 @@ class SigningKey:
             raise SigningKeyError(f"unknown signature type {algorithm!r} (use RSA or RSA256)")
         secret = passphrase.encode() if isinstance(passphrase, str) else passphrase
         try:
-            key = serialization.load_pem_private_key(_pem_bytes(pem), password=secret)
+            key = _load_private(_pem_bytes(pem), secret)
         except TypeError:
             if secret is None:
                 raise SigningKeyError(
@@ -236,6 +237,12 @@ class SigningKey:
     def sign(self, data: bytes) -> bytes:
         """The PKCS#1 v1.5 signature of `data` (over SHA-1, or SHA-256 for RSA256)."""
         return self._private.sign(data, padding.PKCS1v15(), ALGORITHMS[self.algorithm]())
+
+
+@functools.lru_cache(maxsize=8)
+def _load_private(pem: bytes, secret: bytes | None) -> Any:
+    """Parse (and validate, which takes a quarter of a second for 4096 bits) a key once per process."""
+    return serialization.load_pem_private_key(pem, password=secret)
 
 
 def _check_keyname(keyname: str) -> None:

@@ -29,7 +29,7 @@ from doit.tools import config_changed
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
-from pakman.graph import Layout, Step
+from pakman.graph import REPOSITORY, Layout, Step
 from pakman.project import Project
 from pakman.steps import RunContext, execute_step
 
@@ -55,7 +55,12 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
 def task_dicts(project: Project) -> Iterator[dict[str, Any]]:
     """One doit task dict per step, dependencies first."""
     graph = project.graph
-    for step in graph.order():
+    order = graph.order()
+    for namespace in sorted({step.namespace for step in order}):
+        # The group task: `doit pyweb` runs every step of that app.
+        what = "the shared repository" if namespace == REPOSITORY else f"app {namespace}"
+        yield {"basename": namespace, "name": None, "doc": f"every step of {what}"}
+    for step in order:
         keyed = {
             "pakman": __version__,
             "reads": step.reads,

@@ -1,0 +1,86 @@
+"""Helpers for tests that run whole builds: a fast test key, a workspace, counting steps."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.apk import generate_key
+from pakman.cli import main
+from support import EXAMPLES
+
+BUILT_EXAMPLES = ("greet", "heartbeat", "pyweb", "static-site")
+
+
+@dataclass
+class KeyPair:
+    private: Path
+    public: Path
+
+
+def make_key(folder: Path) -> KeyPair:
+    """A 2048-bit key: fast to make, as good as a 4096-bit one for tests."""
+    private, public = generate_key(folder, "test", bits=2048, now=0x6B000000)
+    return KeyPair(private, public)
+
+
+def make_workspace(root: Path, names: Sequence[str] = BUILT_EXAMPLES) -> Path:
+    """A workspace with copies of some examples under apps/."""
+    for name in names:
+        shutil.copytree(EXAMPLES / name, root / "apps" / name)
+    return root
+
+
+@contextlib.contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+@dataclass
+class BuildRun:
+    code: int
+    events: list[dict[str, object]]
+    stderr: str
+
+    @property
+    def ran(self) -> set[str]:
+        return {str(e["step"]) for e in self.events if e["event"] == "success"}
+
+    @property
+    def failed(self) -> set[str]:
+        return {str(e["step"]) for e in self.events if e["event"] == "failure"}
+
+    def messages(self) -> str:
+        return "\n".join(str(e.get("message", "")) for e in self.events) + self.stderr
+
+
+def build(workspace: Path, key: KeyPair, *args: str, paths: Sequence[str] = ("apps",)) -> BuildRun:
+    """`pakman build --json` in `workspace`; the JSON events and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        working_directory(workspace),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        code = main(["build", *paths, "--offline", "--key", str(key.private), "--json", *args])
+    events = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    return BuildRun(code, events, err.getvalue())
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for running pakman in a subprocess from this checkout."""
+    from support import ROOT
+
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, "PYTHONPATH": f"{ROOT}:{path}" if path else str(ROOT), **extra}

@@ -1,0 +1,277 @@
+"""`pakman build` end to end: one build of the examples, many checks on its result."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from build_support import KeyPair, build, make_key, make_workspace, subprocess_env
+from pakman.apk import PublicKey, verify_file
+from pakman.apk.reader import read_package_control
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, key: KeyPair) -> Path:
+    workspace = make_workspace(tmp_path_factory.mktemp("workspace"))
+    run = build(workspace, key)
+    assert run.code == 0, run.messages()
+    return workspace
+
+
+EXPECTED = {
+    "x86_64": {
+        "greet-0.0.0-r0.apk",
+        "heartbeat-0.0.0-r0.apk",
+        "heartbeat-openrc-0.0.0-r0.apk",
+        "pyweb-0.0.0-r0.apk",
+        "pyweb-openrc-0.0.0-r0.apk",
+        "static-site-0.0.0-r0.apk",
+    },
+    "aarch64": {"greet-0.0.0-r0.apk", "static-site-0.0.0-r0.apk"},
+}
+
+
+def trusted(key: KeyPair) -> dict[str, PublicKey]:
+    public = PublicKey.from_file(key.public)
+    return {public.keyname: public}
+
+
+def members(package: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(package, "r:gz") as archive:
+        return {m.name: m for m in archive.getmembers()}
+
+
+def test_repository_holds_every_package_signed(built: Path, key: KeyPair) -> None:
+    repo = built / ".pakman" / "repo"
+    for arch, names in EXPECTED.items():
+        assert {p.name for p in (repo / arch).glob("*.apk")} == names
+        for path in [*(repo / arch).glob("*.apk"), repo / arch / "APKINDEX.tar.gz"]:
+            verdict = verify_file(path, trusted(key))
+            assert verdict.status == "ok", verdict.problems
+
+
+def test_index_lists_the_packages(built: Path) -> None:
+    with tarfile.open(built / ".pakman/repo/x86_64/APKINDEX.tar.gz", "r:gz") as archive:
+        member = archive.extractfile("APKINDEX")
+        assert member is not None
+        text = member.read().decode()
+    assert {line[2:] for line in text.splitlines() if line.startswith("P:")} == {
+        "greet",
+        "heartbeat",
+        "heartbeat-openrc",
+        "pyweb",
+        "pyweb-openrc",
+        "static-site",
+    }
+    # noarch packages (greet, the -openrc splits) are listed under the folder's arch
+    assert "P:greet\nV:0.0.0-r0\nA:x86_64\n" in text
+
+
+def test_default_package_tree(built: Path) -> None:
+    entries = members(built / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk")
+    home = entries["var/lib/pyweb"]
+    assert (home.uname, home.gname, home.mode) == ("pyweb", "pyweb", 0o755)
+    assert entries["var/lib/pyweb/bin/pyweb"].mode == 0o755
+    assert "var/lib/pyweb/src/main.py" in entries
+    assert entries["var/lib/pyweb/service/run"].mode == 0o755
+    assert "etc/profile.d/pyweb.sh" in entries
+    assert "etc/init.d/pyweb" not in entries  # moved to the -openrc split
+    openrc = members(built / ".pakman/repo/x86_64/pyweb-openrc-0.0.0-r0.apk")
+    assert "etc/init.d/pyweb" in openrc
+    with (built / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk").open("rb") as handle:
+        pkginfo = read_package_control(handle).pkginfo_text
+    assert "depend = pyweb-openrc\n" in pkginfo and "depend = /bin/sh\n" in pkginfo
+
+
+def test_static_and_custom_trees(built: Path) -> None:
+    site = members(built / ".pakman/repo/x86_64/static-site-0.0.0-r0.apk")
+    assert "etc/static-site/default.conf" in site
+    assert "var/lib/static-site/public/index.html" in site
+    greet = members(built / ".pakman/repo/aarch64/greet-0.0.0-r0.apk")
+    assert greet["usr/bin/greet"].mode == 0o755
+    assert "usr/share/man/man1/greet.1" in greet
+
+
+def test_the_build_ran_the_app_build(built: Path) -> None:
+    html = built / ".pakman/build/static-site/build-x86_64/public/index.html"
+    assert "<h1>Hello from a static site</h1>" in html.read_text()
+    apkbuild = built / ".pakman/build/pyweb/packages/x86_64/APKBUILD"
+    assert "pkgrel=0\n" in apkbuild.read_text()
+
+
+def test_second_build_runs_nothing(built: Path, key: KeyPair) -> None:
+    again = build(built, key)
+    assert again.code == 0
+    assert again.ran == set()
+    summary = again.events[-1]
+    assert summary["event"] == "summary" and summary["built"] == 0
+
+
+def test_same_bytes_from_another_folder_and_in_parallel(
+    built: Path, key: KeyPair, tmp_path: Path
+) -> None:
+    other = make_workspace(tmp_path)
+    time.sleep(0.01)
+    run = build(other, key, "-j", "2")
+    assert run.code == 0, run.messages()
+    for arch, names in EXPECTED.items():
+        for name in [*names, "APKINDEX.tar.gz"]:
+            first = (built / ".pakman/repo" / arch / name).read_bytes()
+            assert (other / ".pakman/repo" / arch / name).read_bytes() == first, name
+
+
+def test_failing_build_step_shows_its_log_tail(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    config = workspace / "apps/heartbeat/instellar.yml"
+    config.write_text(
+        config.read_text().replace(
+            "    sh -n bin/heartbeat\n",
+            "    sh -n bin/heartbeat\n    echo compiling the thing\n    exit 7\n",
+        )
+    )
+    run = build(workspace, key)
+    assert run.code == 1
+    assert run.failed == {"heartbeat:build:x86_64"}
+    message = run.messages()
+    assert "failed with exit status 7" in message
+    assert "| compiling the thing" in message
+    assert not (workspace / ".pakman/repo/x86_64/heartbeat-0.0.0-r0.apk").exists()
+
+
+def test_invalid_config_exits_3_before_anything_runs(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    (workspace / "apps/heartbeat/instellar.yml").write_text("dependencies: {}\nbuild: []\n")
+    run = build(workspace, key)
+    assert run.code == 3
+    assert "build: expected a mapping, got a list" in run.stderr
+    assert run.events == []
+
+
+def test_a_bad_key_is_refused_before_packing(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    bad = KeyPair(tmp_path / "missing.rsa", tmp_path / "missing.rsa.pub")
+    run = build(workspace, bad)
+    assert run.code == 3
+    assert "missing.rsa" in run.stderr and run.events == []
+
+
+def test_without_a_key_a_workspace_key_is_made_once(tmp_path: Path) -> None:
+    workspace = make_workspace(tmp_path, ["greet"])
+    first = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "apps", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=subprocess_env(),
+    )
+    assert first.returncode == 0, first.stderr
+    assert "created a signing key for this workspace: .pakman/keys/pakman-" in first.stderr
+    keys = sorted((workspace / ".pakman/keys").iterdir())
+    assert [k.suffix for k in keys] == [".rsa", ".pub"] or len(keys) == 2
+    again = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "apps", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=subprocess_env(),
+    )
+    assert "created a signing key" not in again.stderr
+    assert sorted((workspace / ".pakman/keys").iterdir()) == keys
+
+
+def test_a_second_build_waits_for_the_first(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["greet"])
+    (workspace / ".pakman").mkdir()
+    with (workspace / ".pakman/lock").open("a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        busy = build(workspace, key, "--no-wait")
+        assert busy.code == 1
+        assert "another build is running" in busy.stderr
+        waiting = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pakman",
+                "build",
+                "apps",
+                "--offline",
+                "--key",
+                str(key.private),
+            ],
+            cwd=workspace,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=subprocess_env(),
+        )
+        time.sleep(1.5)
+        assert waiting.poll() is None  # still waiting
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert "waiting for another build" in err
+
+
+def test_plain_doit_runs_the_same_tasks(built: Path, key: KeyPair) -> None:
+    (built / "dodo.py").write_text("from pakman.dodo import *  # noqa: F403\n")
+    env = subprocess_env(PAKMAN_PATH="apps", PAKMAN_OFFLINE="1", PAKMAN_KEY=str(key.private))
+    run = subprocess.run(
+        [sys.executable, "-m", "doit"],
+        cwd=built,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 steps ran" in run.stdout  # the same database: everything is up to date
+    listing = subprocess.run(
+        [sys.executable, "-m", "doit", "list", "--all"],
+        cwd=built,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "pyweb:build:x86_64" in listing and "repo:sign:x86_64" in listing
+    hook = built / "apps/greet/instellar.yml"
+    hook.write_text(hook.read_text().replace("greet installed", "greet is installed"))
+    run = subprocess.run(
+        [sys.executable, "-m", "doit"],
+        cwd=built,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    ran = {line.split()[1] for line in run.stdout.splitlines() if line.startswith("ran ")}
+    assert ran == {
+        "greet:render-hook:post-install",
+        "greet:package:noarch",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+        "repo:index:aarch64",
+        "repo:sign:aarch64",
+    }
+    assert build(built, key).ran == set()  # and pakman build agrees
+
+
+def test_json_events(built: Path, key: KeyPair) -> None:
+    run = build(built, key)
+    kinds = {e["event"] for e in run.events}
+    assert kinds == {"up-to-date", "summary"}
+    assert all(isinstance(json.dumps(e), str) for e in run.events)
