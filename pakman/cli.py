@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail instead of waiting when another build holds the workspace",
     )
     build.add_argument("--always", action="store_true", help="run every step, up to date or not")
+    build.add_argument(
+        "--explain", action="store_true", help="first say why each step that will run runs"
+    )
     build.set_defaults(handler=_build)
 
     graph = commands.add_parser(
@@ -176,6 +179,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _project_options(graph)
     graph.set_defaults(handler=_graph)
+
+    explain = commands.add_parser(
+        "explain",
+        help="say why steps will run",
+        description="For each step that a build would run, say which input changed since it "
+        "last ran: a source file, a config key, a template, an upstream step, the release, "
+        "the key. TARGET is an app (pyweb), an app's stage (pyweb:build) or a step "
+        "(pyweb:build:x86_64); without one, every step that will run.",
+    )
+    explain.add_argument("targets", nargs="*", metavar="TARGET")
+    explain.add_argument(
+        "-p",
+        "--path",
+        dest="paths",
+        action="append",
+        metavar="PATH",
+        help="where the apps are (repeatable; default: the current folder)",
+    )
+    explain.add_argument("--all", action="store_true", help="list up-to-date steps too")
+    explain.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _project_options(explain)
+    explain.set_defaults(handler=_explain)
+
+    gc = commands.add_parser(
+        "gc",
+        help="prune the store of step outputs",
+        description="Remove entries of the step store (.pakman/store/) unused for longer than "
+        "--max-age, then the least recently used ones until the rest fit in --max-size, and "
+        "leftovers of interrupted builds.",
+    )
+    gc.add_argument("--max-age", type=float, default=30.0, metavar="DAYS", help="default 30")
+    gc.add_argument("--max-size", default="5G", metavar="SIZE", help="e.g. 500M, 5G (default 5G)")
+    gc.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
+    gc.set_defaults(handler=_gc)
 
     run_step = commands.add_parser(
         "run-step",
@@ -583,6 +620,12 @@ def _build(args: argparse.Namespace) -> int:
     from pakman.tasks import run_build
 
     project = _load(args)
+    if args.explain:
+        from pakman.explain import explain_steps
+
+        for explanation in explain_steps(project.graph, project.layout, project.graph.order()):
+            if explanation.will_run:
+                print(explanation.text())
     code, _ = run_build(
         project, jobs=args.jobs, json_events=args.json, wait=not args.no_wait, always=args.always
     )
@@ -619,6 +662,51 @@ def _graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from pakman.errors import ConfigError
+    from pakman.explain import explain_steps, select
+
+    args.paths = args.paths or ["."]
+    project = _load(args)
+    steps = select(project.graph, args.targets)
+    if args.targets and not steps:
+        raise ConfigError(f"no app or step named {', '.join(args.targets)} (see `pakman graph`)")
+    explanations = explain_steps(project.graph, project.layout, steps)
+    shown = [e for e in explanations if args.all or e.will_run]
+    if args.json:
+        print(json.dumps([e.as_dict() for e in shown], indent=2))
+    else:
+        for explanation in shown:
+            print(explanation.text())
+        running = sum(e.will_run for e in explanations)
+        print(f"{running} of {len(explanations)} steps will run")
+    return EXIT_OK
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from pakman.errors import ConfigError
+    from pakman.store import Store
+
+    sizes = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = args.max_size.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in sizes else ""
+    try:
+        max_bytes = int(float(text[: len(text) - len(unit)]) * sizes[unit])
+    except ValueError:
+        raise ConfigError(f"--max-size {args.max_size!r}: use a size such as 500M or 5G") from None
+    store = Store(Path(".pakman") / "store")
+    removed, kept = store.collect_garbage(
+        max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    for entry in removed:
+        print(f"{verb} {entry.key[:16]} ({entry.size / 1e6:.1f} MB)")
+    freed = sum(e.size for e in removed) / 1e6
+    kept_size = sum(e.size for e in kept) / 1e6
+    print(f"{verb} {len(removed)} entries ({freed:.1f} MB); {len(kept)} kept ({kept_size:.1f} MB)")
+    return EXIT_OK
+
+
 def _run_step(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
     from pakman.steps import execute_step
@@ -630,9 +718,10 @@ def _run_step(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.step, list(project.graph.steps), n=3)
         hint = f"; did you mean: {', '.join(close)}?" if close else " (see `pakman graph`)"
         raise ConfigError(f"no step named {args.step!r}{hint}")
-    for warning in execute_step(project.graph[args.step], project.context):
+    outcome = execute_step(project.graph[args.step], project.context)
+    for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"ran {args.step}")
+    print(f"{'restored' if outcome.restored else 'ran'} {args.step}")
     return EXIT_OK
 
 

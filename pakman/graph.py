@@ -102,6 +102,7 @@ class Step:
     reads: Mapping[str, Any]  # the slice this step's key is made of
     upstream: tuple[str, ...] = ()
     inputs: tuple[tuple[str, str], ...] = ()  # (upstream step id, one of its outputs)
+    upstream_keys: tuple[tuple[str, str], ...] = ()  # (upstream step id, its key)
     source: SourceTree | None = field(default=None, compare=False, repr=False)
     key: str = ""
 
@@ -369,13 +370,15 @@ def _assign_keys(graph: StepGraph) -> None:
     for node in nx.lexicographical_topological_sort(graph.dag):
         step = graph[node]
         upstream = tuple(sorted(graph.dag.predecessors(node)))
+        keys = tuple((u, graph[u].key) for u in upstream)
         payload = {
             "pakman": __version__,
             "stage": step.stage,
             "action": step.action,
             "reads": step.reads,
-            "upstream": {u: graph[u].key for u in upstream},
+            "upstream": dict(keys),
         }
         key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         inputs = tuple((u, o) for u in upstream for o in graph[u].outputs)
-        graph.replace(Step(**{**step.__dict__, "upstream": upstream, "inputs": inputs, "key": key}))
+        changes = {"upstream": upstream, "inputs": inputs, "upstream_keys": keys, "key": key}
+        graph.replace(Step(**{**step.__dict__, **changes}))

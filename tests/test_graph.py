@@ -74,7 +74,7 @@ def test_shape_of_a_default_app(workspace: Callable[..., list[Path]], tmp_path: 
     } <= ids
     assert "pyweb:render-hook:pre-install" not in ids  # merged into render-pre-install
     assert graph["pyweb:build:x86_64"].upstream == ("pyweb:fetch-deps-build:x86_64",)
-    assert graph["repo:sign:x86_64"].upstream == ("repo:index:x86_64",)
+    assert graph["repo:sign:x86_64"].upstream == ("pyweb:package:x86_64", "repo:index:x86_64")
     order = [s.id for s in graph.order()]
     assert order.index("pyweb:package:x86_64") < order.index("repo:index:x86_64")
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pakman import __version__
 from pakman.fsutil import write_atomic
 from pakman.graph import Layout, Step
 
@@ -42,6 +43,7 @@ class RunContext:
     alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
     source_date_epoch: int = 0
     level: int | None = None  # gzip level for packages (None: the packer's default)
+    use_store: bool = True  # restore outputs of keys built before instead of running
 
     def signing_key(self) -> SigningKey:
         """The signing key, loaded where the step runs (it never travels in arguments)."""
@@ -68,17 +70,48 @@ def resolve_action(name: str) -> Action:
     return action
 
 
-def execute_step(step: Step, context: RunContext) -> list[str]:
-    """Run one step and record its manifest (key, what it read, outputs) when it succeeds.
+@dataclass(frozen=True)
+class Outcome:
+    """What running a step did."""
 
-    Returns the warnings the step has for the user.
+    warnings: tuple[str, ...] = ()
+    restored: bool = False  # its outputs came from the store instead of running it
+
+
+def execute_step(step: Step, context: RunContext) -> Outcome:
+    """Run one step, or restore its outputs from the store when its key was built before.
+
+    Then record its manifest (key, what it read, outputs) and add it to the
+    journal; a step that fails or is interrupted leaves neither.
     """
-    manifest = context.layout.manifest(step.id)
-    manifest.unlink(missing_ok=True)  # a failed or interrupted run leaves no stale record
-    warnings = resolve_action(step.action)(step, context) or []
-    record = {"id": step.id, "key": step.key, "reads": step.reads, "outputs": list(step.outputs)}
+    from pakman.store import Store
+
+    layout = context.layout
+    manifest = layout.manifest(step.id)
+    manifest.unlink(missing_ok=True)
+    outputs = [Path(o.rstrip("/")) for o in step.outputs]
+    store = Store(layout.state / "store")
+    restored = context.use_store and store.restore(step.key, outputs)
+    warnings: list[str] = []
+    if not restored:
+        warnings = resolve_action(step.action)(step, context) or []
+        if context.use_store:
+            store.save(step.key, outputs)
+    record = {
+        "id": step.id,
+        "key": step.key,
+        "pakman": __version__,
+        "reads": step.reads,
+        "upstream": dict(step.upstream_keys),
+        "outputs": [layout.relative_str(o) for o in step.outputs],
+        "restored": restored,
+    }
+    if step.source is not None:
+        record["source_files"] = {f.path: f.digest for f in step.source.files}
     write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
-    return warnings
+    with (layout.state / "journal").open("a", encoding="utf-8") as journal:
+        journal.write(f"{step.id} {step.key}\n")
+    return Outcome(tuple(warnings), restored)
 
 
 def upstream_outputs(step: Step, stage: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pakman.fingerprint import SourceTree
 from pakman.graph import Step
-from pakman.steps import RunContext, fresh_dir, replace_dir
+from pakman.steps import RunContext, fresh_dir
 from pakman.steps.shell import run_shell, shell_variables
 
 
@@ -28,12 +28,13 @@ def copy_source(tree: SourceTree, dest: Path) -> None:
 def run_build(step: Step, context: RunContext) -> None:
     """Copy the source into `build-<arch>/` and run build.command there with abuild's variables."""
     assert step.app is not None and step.source is not None and step.arch is not None
-    out = Path(step.outputs[0])
-    tmp = fresh_dir(out.with_name(out.name + ".tmp"))
-    copy_source(step.source, tmp)
+    # Built in place (not renamed afterwards), so paths a build writes into
+    # its files stay true; the step's manifest, written last, marks it done.
+    out = fresh_dir(Path(step.outputs[0]))
+    copy_source(step.source, out)
     identity = step.app.identity
     variables = {
-        "srcdir": str(tmp),
+        "srcdir": str(out),
         "pkgdir": str(out.parent / f"pkgdir-{step.arch}"),
         "pkgname": identity.name,
         "pkgver": identity.version,
@@ -48,10 +49,9 @@ def run_build(step: Step, context: RunContext) -> None:
         script = shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + command
         run_shell(
             script,
-            cwd=tmp,
+            cwd=out,
             log=context.log_path(step),
             what=f"build of {identity.name} ({step.arch})",
             verbose=context.verbose,
             env={"SOURCE_DATE_EPOCH": str(context.source_date_epoch)},
         )
-    replace_dir(tmp, out)

@@ -1,72 +1,63 @@
-"""The repository steps: gather an architecture's packages and index them, then sign the index."""
+"""The repository steps: index an architecture's packages, then sign and publish them.
+
+The repository folder is pakman's: after a build, REPO/<arch>/ holds exactly
+the packages of that build (noarch ones in every architecture's folder) and
+their signed APKINDEX.tar.gz.
+"""
 
 from __future__ import annotations
 
 import os
-import re
+import shutil
 from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
-from pakman.steps import RunContext, upstream_outputs
+from pakman.steps import RunContext, fresh_dir, replace_dir, upstream_outputs
 
-_VERSION_TAIL = re.compile(r"[0-9][0-9A-Za-z._~]*-r[0-9]+\.apk\Z")
+
+def _packages(step: Step) -> dict[str, Path]:
+    """The .apk files of the upstream package steps, by file name."""
+    return {
+        package.name: package
+        for folder in upstream_outputs(step, "package")
+        for package in sorted(Path(folder).glob("*.apk"))
+    }
+
+
+def _link_all(packages: dict[str, Path], folder: Path) -> None:
+    """Make `folder` hold exactly these packages (hard links when possible)."""
+    for existing in folder.glob("*.apk"):
+        if existing.name not in packages:
+            existing.unlink()
+    for name, package in packages.items():
+        target = folder / name
+        if target.exists() and os.path.samefile(package, target):
+            continue
+        target.unlink(missing_ok=True)
+        try:
+            os.link(package, target)
+        except OSError:
+            shutil.copy2(package, target)
 
 
 def index(step: Step, context: RunContext) -> None:
-    """Link the built packages into REPO/<arch>/ and write the APKINDEX text.
-
-    Older versions of the same packages are removed from the folder; other
-    files in it are left alone (and indexed, as `apk index *.apk` would).
-    """
-    text_path, arch_dir = Path(step.outputs[0]), Path(step.outputs[1].rstrip("/"))
-    arch_dir.mkdir(parents=True, exist_ok=True)
-    built: dict[str, Path] = {}
-    for folder in upstream_outputs(step, "package"):
-        for package in sorted(Path(folder).glob("*.apk")):
-            built[package.name] = package
-    names = {_package_name(p) for p in built.values()}
-    for existing in arch_dir.glob("*.apk"):
-        if existing.name not in built and any(_is_version_of(existing.name, n) for n in names):
-            existing.unlink()
-    for name, package in built.items():
-        _link(package, arch_dir / name)
-    text, _ = index_text(arch_dir)
+    """Write the APKINDEX text of the architecture's packages (gathered in the work folder)."""
+    text_path = Path(step.outputs[0])
+    folder = text_path.parent  # .pakman/build/_repo/<arch>/, named after the arch as apk wants
+    folder.mkdir(parents=True, exist_ok=True)
+    _link_all(_packages(step), folder)
+    text, _ = index_text(folder)  # reuses entries of unchanged packages (a cache in that folder)
     write_atomic(text_path, text.encode())
 
 
 def sign(step: Step, context: RunContext) -> None:
-    """Write REPO/<arch>/APKINDEX.tar.gz: the index, signed with the repository's key."""
+    """Publish REPO/<arch>/: the packages and their index, signed with the repository's key."""
+    out = Path(step.outputs[0].rstrip("/"))
     text = Path(upstream_outputs(step, "index")[0]).read_text(encoding="utf-8")
-    write_atomic(
-        Path(step.outputs[0]), index_bytes(text, context.signing_key(), context.source_date_epoch)
-    )
-
-
-def _package_name(path: Path) -> str:
-    from pakman.apk.pkginfo import parse_pkginfo
-    from pakman.apk.reader import read_package_control
-
-    with path.open("rb") as handle:
-        pkginfo = dict(parse_pkginfo(read_package_control(handle).pkginfo_text))
-    return pkginfo["pkgname"]
-
-
-def _is_version_of(filename: str, name: str) -> bool:
-    return filename.startswith(name + "-") and bool(_VERSION_TAIL.match(filename[len(name) + 1 :]))
-
-
-def _link(source: Path, target: Path) -> None:
-    """Put `source` at `target` (a hard link when possible), replacing it atomically."""
-    if target.exists() and os.path.samefile(source, target):
-        return
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:
-        import shutil
-
-        shutil.copy2(source, tmp)
-    os.replace(tmp, target)
+    signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
+    tmp = fresh_dir(out.with_name(f".{out.name}.tmp"))
+    _link_all(_packages(step), tmp)
+    write_atomic(tmp / "APKINDEX.tar.gz", signed)
+    replace_dir(tmp, out)

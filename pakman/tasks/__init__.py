@@ -44,12 +44,12 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     Warnings travel back as the task's values, for the reporter to show.
     """
     try:
-        warnings = execute_step(step, context)
+        outcome = execute_step(step, context)
     except ConfigError as exc:
         return InvalidInput(str(exc))
     except PakmanError as exc:
         return TaskFailed(str(exc))
-    return {"warnings": warnings}
+    return {"warnings": list(outcome.warnings), "restored": outcome.restored}
 
 
 def task_dicts(project: Project) -> Iterator[dict[str, Any]]:

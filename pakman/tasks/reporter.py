@@ -31,6 +31,7 @@ class PakmanReporter:
         self.total = 0
         self.done = 0
         self.executed: list[str] = []
+        self.restored: list[str] = []
         self.up_to_date: list[str] = []
         self.failed: list[tuple[str, str]] = []
         self.invalid_input = False
@@ -58,11 +59,15 @@ class PakmanReporter:
             return
         self.done += 1
         seconds = time.monotonic() - self.started.get(task.name, time.monotonic())
-        self.executed.append(task.name)
-        warnings = list((getattr(task, "values", None) or {}).get("warnings") or ())
-        self._event("success", task.name, seconds=round(seconds, 3), warnings=warnings)
+        values = getattr(task, "values", None) or {}
+        warnings = list(values.get("warnings") or ())
+        restored = bool(values.get("restored"))
+        (self.restored if restored else self.executed).append(task.name)
+        event = "restored" if restored else "success"
+        self._event(event, task.name, seconds=round(seconds, 3), warnings=warnings)
         if not self.json:
-            self._line(f"ran  {task.name} ({seconds:.2f}s)")
+            verb = "restored" if restored else "ran "
+            self._line(f"{verb} {task.name} ({seconds:.2f}s)")
             for warning in warnings:
                 self._line(f"     warning: {warning}")
 
@@ -107,6 +112,7 @@ class PakmanReporter:
         seconds = time.monotonic() - self.run_started
         summary = {
             "built": len(self.executed),
+            "restored": len(self.restored),
             "up_to_date": len(self.up_to_date),
             "failed": len(self.failed),
             "seconds": round(seconds, 3),
@@ -119,7 +125,8 @@ class PakmanReporter:
             self._status("")
         text = (
             f"{summary['built']} step{'s' * (summary['built'] != 1)} ran, "
-            f"{summary['up_to_date']} up to date, {summary['failed']} failed "
+            + (f"{summary['restored']} restored from the store, " if self.restored else "")
+            + f"{summary['up_to_date']} up to date, {summary['failed']} failed "
             f"in {seconds:.1f}s"
         )
         if self.repository and not self.failed:

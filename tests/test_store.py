@@ -1,0 +1,180 @@
+"""The store of step outputs: restore by key, never trust what is incomplete or altered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from build_support import KeyPair, build, make_key, make_workspace, subprocess_env
+from pakman.store import RECORD, Store
+
+
+def outputs(tmp_path: Path) -> list[Path]:
+    folder = tmp_path / "work" / "build-x86_64"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "tool").write_text("#!/bin/sh\necho hi\n")
+    (folder / "bin" / "tool").chmod(0o755)
+    (folder / "link").symlink_to("bin/tool")
+    (folder / "empty").mkdir()
+    single = tmp_path / "work" / "lock.json"
+    single.write_text("{}")
+    return [folder, single]
+
+
+def test_save_and_restore_into_new_places(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    saved = outputs(tmp_path)
+    assert store.save("ab" * 32, saved)
+    elsewhere = [tmp_path / "other" / "build-x86_64", tmp_path / "other" / "lock.json"]
+    assert store.restore("ab" * 32, elsewhere)
+    tool = elsewhere[0] / "bin" / "tool"
+    assert tool.read_text() == "#!/bin/sh\necho hi\n" and os.access(tool, os.X_OK)
+    assert os.readlink(elsewhere[0] / "link") == "bin/tool"
+    assert (elsewhere[0] / "empty").is_dir()
+    assert elsewhere[1].read_text() == "{}"
+
+
+def test_unknown_key_restores_nothing(tmp_path: Path) -> None:
+    assert not Store(tmp_path / "store").restore("cd" * 32, [tmp_path / "x"])
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_interrupted_save_is_never_trusted(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    key = "ef" * 32
+    # What a save killed before its final rename leaves: a temporary folder only.
+    partial = store.root / "tmp" / f"{key}.dead"
+    (partial / "0").mkdir(parents=True)
+    assert not store.restore(key, [tmp_path / "out"])
+    # ... and an entry without its record (written last) is not an entry.
+    half = store.entry(key)
+    (half / "0").mkdir(parents=True)
+    assert not store.restore(key, [tmp_path / "out"])
+    removed, _ = store.collect_garbage(max_age_days=None, max_bytes=None)
+    assert not (store.root / "tmp").exists()
+    assert [e.key for e in removed] == [key] and not half.exists()
+
+
+def test_an_output_edited_in_place_spoils_its_entry(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    saved = outputs(tmp_path)
+    key = "12" * 32
+    store.save(key, saved)
+    # Outputs are hard-linked into the store: editing one in place edits the entry.
+    with (saved[0] / "bin" / "tool").open("a") as handle:
+        handle.write("rm -rf /\n")
+    assert not store.restore(key, [tmp_path / "o1", tmp_path / "o2"])
+    assert not store.entry(key).exists()  # dropped, so the step runs again
+
+
+def test_concurrent_saves_of_one_key(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    saved = outputs(tmp_path)
+    key = "34" * 32
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.save(key, saved))) for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [True] * 8
+    assert (store.entry(key) / RECORD).exists()
+    assert list((store.root / "tmp").iterdir()) == []
+    assert store.restore(key, [tmp_path / "r1", tmp_path / "r2"])
+
+
+def test_gc_by_age_and_size(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    saved = outputs(tmp_path)
+    for i, age_days in enumerate((0, 10, 40)):
+        key = f"{i:02d}" * 32
+        store.save(key, saved)
+        stamp = time.time() - age_days * 86400
+        os.utime(store.entry(key), (stamp, stamp))
+    removed, kept = store.collect_garbage(max_age_days=30, max_bytes=None, dry_run=True)
+    assert [e.key[:2] for e in removed] == ["02"] and len(kept) == 2
+    assert store.entry("02" * 32).exists()  # a dry run removes nothing
+    one = store.entries()[0].size
+    removed, kept = store.collect_garbage(max_age_days=30, max_bytes=one)
+    assert [e.key[:2] for e in kept] == ["00"]  # the most recently used fits
+    assert not store.entry("01" * 32).exists() and not store.entry("02" * 32).exists()
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+def test_a_killed_build_reruns_the_step_it_was_in(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    config = workspace / "apps/heartbeat/instellar.yml"
+    config.write_text(
+        config.read_text().replace("    sh -n bin/heartbeat\n", "    touch started; sleep 30\n")
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman", "build", "apps", "--offline", "--key", str(key.private)],
+        cwd=workspace,
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    started = workspace / ".pakman/build/heartbeat/build-x86_64/started"
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert started.exists()
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    config.write_text(
+        config.read_text().replace("    touch started; sleep 30\n", "    touch started\n")
+    )
+    run = build(workspace, key)
+    assert run.code == 0, run.messages()
+    # The interrupted step runs again; steps that finished before the kill
+    # were stored, so they are restored (doit's database was not saved).
+    assert "heartbeat:build:x86_64" in run.ran
+    restored = {e["step"] for e in run.events if e["event"] == "restored"}
+    assert restored == {"heartbeat:fetch-deps-build:x86_64"}
+
+
+def test_gc_command(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["greet"])
+    assert build(workspace, key).code == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "pakman", "gc", "--dry-run", "--max-age", "0"],
+        cwd=workspace,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "would remove" in result.stdout and "0 kept" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "pakman", "gc", "--max-size", "0"],
+        cwd=workspace,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "; 0 kept" in result.stdout
+    assert Store(workspace / ".pakman/store").entries() == []
+    bad = subprocess.run(
+        [sys.executable, "-m", "pakman", "gc", "--max-size", "lots"],
+        cwd=workspace,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 3 and "use a size such as 500M" in bad.stderr
