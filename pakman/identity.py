@@ -109,13 +109,31 @@ def version_from_describe(described: str | None) -> str:
     return candidate if is_version(candidate) else prefix.group(0)
 
 
-@functools.cache
+def git_dir(root: Path) -> Path | None:
+    """The `.git` (a folder, or a file in a worktree) of the repository holding `root`."""
+    root = root.resolve()
+    for folder in (root, *root.parents):
+        candidate = folder / ".git"
+        if candidate.exists():
+            return candidate
+    return None
+
+
 def git_describe(root: Path) -> str | None:
-    """`git describe --tags --always` in `root`, or None outside a repository."""
+    """`git describe --tags --always` for the repository holding `root`, or None outside one.
+
+    Run once per repository, however many apps it holds.
+    """
+    found = git_dir(root)
+    return None if found is None else _describe_repository(found.parent)
+
+
+@functools.cache
+def _describe_repository(top: Path) -> str | None:
     try:
         result = subprocess.run(
             ["git", "describe", "--tags", "--always"],
-            cwd=root,
+            cwd=top,
             capture_output=True,
             text=True,
             timeout=30,
@@ -124,6 +142,43 @@ def git_describe(root: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def clear_version_cache() -> None:
+    """Forget what `git describe` said (for tests, and long-running callers)."""
+    _describe_repository.cache_clear()
+
+
+def version_inputs(root: Path) -> list[Path]:
+    """Paths whose change can change the version git gives `root` (for cheap change checks).
+
+    The repository's HEAD, the ref it names, packed refs and the tags; outside
+    a repository, the folders a `.git` could appear in.
+    """
+    found = git_dir(root)
+    if found is None:
+        resolved = root.resolve()
+        return [resolved, *resolved.parents]
+    meta = found
+    if found.is_file():  # a worktree or submodule: "gitdir: <path>"
+        text = found.read_text(encoding="utf-8", errors="replace").strip()
+        meta = (found.parent / text.removeprefix("gitdir:").strip()).resolve()
+    paths = [found, meta / "HEAD", meta / "packed-refs"]
+    common = meta
+    if (meta / "commondir").is_file():
+        common = (meta / (meta / "commondir").read_text().strip()).resolve()
+        paths.append(common / "packed-refs")
+    try:
+        head = (meta / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        head = ""
+    if head.startswith("ref:"):
+        paths.append(common / head.removeprefix("ref:").strip())
+    tags = common / "refs" / "tags"
+    paths.append(tags)
+    if tags.is_dir():
+        paths.extend(p for p in tags.rglob("*"))
+    return paths
 
 
 def _release(explicit: int | str | None, env: Mapping[str, str]) -> int:

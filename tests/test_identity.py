@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from pakman.errors import ConfigError
-from pakman.identity import git_describe, resolve_identity, version_from_describe
+from pakman.identity import (
+    clear_version_cache,
+    git_describe,
+    resolve_identity,
+    version_from_describe,
+)
 from pakman.model import AppConfig, Run
 from pakman.names import slugify
 
@@ -119,21 +124,21 @@ def git(root: Path, *args: str) -> None:
 def test_version_from_git_tags(tmp_path: Path) -> None:
     app = make_app(tmp_path, folder="repo")
     assert resolve_identity(app, env={}).version == "0.0.0"  # not a repository
-    git_describe.cache_clear()
+    clear_version_cache()
     git(app.root, "init", "-q")
     (app.root / "f").write_text("x")
     git(app.root, "add", "f")
     git(app.root, "commit", "-qm", "one")
     assert resolve_identity(app, env={}).version == "0.0.0"  # no tag: a hash
-    git_describe.cache_clear()
+    clear_version_cache()
     git(app.root, "tag", "v1.4.2")
     assert resolve_identity(app, env={}).version == "1.4.2"
-    git_describe.cache_clear()
+    clear_version_cache()
     (app.root / "f").write_text("y")
     git(app.root, "commit", "-qam", "two")
     assert git_describe(app.root) is not None and git_describe(app.root).startswith("v1.4.2-1-g")  # type: ignore[union-attr]
     assert resolve_identity(app, env={}).version == "1.4.2"
-    git_describe.cache_clear()
+    clear_version_cache()
 
 
 def test_url(tmp_path: Path) -> None:

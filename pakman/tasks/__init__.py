@@ -52,10 +52,10 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     return {"warnings": list(outcome.warnings), "restored": outcome.restored}
 
 
-def task_dicts(project: Project) -> Iterator[dict[str, Any]]:
-    """One doit task dict per step, dependencies first."""
+def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[str, Any]]:
+    """One doit task dict per step, dependencies first; `only` limits them to some steps."""
     graph = project.graph
-    order = graph.order()
+    order = [s for s in graph.order() if only is None or s.id in only]
     for namespace in sorted({step.namespace for step in order}):
         # The group task: `doit pyweb` runs every step of that app.
         what = "the shared repository" if namespace == REPOSITORY else f"app {namespace}"
@@ -71,7 +71,7 @@ def task_dicts(project: Project) -> Iterator[dict[str, Any]]:
             "name": step.local_name,
             "doc": step.description,
             "actions": [(run_step_action, [step, project.context])],
-            "task_dep": list(step.upstream),
+            "task_dep": [u for u in step.upstream if only is None or u in only],
             "targets": [str(project.layout.manifest(step.id)), *step.outputs],
             "uptodate": [config_changed(keyed)],
             "verbosity": 2,
@@ -91,19 +91,22 @@ def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:
     }
 
 
-def load_doit_tasks(project: Project) -> list[Task]:
+def load_doit_tasks(project: Project, only: set[str] | None = None) -> list[Task]:
     """The Task objects doit runs, named exactly as plain `doit` names them."""
-    tasks: list[Task] = generate_tasks("pakman", task_dicts(project))
+    tasks: list[Task] = generate_tasks("pakman", task_dicts(project, only))
     return tasks
 
 
 class PakmanLoader(TaskLoader2):  # type: ignore[misc]
     """Hands doit a prepared project's tasks (for `pakman build` and friends)."""
 
-    def __init__(self, project: Project, reporter: Any = None) -> None:
+    def __init__(
+        self, project: Project, reporter: Any = None, only: set[str] | None = None
+    ) -> None:
         super().__init__()
         self.project = project
         self.reporter = reporter
+        self.only = only
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         pass
@@ -112,7 +115,7 @@ class PakmanLoader(TaskLoader2):  # type: ignore[misc]
         return doit_config(self.project.layout, self.reporter)
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
-        return load_doit_tasks(self.project)
+        return load_doit_tasks(self.project, self.only)
 
 
 class LockBusy(PakmanError):
@@ -182,21 +185,38 @@ def run_build(
     always: bool = False,
     out: IO[str] | None = None,
 ) -> tuple[int, Any]:
-    """Run the project's tasks with doit; returns (exit code, the reporter)."""
-    from doit.doit_cmd import DoitMain
+    """Run the project's tasks with doit; returns (exit code, the reporter).
 
+    Steps whose key is the one they last succeeded with (the journal) and
+    whose outputs exist are not handed to doit at all; when none is left,
+    doit is not even started.
+    """
+    from pakman.steps import compact_journal, is_current, read_journal
     from pakman.tasks.reporter import PakmanReporter
 
     out = out or sys.stdout
-    repository = project.layout.relative(project.layout.repo)
-    reporter = PakmanReporter(out, json_events=json_events, repository=repository)
-    args = ["run"]
-    if jobs > 1:
-        args += ["-n", str(jobs), "-P", "process"]
-    if always:
-        args.append("--always-execute")
-    with run_lock(project.layout, wait=wait, out=sys.stderr):
-        code = DoitMain(PakmanLoader(project, reporter), config_filenames=()).run(args)
+    layout = project.layout
+    reporter = PakmanReporter(out, json_events=json_events, repository=layout.relative(layout.repo))
+    with run_lock(layout, wait=wait, out=sys.stderr):
+        journal = read_journal(layout)
+        steps = project.graph.order()
+        stale = {s.id for s in steps if always or not is_current(s, journal)}
+        reporter.up_to_date_without_doit([s.id for s in steps if s.id not in stale])
+        code = 0
+        if stale:
+            from doit.doit_cmd import DoitMain
+
+            args = ["run"]
+            if jobs > 1:
+                args += ["-n", str(jobs), "-P", "process"]
+            if always:
+                args.append("--always-execute")
+            loader = PakmanLoader(project, reporter, only=stale)
+            code = DoitMain(loader, config_filenames=()).run(args)
+        else:
+            reporter.complete_run()
+        if code == 0 and not reporter.failed:
+            compact_journal(layout, {**read_journal(layout)})
     if reporter.invalid_input:
         return 3, reporter
     return (1 if code else 0), reporter

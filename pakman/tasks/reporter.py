@@ -40,6 +40,12 @@ class PakmanReporter:
 
     # doit's reporter interface -------------------------------------------
 
+    def up_to_date_without_doit(self, step_ids: list[str]) -> None:
+        """Steps pakman found current itself, so never handed to doit."""
+        for step_id in step_ids:
+            self.up_to_date.append(step_id)
+            self._event("up-to-date", step_id)
+
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
         self.total = sum(1 for t in tasks.values() if t.actions)
 
