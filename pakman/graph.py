@@ -10,10 +10,12 @@ of times, run numbers it does not write, or absolute paths.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import json
 import platform
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,18 +167,25 @@ def config_slice(data: Mapping[str, Any], key: str, each: str | None) -> Any:
 
 
 class StepGraph:
-    """The steps of a build and their dependencies (a networkx DAG of step ids)."""
+    """The steps of a build, each with its key, and their dependencies.
 
-    def __init__(self) -> None:
-        self.dag: nx.DiGraph[str] = nx.DiGraph()
-        self.steps: dict[str, Step] = {}
+    Stages may only come after earlier ones (the pipeline checks that), so
+    ordering steps by stage gives a topological order without a graph
+    search; the networkx DAG is built when asked for (exports, analysis).
+    """
 
-    def add(self, step: Step) -> None:
-        self.steps[step.id] = step
-        self.dag.add_node(step.id)
+    def __init__(self, steps: Iterable[Step], pipeline: Pipeline) -> None:
+        rank = {stage.name: i for i, stage in enumerate(pipeline.stages)}
+        ordered = sorted(steps, key=lambda s: (s.app is None, s.namespace, rank[s.stage], s.id))
+        self.steps: dict[str, Step] = {s.id: s for s in ordered}
 
-    def replace(self, step: Step) -> None:
-        self.steps[step.id] = step
+    @functools.cached_property
+    def dag(self) -> nx.DiGraph[str]:
+        """The steps as a networkx DAG of step ids (edges point downstream)."""
+        dag: nx.DiGraph[str] = nx.DiGraph()
+        dag.add_nodes_from(self.steps)
+        dag.add_edges_from((u, s.id) for s in self.steps.values() for u in s.upstream)
+        return dag
 
     def __getitem__(self, step_id: str) -> Step:
         return self.steps[step_id]
@@ -185,8 +194,20 @@ class StepGraph:
         return len(self.steps)
 
     def order(self) -> list[Step]:
-        """Every step, dependencies first, in a stable order."""
-        return [self.steps[n] for n in nx.lexicographical_topological_sort(self.dag)]
+        """Every step, dependencies first, in a stable order (app by app, the repository last)."""
+        return list(self.steps.values())
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What every step of one build is made with, besides its own app."""
+
+    layout: Layout
+    provided: frozenset[str]  # package names the apps of this build produce
+    key_fingerprint: str
+    epoch: int
+    mirror: Mapping[str, Any]  # where indexes come from, and whether the build is offline
+    template_digest: Callable[[str], str]
 
 
 def compile_graph(
@@ -203,43 +224,101 @@ def compile_graph(
     """Instantiate the pipeline for every app into a DAG of steps with keys."""
     apps = sorted(apps, key=lambda a: a.name)
     _check_names(apps)
-    graph = StepGraph()
-    provided = {name for app in apps for name in app.package_names()}
-    shared = _Shared(layout, provided, key_fingerprint, epoch, dict(mirror or {}), template_digest)
-    real_arches = sorted({a for app in apps for a in app.config.architectures if a != NOARCH})
-    repo_arches = real_arches or [host_arch()]
+    provided = frozenset(name for app in apps for name in app.package_names())
+    shared = Shared(layout, provided, key_fingerprint, epoch, dict(mirror or {}), template_digest)
+    app_steps = [
+        step for app in apps for step in compile_app(app, pipeline, shared, sources[app.name])
+    ]
+    repository = compile_repository(apps, app_steps, pipeline, shared)
+    return StepGraph([*app_steps, *repository], pipeline)
 
-    for app in apps:
-        for stage in pipeline.stages:
-            if stage.per == "repository" or not stage.applies_to(app.config.type):
-                continue
-            arches: list[str | None] = (
-                list(app.config.architectures) if stage.per == "arch" else [None]
-            )
-            items: list[str | None] = (
-                [h for h in sorted(app.config.hooks) if h != "pre-install"]
-                if stage.each == "hook"
-                else [None]
-            )
-            for arch in arches:
-                for item in items:
-                    step = _make_step(stage, app, arch, item, shared)
-                    if stage.reads.source:
-                        step = _with_source(step, sources[app.name])
-                    graph.add(step)
+
+def compile_app(
+    app: AppBuild, pipeline: Pipeline, shared: Shared, source: SourceTree
+) -> list[Step]:
+    """One app's steps, with keys: they depend on nothing outside the app."""
+    by_stage: dict[str, list[Step]] = {}
+    steps: list[Step] = []
+    for stage in pipeline.stages:
+        if stage.per == "repository" or not stage.applies_to(app.config.type):
+            continue
+        arches: list[str | None] = list(app.config.architectures) if stage.per == "arch" else [None]
+        items: list[str | None] = (
+            [h for h in sorted(app.config.hooks) if h != "pre-install"]
+            if stage.each == "hook"
+            else [None]
+        )
+        made = by_stage.setdefault(stage.name, [])
+        for arch in arches:
+            for item in items:
+                step = _make_step(stage, app, arch, item, shared)
+                if stage.reads.source:
+                    step = _with_source(step, source)
+                upstream = [
+                    u
+                    for name in stage.after
+                    for u in by_stage.get(name, ())
+                    if u.arch is None or arch is None or u.arch == arch
+                ]
+                made.append(_finish(step, upstream))
+        steps.extend(made)
+    return steps
+
+
+def repository_arches(apps: Iterable[AppBuild]) -> list[str]:
+    """The repository's architecture folders: every real arch of the apps (noarch joins each)."""
+    real = sorted({a for app in apps for a in app.config.architectures if a != NOARCH})
+    return real or [host_arch()]
+
+
+def compile_repository(
+    apps: Iterable[AppBuild], app_steps: Iterable[Step], pipeline: Pipeline, shared: Shared
+) -> list[Step]:
+    """The shared steps, per repository architecture, over every app's steps."""
+    by_stage: dict[str, list[Step]] = {}
+    for step in app_steps:
+        by_stage.setdefault(step.stage, []).append(step)
+    steps: list[Step] = []
+    shared_by_stage: dict[str, list[Step]] = {}
     for stage in pipeline.stages:
         if stage.per != "repository":
             continue
-        for arch in repo_arches:
+        made = shared_by_stage.setdefault(stage.name, [])
+        for arch in repository_arches(apps):
             step = _make_step(stage, None, arch, None, shared)
-            graph.add(step)
+            upstream = [
+                u
+                for name in stage.after
+                for u in (
+                    [s for s in shared_by_stage.get(name, ()) if s.arch == arch]
+                    if name in shared_by_stage
+                    else [s for s in by_stage.get(name, ()) if s.arch in (arch, NOARCH)]
+                )
+            ]
+            made.append(_finish(step, upstream))
+        steps.extend(made)
+    return steps
 
-    _connect(graph, pipeline)
-    if not nx.is_directed_acyclic_graph(graph.dag):
-        cycle = nx.find_cycle(graph.dag)
-        raise ConfigError(f"the pipeline has a cycle: {' -> '.join(a for a, _ in cycle)}")
-    _assign_keys(graph)
-    return graph
+
+def _finish(step: Step, upstream: Sequence[Step]) -> Step:
+    """Give a step its upstream steps and its key."""
+    upstream = sorted(upstream, key=lambda u: u.id)
+    keys = tuple((u.id, u.key) for u in upstream)
+    payload = {
+        "pakman": __version__,
+        "stage": step.stage,
+        "action": step.action,
+        "reads": step.reads,
+        "upstream": dict(keys),
+    }
+    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return dataclasses.replace(
+        step,
+        upstream=tuple(u.id for u in upstream),
+        inputs=tuple((u.id, o) for u in upstream for o in u.outputs),
+        upstream_keys=keys,
+        key=key,
+    )
 
 
 def _check_names(apps: list[AppBuild]) -> None:
@@ -256,18 +335,6 @@ def _check_names(apps: list[AppBuild]) -> None:
                 f"{app.config.file}; give one another name (run.name or its folder)"
             )
         seen[app.name] = app
-
-
-@dataclass(frozen=True)
-class _Shared:
-    """What every step of one graph is made with."""
-
-    layout: Layout
-    provided: set[str]  # package names the apps of this build produce
-    key_fingerprint: str
-    epoch: int
-    mirror: dict[str, Any]  # where indexes come from, and whether the build is offline
-    template_digest: Callable[[str], str]
 
 
 def declared_reads(stage: Stage, app: AppBuild, item: str | None = None) -> dict[str, Any]:
@@ -291,7 +358,7 @@ def _make_step(
     app: AppBuild | None,
     arch: str | None,
     item: str | None,
-    shared: _Shared,
+    shared: Shared,
 ) -> Step:
     namespace = app.name if app else REPOSITORY
     step_id = ":".join(p for p in (namespace, stage.name, arch, item) if p)
@@ -334,51 +401,4 @@ def _make_step(
 def _with_source(step: Step, tree: SourceTree) -> Step:
     reads = dict(step.reads)
     reads["source"] = tree.fingerprint
-    return Step(**{**step.__dict__, "reads": FrozenDict(reads), "source": tree})
-
-
-def _connect(graph: StepGraph, pipeline: Pipeline) -> None:
-    by_stage: dict[tuple[str, str], list[Step]] = {}
-    for step in graph.steps.values():
-        by_stage.setdefault((step.namespace, step.stage), []).append(step)
-    for step in graph.steps.values():
-        stage = pipeline.stage(step.stage)
-        for upstream_stage in stage.after:
-            if step.app is not None:
-                candidates = [
-                    s
-                    for s in by_stage.get((step.namespace, upstream_stage), [])
-                    if s.arch is None or step.arch is None or s.arch == step.arch
-                ]
-            elif shared := by_stage.get((REPOSITORY, upstream_stage)):
-                candidates = [s for s in shared if s.arch == step.arch]
-            else:
-                # A repository step gathers that stage from every app for its
-                # architecture; noarch packages belong to every architecture.
-                candidates = [
-                    s
-                    for (namespace, name), steps in by_stage.items()
-                    if name == upstream_stage and namespace != REPOSITORY
-                    for s in steps
-                    if s.arch in (step.arch, NOARCH)
-                ]
-            for candidate in candidates:
-                graph.dag.add_edge(candidate.id, step.id)
-
-
-def _assign_keys(graph: StepGraph) -> None:
-    for node in nx.lexicographical_topological_sort(graph.dag):
-        step = graph[node]
-        upstream = tuple(sorted(graph.dag.predecessors(node)))
-        keys = tuple((u, graph[u].key) for u in upstream)
-        payload = {
-            "pakman": __version__,
-            "stage": step.stage,
-            "action": step.action,
-            "reads": step.reads,
-            "upstream": dict(keys),
-        }
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-        inputs = tuple((u, o) for u in upstream for o in graph[u].outputs)
-        changes = {"upstream": upstream, "inputs": inputs, "upstream_keys": keys, "key": key}
-        graph.replace(Step(**{**step.__dict__, **changes}))
+    return dataclasses.replace(step, reads=FrozenDict(reads), source=tree)
