@@ -605,10 +605,10 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _load(args: argparse.Namespace, *, lazy: bool = False) -> Any:
     from pakman.project import load_project
 
-    project = load_project(_settings(args))
+    project = load_project(_settings(args), lazy=lazy)
     for warning in project.warnings:
         print(warning, file=sys.stderr)
     for note in project.notes:
@@ -617,9 +617,26 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _build(args: argparse.Namespace) -> int:
+    if not (args.explain or args.always):
+        from pakman.project import nothing_to_do
+
+        current = nothing_to_do(_settings(args))
+        if current is not None:
+            # Nothing changed since the last build: say so without preparing it.
+            from pakman.progress import PakmanReporter
+
+            for text in current.warnings:
+                print(text, file=sys.stderr)
+            reporter = PakmanReporter(
+                sys.stdout, json_events=args.json, repository=current.repository
+            )
+            reporter.up_to_date_without_doit(current.steps)
+            reporter.complete_run()
+            return EXIT_OK
+
     from pakman.tasks import run_build
 
-    project = _load(args)
+    project = _load(args, lazy=not args.always)
     if args.explain:
         from pakman.explain import explain_steps
 

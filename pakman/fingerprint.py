@@ -17,6 +17,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from pakman.fsutil import write_atomic
 
@@ -25,11 +26,18 @@ from pakman.fsutil import write_atomic
 # their keys, so editing a hook does not rebuild the app).
 ALWAYS_IGNORED = (".git", ".hg", ".svn", ".pakman", ".apk", "instellar.yml")
 IGNORE_FILE = ".pakmanignore"
+TEMPLATES = Path(__file__).with_name("templates")
+
+# What a file's lstat says that matters: a change to any of these (ctime
+# included, so chmod and touch count) means the file must be looked at again.
+Signature = tuple[int, int, int, int, int]
+Watched = tuple[str, "Signature | None"]  # a path and its signature, None when absent
 _CACHE_VERSION = 1
 
 
-@dataclass(frozen=True)
-class SourceFile:
+class SourceFile(NamedTuple):
+    """One entry of a source tree (a tuple: tens of thousands are cached and reloaded)."""
+
     path: str  # relative, '/'-separated
     kind: str  # "f" file, "l" symlink, "d" empty directory
     executable: bool
@@ -108,6 +116,41 @@ class StatCache:
             self.dirty = False
 
 
+def signature(st: os.stat_result) -> Signature:
+    return (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def watch(path: str | Path) -> Watched:
+    """A path as it is now, to tell later whether it changed."""
+    try:
+        return (str(path), signature(os.lstat(path)))
+    except (FileNotFoundError, NotADirectoryError):
+        return (str(path), None)
+
+
+def unchanged(watched: list[Watched]) -> bool:
+    """True when every watched path is exactly as it was (one lstat each)."""
+    lstat = os.lstat
+    for path, known in watched:
+        try:
+            st = lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            if known is None:
+                continue
+            return False
+        if (
+            known is None
+            or (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != known
+        ):
+            return False
+    return True
+
+
+def template_digest(name: str) -> str:
+    """The sha256 of a template's source, for build keys."""
+    return hashlib.sha256((TEMPLATES / name).read_bytes()).hexdigest()
+
+
 def file_sha256(path: str | Path) -> str:
     """The sha256 of a file's content, read in chunks."""
     hasher = hashlib.sha256()
@@ -117,11 +160,17 @@ def file_sha256(path: str | Path) -> str:
     return hasher.hexdigest()
 
 
-def fingerprint_tree(root: Path, cache: StatCache, *, cache_prefix: str = "") -> SourceTree:
-    """Walk `root` (without following symlinks), hashing what the build would copy."""
+def fingerprint_tree(
+    root: Path, cache: StatCache, *, cache_prefix: str = "", seen: list[Watched] | None = None
+) -> SourceTree:
+    """Walk `root` (without following symlinks), hashing what the build would copy.
+
+    `seen` collects every folder and file looked at, with its signature, so a
+    later run can tell with one lstat each whether anything changed.
+    """
     rules = IgnoreRules.for_app(root)
     files: list[SourceFile] = []
-    for relpath, full, st in _walk(str(root), "", rules):
+    for relpath, full, st in _walk(str(root), "", rules, seen):
         mode = st.st_mode
         if stat.S_ISLNK(mode):
             target = os.readlink(full)
@@ -140,8 +189,12 @@ def fingerprint_tree(root: Path, cache: StatCache, *, cache_prefix: str = "") ->
     return SourceTree(root, tuple(files), hasher.hexdigest())
 
 
-def _walk(top: str, prefix: str, rules: IgnoreRules) -> Iterator[tuple[str, str, os.stat_result]]:
+def _walk(
+    top: str, prefix: str, rules: IgnoreRules, seen: list[Watched] | None
+) -> Iterator[tuple[str, str, os.stat_result]]:
     """Regular files, symlinks and empty folders under `top`; special files are skipped."""
+    if seen is not None:
+        seen.append(watch(top))  # a folder's times change when entries come or go
     with os.scandir(top) as entries:
         listing = sorted(entries, key=lambda e: e.name)
     if not listing and prefix:
@@ -152,6 +205,9 @@ def _walk(top: str, prefix: str, rules: IgnoreRules) -> Iterator[tuple[str, str,
         if rules.ignored(relpath, is_dir):
             continue
         if is_dir:
-            yield from _walk(entry.path, relpath + "/", rules)
+            yield from _walk(entry.path, relpath + "/", rules, seen)
         elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
-            yield relpath, entry.path, entry.stat(follow_symlinks=False)
+            st = entry.stat(follow_symlinks=False)
+            if seen is not None:
+                seen.append((entry.path, signature(st)))
+            yield relpath, entry.path, st

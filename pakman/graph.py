@@ -18,15 +18,16 @@ import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
 from pakman.errors import ConfigError
 from pakman.fingerprint import SourceTree
 from pakman.model import AppConfig, AppType, FrozenDict, Identity, freeze
 from pakman.pipeline import Pipeline, Stage
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 REPOSITORY = "repo"  # the name of the shared steps' namespace (index, sign)
 NOARCH = "noarch"
@@ -107,11 +108,21 @@ class Step:
     upstream_keys: tuple[tuple[str, str], ...] = ()  # (upstream step id, its key)
     source: SourceTree | None = field(default=None, compare=False, repr=False)
     key: str = ""
+    complete: bool = True  # False: a summary kept to say the step is done; it cannot run
+
+    @classmethod
+    def summary(
+        cls, step_id: str, stage: str, arch: str | None, key: str, outputs: tuple[str, ...]
+    ) -> Step:
+        """A step known only by its id, key and outputs (from the snapshot's plan)."""
+        return cls(
+            step_id, stage, "", "", None, arch, None, outputs, FrozenDict(), key=key, complete=False
+        )
 
     @property
     def namespace(self) -> str:
         """The app's name, or `repo` for the shared steps (doit's basename)."""
-        return self.app.name if self.app else REPOSITORY
+        return self.id.split(":", 1)[0]
 
     @property
     def local_name(self) -> str:
@@ -176,12 +187,16 @@ class StepGraph:
 
     def __init__(self, steps: Iterable[Step], pipeline: Pipeline) -> None:
         rank = {stage.name: i for i, stage in enumerate(pipeline.stages)}
-        ordered = sorted(steps, key=lambda s: (s.app is None, s.namespace, rank[s.stage], s.id))
+        ordered = sorted(
+            steps, key=lambda s: (s.namespace == REPOSITORY, s.namespace, rank[s.stage], s.id)
+        )
         self.steps: dict[str, Step] = {s.id: s for s in ordered}
 
     @functools.cached_property
     def dag(self) -> nx.DiGraph[str]:
         """The steps as a networkx DAG of step ids (edges point downstream)."""
+        import networkx as nx  # only here: the no-op path does not pay for it
+
         dag: nx.DiGraph[str] = nx.DiGraph()
         dag.add_nodes_from(self.steps)
         dag.add_edges_from((u, s.id) for s in self.steps.values() for u in s.upstream)
@@ -223,13 +238,13 @@ def compile_graph(
 ) -> StepGraph:
     """Instantiate the pipeline for every app into a DAG of steps with keys."""
     apps = sorted(apps, key=lambda a: a.name)
-    _check_names(apps)
+    check_names(apps)
     provided = frozenset(name for app in apps for name in app.package_names())
     shared = Shared(layout, provided, key_fingerprint, epoch, dict(mirror or {}), template_digest)
     app_steps = [
         step for app in apps for step in compile_app(app, pipeline, shared, sources[app.name])
     ]
-    repository = compile_repository(apps, app_steps, pipeline, shared)
+    repository = compile_repository(repository_arches(apps), app_steps, pipeline, shared)
     return StepGraph([*app_steps, *repository], pipeline)
 
 
@@ -267,12 +282,17 @@ def compile_app(
 
 def repository_arches(apps: Iterable[AppBuild]) -> list[str]:
     """The repository's architecture folders: every real arch of the apps (noarch joins each)."""
-    real = sorted({a for app in apps for a in app.config.architectures if a != NOARCH})
+    return arches_of(a for app in apps for a in app.config.architectures)
+
+
+def arches_of(architectures: Iterable[str]) -> list[str]:
+    """The real architectures among these, or this machine's when there is none."""
+    real = sorted({a for a in architectures if a != NOARCH})
     return real or [host_arch()]
 
 
 def compile_repository(
-    apps: Iterable[AppBuild], app_steps: Iterable[Step], pipeline: Pipeline, shared: Shared
+    arches: Sequence[str], app_steps: Iterable[Step], pipeline: Pipeline, shared: Shared
 ) -> list[Step]:
     """The shared steps, per repository architecture, over every app's steps."""
     by_stage: dict[str, list[Step]] = {}
@@ -284,7 +304,7 @@ def compile_repository(
         if stage.per != "repository":
             continue
         made = shared_by_stage.setdefault(stage.name, [])
-        for arch in repository_arches(apps):
+        for arch in arches:
             step = _make_step(stage, None, arch, None, shared)
             upstream = [
                 u
@@ -321,7 +341,7 @@ def _finish(step: Step, upstream: Sequence[Step]) -> Step:
     )
 
 
-def _check_names(apps: list[AppBuild]) -> None:
+def check_names(apps: list[AppBuild]) -> None:
     seen: dict[str, AppBuild] = {}
     for app in apps:
         if app.name == REPOSITORY:

@@ -16,7 +16,6 @@ from pakman import names
 from pakman.errors import ConfigError, Diagnostic
 from pakman.model import AppType
 from pakman.names import Rule
-from pakman.source import load_file
 from pakman.spec import Checker, Field, Fields, Flag, Items, Text
 
 Per = Literal["app", "arch", "repository"]
@@ -108,6 +107,8 @@ def pipelines_dir() -> Path:
 @functools.lru_cache(maxsize=8)
 def load_pipeline(name: str = "default") -> Pipeline:
     """Read and check `pipelines/<name>.yml` (or a path to a .yml file)."""
+    from pakman.source import load_file
+
     path = Path(name) if name.endswith((".yml", ".yaml")) else pipelines_dir() / f"{name}.yml"
     document = load_file(path)
     ctx = Checker(document, strict=True)

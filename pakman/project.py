@@ -1,28 +1,73 @@
 """A build, prepared: the apps found, validated and named, their sources
 fingerprinted, the signing key checked, and the step graph compiled.
 
-`pakman build`, `pakman graph`, `pakman run-step` and plain `doit` (through
-`pakman.dodo`) all start here, so they see the same steps with the same keys.
+`pakman build`, `pakman graph`, `pakman explain`, `pakman run-step` and
+plain `doit` (through `pakman.dodo`) all start here, so they see the same
+steps with the same keys.
+
+Preparing 200 apps means reading 200 configs and looking at every source
+file, so the result is kept in `.pakman/cache/project/` together with
+the signature (lstat) of everything it was made from: the folders searched,
+each config and source file and folder, the pipeline, the templates, the
+key, git's refs, and the options and environment that shape names and keys.
+The next run checks those signatures (one lstat each) and prepares again only
+the apps whose files changed; when nothing did, it reuses everything.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import marshal
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import pickle
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
-from pakman.fingerprint import SourceTree, StatCache, fingerprint_tree
-from pakman.graph import AppBuild, Layout, StepGraph, compile_graph
-from pakman.identity import resolve_identity
-from pakman.lint import lint_app
-from pakman.pipeline import load_pipeline
-from pakman.render import check_app_files, template_digest
-from pakman.schema import load_app
-from pakman.steps import DEFAULT_MIRROR, RunContext
-from pakman.workspace import find_configs
+from pakman.fingerprint import (
+    TEMPLATES,
+    SourceTree,
+    StatCache,
+    Watched,
+    fingerprint_tree,
+    template_digest,
+    unchanged,
+    watch,
+)
+from pakman.fsutil import write_atomic
+from pakman.graph import (
+    AppBuild,
+    Layout,
+    Shared,
+    Step,
+    StepGraph,
+    arches_of,
+    check_names,
+    compile_app,
+    compile_repository,
+)
+from pakman.pipeline import Pipeline, load_pipeline, pipelines_dir
+from pakman.steps import DEFAULT_MIRROR, PASSPHRASE_VARIABLE, RunContext
+
+_SNAPSHOT_FORMAT = 1
+KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
+# The environment that shapes names, versions and keys.
+_ENVIRONMENT = (
+    "GITHUB_REPOSITORY",
+    "GITHUB_WORKSPACE",
+    "GITHUB_SERVER_URL",
+    "GITHUB_RUN_NUMBER",
+    "SOURCE_DATE_EPOCH",
+    "PAKMAN_MIRROR",
+    KEY_NAME_VARIABLE,
+    "ABUILD_PRIVATE_KEY",
+    "ABUILD_PUBLIC_KEY",
+    PASSPHRASE_VARIABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -58,61 +103,391 @@ class Project:
     context: RunContext
     warnings: list[Diagnostic] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things to tell the user (e.g. a new key)
+    reused: int = 0  # apps taken from the snapshot without being read again
 
 
-def load_project(settings: Settings) -> Project:
-    """Find, validate and name every app under the paths, then compile the build graph."""
+@dataclass
+class _AppRecord:
+    """One app as prepared, and what it was prepared from.
+
+    A record read back from the plan only (`app` None) stands for an app that
+    did not change and whose steps are all done: its steps are summaries.
+    """
+
+    config_path: Path
+    watched: list[Watched]
+    app: AppBuild | None
+    source: SourceTree | None
+    warnings: list[Diagnostic]
+    steps: list[Step] = field(default_factory=list)
+    name: str = ""
+    package_names: tuple[str, ...] = ()
+    architectures: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.app is not None:
+            self.name = self.app.name
+            self.package_names = self.app.package_names()
+            self.architectures = self.app.config.architectures
+
+
+@dataclass
+class _Snapshot:
+    format: int
+    version: str
+    inputs: str  # the settings and environment it was made with
+    watched: list[Watched]  # what every app shares: searched folders, pipeline, templates, key, git
+    records: list[_AppRecord]
+    repository: list[Step]
+    key: tuple[str, str, str]  # (file, name, fingerprint)
+
+
+def load_project(settings: Settings, *, use_snapshot: bool = True, lazy: bool = False) -> Project:
+    """Find, validate and name every app under the paths, then compile the build graph.
+
+    `lazy` (for `pakman build`) leaves apps that did not change and whose
+    steps are all done as summaries: their steps can be reported, not run.
+    """
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    configs = find_configs(settings.paths, skip_ignored=True)
+    inputs = _inputs(settings, layout)
+    plan = _read_plan(layout, inputs) if use_snapshot else None
+    if plan is not None:
+        changed = [i for i, a in enumerate(plan["apps"]) if not unchanged(a["watched"])]
+        snapshot = _read_snapshot(layout, plan, changed, lazy)
+        if snapshot is not None:
+            if not changed:
+                return _project(settings, layout, snapshot, reused=len(snapshot.records))
+            refreshed = _refresh(settings, layout, snapshot, changed)
+            if refreshed is not None:
+                _write_snapshot(layout, refreshed, changed)
+                reused = len(refreshed.records) - len(changed)
+                return _project(settings, layout, refreshed, reused=reused)
+    notes: list[str] = []
+    snapshot = _prepare(settings, layout, inputs, notes)
+    _write_snapshot(layout, snapshot, range(len(snapshot.records)))
+    return _project(settings, layout, snapshot, reused=0, notes=notes)
+
+
+@dataclass(frozen=True)
+class Current:
+    """What `nothing_to_do` found: every step done with its current key."""
+
+    steps: list[str]
+    warnings: list[str]
+    repository: str
+
+
+def nothing_to_do(settings: Settings) -> Current | None:
+    """The fast path of a build with nothing to do, or None when anything may have changed.
+
+    Reads only the small plan (no config, no source, no step objects): one
+    lstat per watched path, the journal, and whether each output exists.
+    """
+    from pakman.steps import read_journal
+
+    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
+    plan = _read_plan(layout, _inputs(settings, layout))
+    if plan is None or not all(unchanged(app["watched"]) for app in plan["apps"]):
+        return None
+    journal = read_journal(layout)
+    steps = [s for app in plan["apps"] for s in app["steps"]] + plan["repository"]
+    if not _all_done(steps, journal):
+        return None
+    warnings = [w for app in plan["apps"] for w in app["warnings"]]
+    return Current([s[0] for s in steps], warnings, layout.relative(layout.repo))
+
+
+def _all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
+    exists = os.path.exists
+    return all(
+        journal.get(step_id) == key and all(exists(o) for o in outputs)
+        for step_id, _, _, key, outputs in steps
+    )
+
+
+# ---------------------------------------------------------------------------
+# Preparing from scratch
+
+
+def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
+    from pakman.identity import version_inputs
+    from pakman.workspace import find_configs
+
+    shared_watch: list[Watched] = []
+    configs = find_configs(settings.paths, skip_ignored=True, seen=shared_watch)
     if len(configs) > 1 and settings.name:
         raise ConfigError("--package-name names one app, but several were found; use --only")
-    apps: list[AppBuild] = []
-    warnings: list[Diagnostic] = []
+    cache = StatCache(layout.state / "cache" / "stat-cache.pickle")
+    records: list[_AppRecord] = []
     errors: list[Diagnostic] = []
     for config_path in configs:
         try:
-            config, found = load_app(config_path, strict=settings.strict)
+            records.append(_prepare_app(config_path, settings, layout, cache))
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
-            continue
-        warnings.extend(found)
-        identity = resolve_identity(
-            config,
-            name=settings.name,
-            organization=settings.organization,
-            version=settings.version,
-            release=settings.release,
-            url=settings.url,
-        )
-        try:
-            check_app_files(config)
-        except ConfigError as exc:
-            errors.extend(exc.diagnostics)
-            continue
-        warnings.extend(lint_app(config, identity))
-        apps.append(AppBuild(config, identity))
+    cache.save()
     if errors:
         raise ConfigError(errors)
     if settings.only:
-        unknown = sorted(set(settings.only) - {a.name for a in apps})
+        unknown = sorted(set(settings.only) - {r.name for r in records})
         if unknown:
-            names = ", ".join(sorted(a.name for a in apps))
+            names = ", ".join(sorted(r.name for r in records))
             raise ConfigError(f"--only {', '.join(unknown)}: no such app (found: {names})")
-        apps = [a for a in apps if a.name in settings.only]
+        records = [r for r in records if r.name in settings.only]
+    apps = [r.app for r in records if r.app is not None]
+    check_names(apps)
 
+    pipeline = load_pipeline(settings.pipeline)
+    shared_watch.append(watch(_pipeline_path(settings.pipeline)))
+    shared_watch.append(watch(TEMPLATES))
+    shared_watch.extend(watch(t) for t in sorted(TEMPLATES.iterdir()))
+    if settings.version is None:
+        repositories = {str(p) for r in records for p in version_inputs(r.config_path.parent)}
+        shared_watch.extend(watch(p) for p in sorted(repositories))
+    key = _signing_key(settings, layout, apps, shared_watch, notes)
+    snapshot = _Snapshot(_SNAPSHOT_FORMAT, __version__, inputs, shared_watch, records, [], key)
+    return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
+
+
+def _prepare_app(
+    config_path: Path, settings: Settings, layout: Layout, cache: StatCache
+) -> _AppRecord:
+    """Read, validate and name one app, and fingerprint its source."""
+    from pakman.identity import resolve_identity
+    from pakman.lint import lint_app
+    from pakman.render import check_app_files
+    from pakman.schema import load_app
+
+    watched = [watch(config_path)]  # before reading: a change while reading shows next time
+    config, warnings = load_app(config_path, strict=settings.strict)
+    identity = resolve_identity(
+        config,
+        name=settings.name,
+        organization=settings.organization,
+        version=settings.version,
+        release=settings.release,
+        url=settings.url,
+    )
+    check_app_files(config)
+    warnings = [*warnings, *lint_app(config, identity)]
+    prefix = os.path.relpath(config.root, layout.root) + "/"
+    source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
+    return _AppRecord(config_path, watched, AppBuild(config, identity), source, warnings)
+
+
+def _refresh(
+    settings: Settings, layout: Layout, snapshot: _Snapshot, changed: Sequence[int]
+) -> _Snapshot | None:
+    """Prepare again only the apps whose files changed; None when that cannot be enough."""
     cache = StatCache(layout.state / "cache" / "stat-cache.pickle")
-    sources: dict[str, SourceTree] = {}
-    for app in apps:
-        prefix = os.path.relpath(app.config.root, layout.root) + "/"
-        sources[app.name] = fingerprint_tree(app.config.root, cache, cache_prefix=prefix)
+    records = list(snapshot.records)
+    for index in changed:
+        old = records[index]
+        fresh = _prepare_app(old.config_path, settings, layout, cache)
+        if fresh.package_names != old.package_names:
+            return None  # other apps' steps know which packages the build makes
+        records[index] = fresh
     cache.save()
+    pipeline = load_pipeline(settings.pipeline)
+    return _compile(replace(snapshot, records=records), pipeline, layout, settings, changed)
 
-    notes: list[str] = []
-    key_file, key_name, key_fingerprint = _signing_key(settings, layout, apps, notes)
-    context = RunContext(
+
+def _compile(
+    snapshot: _Snapshot,
+    pipeline: Pipeline,
+    layout: Layout,
+    settings: Settings,
+    recompile: Sequence[int],
+) -> _Snapshot:
+    """Compile the steps of the apps at `recompile`, then the repository's over all apps."""
+    context = _context(settings, layout, snapshot.key)
+    shared = Shared(
+        layout,
+        frozenset(name for r in snapshot.records for name in r.package_names),
+        snapshot.key[2],
+        context.source_date_epoch,
+        _mirror(context),
+        template_digest,
+    )
+    for index in recompile:
+        record = snapshot.records[index]
+        assert record.app is not None and record.source is not None
+        record.steps = compile_app(record.app, pipeline, shared, record.source)
+    app_steps = [step for record in snapshot.records for step in record.steps]
+    arches = arches_of(a for r in snapshot.records for a in r.architectures)
+    snapshot.repository = compile_repository(arches, app_steps, pipeline, shared)
+    return snapshot
+
+
+# ---------------------------------------------------------------------------
+# The snapshot
+
+
+def _project(
+    settings: Settings,
+    layout: Layout,
+    snapshot: _Snapshot,
+    *,
+    reused: int,
+    notes: Sequence[str] = (),
+) -> Project:
+    steps = [step for record in snapshot.records for step in record.steps]
+    graph = StepGraph([*steps, *snapshot.repository], load_pipeline(settings.pipeline))
+    return Project(
+        settings,
+        layout,
+        [r.app for r in snapshot.records if r.app is not None],
+        graph,
+        _context(settings, layout, snapshot.key),
+        [w for r in snapshot.records for w in r.warnings],
+        list(notes),
+        reused,
+    )
+
+
+# The plan: the small part of the snapshot, plain data (read with marshal,
+# several times faster than unpickling objects), enough to tell that nothing
+# changed and to stand in for the apps that did not.
+Plan = dict[str, Any]
+
+
+def _snapshot_dir(layout: Layout) -> Path:
+    return layout.state / "cache" / "project"
+
+
+def _record_file(config_path: Path) -> str:
+    return hashlib.sha256(str(config_path).encode()).hexdigest()[:24] + ".pickle"
+
+
+def _step_summary(step: Step) -> tuple[str, str, str | None, str, tuple[str, ...]]:
+    return (step.id, step.stage, step.arch, step.key, tuple(o.rstrip("/") for o in step.outputs))
+
+
+def _read_pickle(path: Path) -> object:
+    try:
+        with path.open("rb") as handle:
+            return pickle.load(handle)
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+        TypeError,
+        ValueError,
+    ):
+        return None
+
+
+def _read_plan(layout: Layout, inputs: str) -> Plan | None:
+    """The plan, when this pakman made it with these inputs and its shared files are as they were."""
+    try:
+        plan = marshal.loads((_snapshot_dir(layout) / "plan.marshal").read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if (
+        not isinstance(plan, dict)
+        or plan.get("format") != _SNAPSHOT_FORMAT
+        or plan.get("version") != __version__
+        or plan.get("inputs") != inputs
+        or not unchanged(plan["watched"])
+    ):
+        return None
+    return plan
+
+
+def _read_snapshot(
+    layout: Layout, plan: Plan, changed: Sequence[int], lazy: bool
+) -> _Snapshot | None:
+    """The snapshot's records: read back in full, or summaries (lazy) for apps done and unchanged."""
+    from pakman.steps import read_journal
+
+    journal = read_journal(layout) if lazy else {}
+    folder = _snapshot_dir(layout)
+    records: list[_AppRecord] = []
+    for index, app in enumerate(plan["apps"]):
+        config_path = Path(app["config"])
+        if lazy and index not in changed and _all_done(app["steps"], journal):
+            steps = [Step.summary(*summary) for summary in app["steps"]]
+            records.append(
+                _AppRecord(
+                    config_path,
+                    app["watched"],
+                    None,
+                    None,
+                    [],
+                    steps,
+                    app["name"],
+                    tuple(app["packages"]),
+                    tuple(app["architectures"]),
+                )
+            )
+            continue
+        record = _read_pickle(folder / "apps" / _record_file(config_path))
+        if not isinstance(record, _AppRecord):
+            return None
+        records.append(record)
+    repository = _read_pickle(folder / "repository.pickle")
+    if not isinstance(repository, list):
+        return None
+    key = (plan["key"][0], plan["key"][1], plan["key"][2])
+    return _Snapshot(
+        plan["format"], plan["version"], plan["inputs"], plan["watched"], records, repository, key
+    )
+
+
+def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int]) -> None:
+    """Write the records of the apps that changed, the repository's steps, then the plan."""
+    folder = _snapshot_dir(layout)
+    for index in changed:
+        record = snapshot.records[index]
+        data = pickle.dumps(record, protocol=5)
+        write_atomic(folder / "apps" / _record_file(record.config_path), data)
+    write_atomic(folder / "repository.pickle", pickle.dumps(snapshot.repository, protocol=5))
+    plan = {
+        "format": snapshot.format,
+        "version": snapshot.version,
+        "inputs": snapshot.inputs,
+        "watched": snapshot.watched,
+        "key": list(snapshot.key),
+        "apps": [
+            {
+                "config": str(r.config_path),
+                "watched": r.watched,
+                "name": r.name,
+                "packages": list(r.package_names),
+                "architectures": list(r.architectures),
+                "steps": [_step_summary(s) for s in r.steps],
+                "warnings": [str(w) for w in r.warnings],
+            }
+            for r in snapshot.records
+        ],
+        "repository": [_step_summary(s) for s in snapshot.repository],
+    }
+    write_atomic(folder / "plan.marshal", marshal.dumps(plan))
+
+
+def _inputs(settings: Settings, layout: Layout) -> str:
+    """A digest of everything besides files that shapes the apps and the steps' keys."""
+    environment = {}
+    for name in _ENVIRONMENT:
+        value = os.environ.get(name)
+        # secrets count by digest only
+        environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
+    chosen = replace(settings, verbose=False)  # how much a build prints changes no key
+    text = repr((chosen, str(layout.root), sorted(environment.items())))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _pipeline_path(name: str) -> Path:
+    return Path(name) if name.endswith((".yml", ".yaml")) else pipelines_dir() / f"{name}.yml"
+
+
+def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> RunContext:
+    return RunContext(
         layout=layout,
-        key_file=key_file,
-        key_name=key_name,
+        key_file=key[0],
+        key_name=key[1],
         mirror=settings.mirror or os.environ.get("PAKMAN_MIRROR") or DEFAULT_MIRROR,
         offline=settings.offline,
         require_deps=settings.require_deps,
@@ -122,26 +497,13 @@ def load_project(settings: Settings) -> Project:
         level=settings.level,
     )
 
-    graph = compile_graph(
-        apps,
-        load_pipeline(settings.pipeline),
-        layout,
-        sources=sources,
-        key_fingerprint=key_fingerprint,
-        epoch=context.source_date_epoch,
-        mirror={
-            "url": context.mirror,
-            "offline": context.offline,
-            "checks_signatures": bool(context.alpine_keys),
-        },
-        template_digest=template_digest,
-    )
-    return Project(settings, layout, apps, graph, context, warnings, notes)
 
-
-def app_names(paths: Sequence[str]) -> list[str]:
-    """Names of the apps under `paths` (for listings and completion)."""
-    return [Path(p).parent.name for p in find_configs(paths)]
+def _mirror(context: RunContext) -> dict[str, object]:
+    return {
+        "url": context.mirror,
+        "offline": context.offline,
+        "checks_signatures": bool(context.alpine_keys),
+    }
 
 
 def _source_date_epoch() -> int:
@@ -156,11 +518,12 @@ def _source_date_epoch() -> int:
     return int(text)
 
 
-KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
-
-
 def _signing_key(
-    settings: Settings, layout: Layout, apps: Sequence[AppBuild], notes: list[str]
+    settings: Settings,
+    layout: Layout,
+    apps: Sequence[AppBuild],
+    seen: list[Watched],
+    notes: list[str],
 ) -> tuple[str, str, str]:
     """Check the signing key before anything is packed: (file, name, fingerprint).
 
@@ -170,7 +533,6 @@ def _signing_key(
     the keys of the steps that sign.
     """
     from pakman.apk import generate_key, load_signing_key
-    from pakman.steps import PASSPHRASE_VARIABLE
 
     key_file, key_name = settings.key_file or "", ""
     if not key_file and os.environ.get("ABUILD_PRIVATE_KEY", "").strip():
@@ -179,25 +541,33 @@ def _signing_key(
             key_name = f"{apps[0].identity.keyname}.rsa.pub"
         if not key_name:
             raise ConfigError(
-                f"ABUILD_PRIVATE_KEY signs several apps here: name the key with {KEY_NAME_VARIABLE} "
-                "(its public key's file name, e.g. myorg.rsa.pub)"
+                f"ABUILD_PRIVATE_KEY signs several apps here: name the key with "
+                f"{KEY_NAME_VARIABLE} (its public key's file name, e.g. myorg.rsa.pub)"
             )
     elif not key_file:
         keys = layout.state / "keys"
-        existing = sorted(keys.glob("*.rsa"))
-        if existing:
-            key_file = str(existing[0])
-        else:
-            private, public = generate_key(keys, "pakman")
-            key_file = str(private)
-            notes.append(
-                f"created a signing key for this workspace: {layout.relative(private)}; "
-                f"apk trusts the repository once {layout.relative(public)} is in /etc/apk/keys/"
-            )
+        keys.mkdir(parents=True, exist_ok=True)
+        # Several pakman processes (make -j, ninja) may start at once: one makes the key.
+        with (layout.state / "keys.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            existing = sorted(keys.glob("*.rsa"))
+            if existing:
+                key_file = str(existing[0])
+            else:
+                private, public = generate_key(keys, "pakman")
+                key_file = str(private)
+                notes.append(
+                    f"created a signing key for this workspace: {layout.relative(private)}; "
+                    f"apk trusts the repository once {layout.relative(public)} is in /etc/apk/keys/"
+                )
+        seen.append(watch(keys))
     key = load_signing_key(
         private_key=key_file or None,
         keyname=key_name or None,
         passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
     )
+    if key_file:
+        seen.append(watch(key_file))
+        seen.append(watch(key_file + ".pub"))
     fingerprint = hashlib.sha256(key.signature_name.encode() + b"\0" + key.public_pem).hexdigest()
     return key_file, key_name, fingerprint

@@ -25,7 +25,6 @@ scripts.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -36,10 +35,9 @@ from typing import Any
 import jinja2
 
 from pakman.errors import ConfigError, Diagnostic, PakmanError
+from pakman.fingerprint import TEMPLATES, template_digest
 from pakman.fsutil import write_if_changed
 from pakman.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
-
-TEMPLATES = Path(__file__).with_name("templates")
 
 # The files of the default type's service, in the order of the APKBUILD's
 # `source=` list; each is `<name>.<kind>` in the .apk/<org>/<name>/ folder.
@@ -177,11 +175,6 @@ FILTERS = ("sh", "sh_words", "sh_glob", "execline", "word", "function_name", "ve
 
 def _render(template: str, **context: Any) -> str:
     return ENVIRONMENT.get_template(template).render(**context)
-
-
-def template_digest(name: str) -> str:
-    """The sha256 of a template's source, for build keys."""
-    return hashlib.sha256((TEMPLATES / name).read_bytes()).hexdigest()
 
 
 # --------------------------------------------------------------------------

@@ -11,11 +11,13 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pakman.errors import Diagnostic, KeyPath, show
 from pakman.names import Rule
-from pakman.source import Document
+
+if TYPE_CHECKING:
+    from pakman.source import Document
 
 # --------------------------------------------------------------------------
 # The checking context

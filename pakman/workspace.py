@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pakman.errors import ConfigError
+from pakman.fingerprint import Watched, watch
 
 CONFIG_NAME = "instellar.yml"
 IGNORE_FILE = ".pakmanignore"
@@ -28,25 +29,30 @@ SKIPPED_DIRS = frozenset(
 )
 
 
-def find_configs(paths: Iterable[str | Path], *, skip_ignored: bool = False) -> list[Path]:
+def find_configs(
+    paths: Iterable[str | Path], *, skip_ignored: bool = False, seen: list[Watched] | None = None
+) -> list[Path]:
     """The instellar.yml files named by `paths`, in a stable order, without repeats.
 
     A file is taken as it is; a folder with an instellar.yml is one app; any
     other folder is searched. Apps do not nest: the search does not descend
     into an app's own folder. With `skip_ignored`, a folder's `.pakmanignore`
     (one glob a line) names subfolders the search leaves out (`pakman build`
-    uses this; `pakman check` still checks them).
+    uses this; `pakman check` still checks them). `seen` collects the folders
+    searched (their times change when an app comes or goes) and ignore files.
     """
     found: dict[Path, None] = {}
     missing: list[str] = []
     for given in paths:
         path = Path(given)
+        if seen is not None:
+            seen.append(watch(path))
         if path.is_file():
             found[path] = None
         elif (path / CONFIG_NAME).is_file():
             found[path / CONFIG_NAME] = None
         elif path.is_dir():
-            configs = _search(path, skip_ignored)
+            configs = _search(path, skip_ignored, seen)
             if not configs:
                 missing.append(f"{given}: no {CONFIG_NAME} found in this folder or below it")
             found.update(dict.fromkeys(configs))
@@ -57,13 +63,16 @@ def find_configs(paths: Iterable[str | Path], *, skip_ignored: bool = False) -> 
     return list(found)
 
 
-def _search(root: Path, skip_ignored: bool) -> list[Path]:
+def _search(root: Path, skip_ignored: bool, seen: list[Watched] | None) -> list[Path]:
     configs: list[Path] = []
     for folder, dirs, files in os.walk(root):
         if CONFIG_NAME in files:
             configs.append(Path(folder) / CONFIG_NAME)
             dirs[:] = []
             continue
+        if seen is not None:
+            seen.append(watch(folder))
+            seen.append(watch(Path(folder) / IGNORE_FILE))
         ignored = _ignored(Path(folder)) if skip_ignored and IGNORE_FILE in files else []
         dirs[:] = sorted(
             d

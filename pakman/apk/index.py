@@ -195,8 +195,12 @@ class IndexReport:
     reused: int  # entries taken from the cache instead of reading the package
 
 
-def _stat_key(stat: os.stat_result) -> list[int]:
-    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+def _stat_key(stat: os.stat_result, immutable: bool = False) -> list[int]:
+    # ctime catches an edit that kept size and mtime; files that are only ever
+    # replaced, never edited (pakman's own packages), are known by inode and
+    # mtime alone, so hard-linking them elsewhere (which changes ctime) is free.
+    ctime = 0 if immutable else stat.st_ctime_ns
+    return [stat.st_size, stat.st_mtime_ns, ctime, stat.st_ino, stat.st_dev]
 
 
 def _load_cache(path: Path) -> dict[str, Any]:
@@ -210,14 +214,12 @@ def _load_cache(path: Path) -> dict[str, Any]:
     return packages if isinstance(packages, dict) else {}
 
 
-def _cached_entry(record: Any, stat: os.stat_result) -> IndexEntry | None:
-    if not isinstance(record, dict) or record.get("stat") != _stat_key(stat):
+def _cached_entry(record: Any, stat: os.stat_result, immutable: bool) -> IndexEntry | None:
+    if not isinstance(record, dict) or record.get("stat") != _stat_key(stat, immutable):
         return None
     read_ns = record.get("read_ns")
-    if (
-        not isinstance(read_ns, int)
-        or max(stat.st_mtime_ns, stat.st_ctime_ns) >= read_ns - RACY_MARGIN_NS
-    ):
+    changed_ns = stat.st_mtime_ns if immutable else max(stat.st_mtime_ns, stat.st_ctime_ns)
+    if not isinstance(read_ns, int) or changed_ns >= read_ns - RACY_MARGIN_NS:
         return None
     try:
         return IndexEntry.from_json(dict(record["entry"]))
@@ -243,11 +245,12 @@ def write_index(
     return report
 
 
-def index_text(arch_dir: str | Path) -> tuple[str, IndexReport]:
+def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, IndexReport]:
     """The APKINDEX text for the `*.apk` files in `arch_dir`, and what it took.
 
     The first half of `write_index`: it reads (or reuses) every package's
     entry and checks that apk could fetch it; signing is the second half.
+    `immutable` says the files are never edited in place (only replaced).
     """
     arch_dir = Path(arch_dir)
     folder_arch = arch_dir.resolve().name
@@ -270,7 +273,7 @@ def index_text(arch_dir: str | Path) -> tuple[str, IndexReport]:
             continue
         stat = path.stat()
         record = cache.get(path.name)
-        entry = _cached_entry(record, stat)
+        entry = _cached_entry(record, stat, immutable)
         if entry is not None and isinstance(record, dict):
             reused += 1
             read_ns = record["read_ns"]
@@ -281,7 +284,7 @@ def index_text(arch_dir: str | Path) -> tuple[str, IndexReport]:
             except ArchiveError as exc:
                 problems.append(f"{path.name}: cannot read the package: {exc}")
                 continue
-            if _stat_key(path.stat()) != _stat_key(stat):
+            if _stat_key(path.stat(), immutable) != _stat_key(stat, immutable):
                 problems.append(f"{path.name}: the file changed while it was read")
                 continue
         if path.name != entry.filename:
@@ -293,7 +296,7 @@ def index_text(arch_dir: str | Path) -> tuple[str, IndexReport]:
             problems.append(f"{path.name}: arch {entry.arch!r} does not belong in {folder_arch}/")
         entries.append(entry)
         new_cache[path.name] = {
-            "stat": _stat_key(stat),
+            "stat": _stat_key(stat, immutable),
             "read_ns": read_ns,
             "entry": entry.to_json(),
         }

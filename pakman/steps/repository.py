@@ -48,7 +48,9 @@ def index(step: Step, context: RunContext) -> None:
     folder = text_path.parent  # .pakman/build/_repo/<arch>/, named after the arch as apk wants
     folder.mkdir(parents=True, exist_ok=True)
     _link_all(_packages(step), folder)
-    text, _ = index_text(folder)  # reuses entries of unchanged packages (a cache in that folder)
+    # Entries of unchanged packages are reused (a cache in that folder); the
+    # packages are pakman's own, replaced but never edited in place.
+    text, _ = index_text(folder, immutable=True)
     write_atomic(text_path, text.encode())
 
 

@@ -80,7 +80,7 @@ def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[
 
 def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:
     """DOIT_CONFIG for a workspace: the sqlite3 database under .pakman/ (created first)."""
-    from pakman.tasks.reporter import PakmanReporter
+    from pakman.progress import PakmanReporter
 
     layout.state.mkdir(parents=True, exist_ok=True)
     return {
@@ -191,8 +191,8 @@ def run_build(
     whose outputs exist are not handed to doit at all; when none is left,
     doit is not even started.
     """
+    from pakman.progress import PakmanReporter
     from pakman.steps import compact_journal, is_current, read_journal
-    from pakman.tasks.reporter import PakmanReporter
 
     out = out or sys.stdout
     layout = project.layout
@@ -201,6 +201,14 @@ def run_build(
         journal = read_journal(layout)
         steps = project.graph.order()
         stale = {s.id for s in steps if always or not is_current(s, journal)}
+        if any(not project.graph[s].complete for s in stale):
+            # A summarised step stopped being done since the project was
+            # prepared (an output was removed meanwhile): prepare in full.
+            from pakman.project import load_project
+
+            project = load_project(project.settings)
+            steps = project.graph.order()
+            stale = {s.id for s in steps if always or not is_current(s, journal)}
         reporter.up_to_date_without_doit([s.id for s in steps if s.id not in stale])
         code = 0
         if stale:

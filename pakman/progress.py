@@ -1,14 +1,19 @@
 """How a build shows progress: a live line on a terminal, plain lines in CI,
-or one JSON event per step; a summary at the end."""
+or one JSON event per step; a summary at the end.
+
+A doit reporter, though it needs no doit to be imported: a build with
+nothing to do reports through it without starting doit.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from doit.exceptions import BaseFail
+if TYPE_CHECKING:
+    from doit.exceptions import BaseFail
 
 
 class PakmanReporter:
