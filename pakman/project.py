@@ -210,8 +210,10 @@ def _all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
 
 
 def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
-    from pakman.identity import version_inputs
+    from pakman.identity import clear_version_cache, version_inputs
     from pakman.workspace import find_configs
+
+    clear_version_cache()  # git is asked again: its refs may have changed since
 
     shared_watch: list[Watched] = []
     configs = find_configs(settings.paths, skip_ignored=True, seen=shared_watch)

@@ -1,0 +1,154 @@
+"""The prepared-project cache: reused when nothing changed, refreshed for exactly what did."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from build_support import KeyPair, build, make_key, make_workspace, working_directory
+from pakman.fingerprint import TEMPLATES
+from pakman.project import Settings, load_project, nothing_to_do
+from pakman.tasks import run_build
+from support import EXAMPLES
+
+
+@pytest.fixture(scope="module")
+def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
+    return make_key(tmp_path_factory.mktemp("key"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, key: KeyPair) -> Path:
+    root = make_workspace(tmp_path, ["heartbeat", "greet"])
+    assert build(root, key).code == 0
+    return root
+
+
+def settings(workspace: Path, key: KeyPair, **changes: object) -> Settings:
+    values: dict[str, object] = {
+        "paths": ("apps",),
+        "root": ".",
+        "offline": True,
+        "key_file": str(key.private),
+    }
+    values.update(changes)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def ran(workspace: Path, key: KeyPair, *args: str) -> set[str]:
+    run = build(workspace, key, *args)
+    assert run.code == 0, run.messages()
+    return run.ran
+
+
+def test_nothing_to_do_until_something_changes(workspace: Path, key: KeyPair) -> None:
+    with working_directory(workspace):
+        current = nothing_to_do(settings(workspace, key))
+        assert current is not None and "heartbeat:build:x86_64" in current.steps
+        (workspace / "apps/heartbeat/bin/heartbeat").touch()
+        assert nothing_to_do(settings(workspace, key)) is None
+        assert nothing_to_do(settings(workspace, key, release="3")) is None
+
+
+def test_a_cached_project_is_the_project(workspace: Path, key: KeyPair) -> None:
+    with working_directory(workspace):
+        cached = load_project(settings(workspace, key))
+        fresh = load_project(settings(workspace, key), use_snapshot=False)
+    assert cached.reused == 2 and fresh.reused == 0
+    assert {s.id: s.key for s in cached.graph.order()} == {s.id: s.key for s in fresh.graph.order()}
+
+
+def test_a_new_app_is_found(workspace: Path, key: KeyPair) -> None:
+    shutil.copytree(EXAMPLES / "pyweb", workspace / "apps/pyweb")
+    assert "pyweb:build:x86_64" in ran(workspace, key)
+
+
+def test_added_removed_and_chmodded_source_files(workspace: Path, key: KeyPair) -> None:
+    build_step = {"heartbeat:build:x86_64"}
+    (workspace / "apps/heartbeat/bin/helper").write_text("#!/bin/sh\n")
+    assert build_step <= ran(workspace, key)
+    (workspace / "apps/heartbeat/bin/helper").chmod(0o755)
+    assert build_step <= ran(workspace, key)
+    (workspace / "apps/heartbeat/bin/helper").unlink()
+    back = build(workspace, key)  # the tree as first built: its outputs come from the store
+    assert {e["step"] for e in back.events if e["event"] == "restored"} >= build_step
+    assert ran(workspace, key) == set()
+
+
+def test_a_new_tag_changes_the_version(workspace: Path, key: KeyPair) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@e", *args],
+            cwd=workspace,
+            check=True,
+            capture_output=True,
+        )
+
+    git("init", "-q")
+    git("add", "apps")
+    git("commit", "-qm", "apps")
+    ran(workspace, key)  # .git appeared: the version is asked of git again (still 0.0.0)
+    assert ran(workspace, key) == set()
+    git("tag", "v2.5.0")
+    assert "heartbeat:package:x86_64" in ran(workspace, key)
+    assert (workspace / ".pakman/repo/x86_64/heartbeat-2.5.0-r0.apk").exists()
+
+
+def test_environment_that_shapes_names(
+    workspace: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITHUB_RUN_NUMBER", "9")
+    assert "heartbeat:package:x86_64" in ran(workspace, key)
+    assert (workspace / ".pakman/repo/x86_64/heartbeat-0.0.0-r9.apk").exists()
+
+
+def test_a_renamed_app_is_prepared_again(workspace: Path, key: KeyPair) -> None:
+    config = workspace / "apps/heartbeat/instellar.yml"
+    config.write_text(config.read_text().replace("  name: heartbeat\n", "  name: pulse\n"))
+    steps = ran(workspace, key)  # its package names change: every app is prepared again
+    assert "pulse:build:x86_64" in steps
+
+
+def test_a_damaged_snapshot_is_ignored(workspace: Path, key: KeyPair) -> None:
+    folder = workspace / ".pakman/cache/project"
+    (folder / "plan.marshal").write_bytes(b"\x00garbage")
+    for record in (folder / "apps").iterdir():
+        record.write_bytes(b"not a pickle")
+    assert ran(workspace, key) == set()
+    with working_directory(workspace):
+        assert nothing_to_do(settings(workspace, key)) is not None  # written anew
+
+
+def test_a_removed_output_is_made_again(workspace: Path, key: KeyPair) -> None:
+    shutil.rmtree(workspace / ".pakman/build/heartbeat/collect-x86_64")
+    with working_directory(workspace):
+        assert nothing_to_do(settings(workspace, key)) is None
+    run = build(workspace, key)
+    restored = {e["step"] for e in run.events if e["event"] == "restored"}
+    assert restored == {"heartbeat:collect:x86_64"} and run.ran == set()
+
+
+def test_a_summarised_step_that_stops_being_done(workspace: Path, key: KeyPair) -> None:
+    with working_directory(workspace):
+        project = load_project(settings(workspace, key), lazy=True)
+        assert not project.graph["heartbeat:collect:x86_64"].complete
+        shutil.rmtree(workspace / ".pakman/build/heartbeat/collect-x86_64")
+        code, reporter = run_build(project, json_events=True)
+    assert code == 0
+    assert reporter.restored == ["heartbeat:collect:x86_64"]
+
+
+def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> None:
+    import marshal
+
+    plan = marshal.loads((workspace / ".pakman/cache/project/plan.marshal").read_bytes())
+    watched = {path for path, _ in plan["watched"]}
+    assert str(TEMPLATES / "APKBUILD") in watched
+    assert str(key.private) in watched
+    assert any(path.endswith("pipelines/default.yml") for path in watched)
+    app_paths = {path for app in plan["apps"] for path, _ in app["watched"]}
+    assert str(workspace / "apps/heartbeat/bin/heartbeat") in app_paths
+    assert "apps/heartbeat/instellar.yml" in app_paths  # as found, from the workspace
