@@ -34,7 +34,7 @@ from pakman.apk.errors import ArchiveError, PackageInputError
 from pakman.apk.gzipper import gzip_bytes
 from pakman.apk.keys import SigningKey
 from pakman.apk.package import resolve_builddate
-from pakman.apk.reader import PackageControl, read_package_control
+from pakman.apk.reader import PackageControl, parse_index_text, read_package_control
 from pakman.apk.sign import signature_member
 from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
 from pakman.apk.version import version_key
@@ -112,6 +112,43 @@ class IndexEntry:
             install_if=words("install_if"),
         )
 
+    @classmethod
+    def from_fields(cls, fields: list[tuple[str, str]]) -> IndexEntry:
+        """The entry one APKINDEX block describes (the inverse of `render`; unknown letters are skipped)."""
+        values = dict(fields)  # a repeated letter: the last one counts, as apk reads it
+
+        def number(letter: str) -> int:
+            text = values.get(letter, "0") or "0"
+            if not text.isdigit():
+                raise ArchiveError(f"APKINDEX: {letter}:{text!r} is not a number")
+            return int(text)
+
+        def words(letter: str) -> tuple[str, ...]:
+            return tuple(values.get(letter, "").split())
+
+        name, version = values.get("P", ""), values.get("V", "")
+        if not name or not version:
+            raise ArchiveError(f"APKINDEX: an entry without P: or V: ({name or version or '?'})")
+        return cls(
+            identity=values.get("C", ""),
+            name=name,
+            version=version,
+            arch=values.get("A", ""),
+            size=number("S"),
+            installed_size=number("I"),
+            description=values.get("T", ""),
+            url=values.get("U", ""),
+            license=values.get("L", ""),
+            origin=values.get("o", ""),
+            maintainer=values.get("m", ""),
+            builddate=number("t"),
+            commit=values.get("c", ""),
+            provider_priority=number("k"),
+            depends=words("D"),
+            provides=words("p"),
+            install_if=words("i"),
+        )
+
     def render(self, folder_arch: str | None = None) -> str:
         """The APKINDEX block (with its ending empty line); noarch becomes `folder_arch`."""
         arch = folder_arch if folder_arch and self.arch == "noarch" else self.arch
@@ -159,6 +196,11 @@ def read_index_entry(path: str | Path) -> IndexEntry:
         size = os.fstat(handle.fileno()).st_size
         control = read_package_control(handle)
     return IndexEntry.from_control(control, size)
+
+
+def parse_index_entries(text: str) -> list[IndexEntry]:
+    """The entries of an APKINDEX text (as `render_index` writes it, or Alpine's own)."""
+    return [IndexEntry.from_fields(block) for block in parse_index_text(text)]
 
 
 def sort_entries(entries: list[IndexEntry]) -> list[IndexEntry]:

@@ -130,6 +130,15 @@ def _check_signature(
     verdict.keyname = signed.signatures[0].keyname
 
 
+def signature_verdict(
+    signed: SignedSection, trusted_keys: Mapping[str, PublicKey], path: str = ""
+) -> Verdict:
+    """How apk judges the signatures of a file already read (e.g. a fetched index), nothing else."""
+    verdict = Verdict(path)
+    _check_signature(signed, trusted_keys, verdict)
+    return verdict
+
+
 def unsafe_name_problem(name: str, is_dir: bool) -> str | None:
     """Why apk would refuse or skip an entry of this name, or None."""
     if not name:

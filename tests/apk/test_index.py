@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 from pathlib import Path
@@ -27,7 +28,8 @@ from pakman.apk import (
     write_package,
 )
 from pakman.apk import index as index_module
-from pakman.apk.index import CACHE_FILE, read_index_entry, write_index
+from pakman.apk.errors import ArchiveError
+from pakman.apk.index import CACHE_FILE, parse_index_entries, read_index_entry, write_index
 from pakman.apk.reader import read_index_file
 
 
@@ -85,6 +87,24 @@ def test_index_golden_fields_order_and_noarch(tmp_path: Path, key_pair: KeyPair)
         entry = read_index_entry(path)
         assert f"C:{entry.identity}\nP:{entry.name}\nV:{entry.version}\n" in text
         assert f"S:{path.stat().st_size}\n" in text
+
+
+def test_index_text_reads_back_into_the_entries_it_was_written_from(
+    tmp_path: Path, key_pair: KeyPair
+) -> None:
+    arch_dir = pyweb_repository(tmp_path, key_pair)
+    text = index_text(write_index(arch_dir, key_pair.key, builddate=EPOCH).path)
+    parsed = {(e.name, e.version): e for e in parse_index_entries(text)}
+    for path in sorted(arch_dir.glob("*.apk")):
+        written = read_index_entry(path)
+        # noarch packages are listed under the folder's arch; everything else reads back as written
+        arch = "x86_64" if written.arch == "noarch" else written.arch
+        assert parsed[written.name, written.version] == dataclasses.replace(written, arch=arch)
+    assert parsed["helper", "1.10.0-r0"].provides == ("cmd:helper",)
+    with pytest.raises(ArchiveError, match="without P: or V:"):
+        parse_index_entries("C:Q1abc=\nV:1.0-r0\n\n")
+    with pytest.raises(ArchiveError, match="not a number"):
+        parse_index_entries("P:a\nV:1.0-r0\nS:big\n\n")
 
 
 def test_index_is_signed_verifiable_and_readable_by_tools(
