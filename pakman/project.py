@@ -21,6 +21,7 @@ import hashlib
 import marshal
 import os
 import pickle
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -497,6 +498,7 @@ def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> R
         alpine_keys=settings.alpine_keys or "",
         source_date_epoch=_source_date_epoch(),
         level=settings.level,
+        run_id=uuid.uuid4().hex,
     )
 
 

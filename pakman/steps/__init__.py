@@ -44,6 +44,9 @@ class RunContext:
     source_date_epoch: int = 0
     level: int | None = None  # gzip level for packages (None: the packer's default)
     use_store: bool = True  # restore outputs of keys built before instead of running
+    # Names one build run, so that steps in one process share what they fetched
+    # (see pakman.steps.deps); never part of a step's key.
+    run_id: str = ""
 
     def signing_key(self) -> SigningKey:
         """The signing key, loaded where the step runs (it never travels in arguments)."""

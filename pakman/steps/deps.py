@@ -1,209 +1,430 @@
 """fetch-deps: resolve an app's dependencies against its stack's package index.
 
-The index of each repository (main, community) of the stack's branch is
-fetched from the mirror (`<mirror>/<branch>/<repo>/<arch>/APKINDEX.tar.gz`),
-cached under `.pakman/cache/apkindex/` by content, and read. Each dependency
-must be a package of that branch, or a name one provides (`p:` entries,
+For each repository (main, community) of the stack's branch the index
+`<mirror>/<branch>/<repository>/<arch>/APKINDEX.tar.gz` is fetched; a noarch
+app uses this machine's architecture. Indexes are cached under
+`.pakman/cache/apkindex/`: the bytes once per content (`<sha256>.tar.gz`),
+and per URL a record of the content it last had, with its ETag and
+Last-Modified, so that the next fetch is a conditional request a 304 answers.
+A cached copy whose bytes no longer match their digest is dropped and fetched
+again; when the mirror cannot be reached the cached copy is used, with a
+warning. With `--alpine-keys DIR` an index is used only when it is signed by
+one of the keys in DIR (checked each time it is used, cached or not).
+
+Each dependency must be a package of the branch, or a name one provides (`p:`,
 including `so:` and `cmd:`), or a package another app of the same build
-produces. The result is a lock file: name -> version and identity (`C:`).
-Offline, the lock is written unresolved with a warning (an error with
---require-deps); a cached index is used when the mirror cannot be reached.
+produces. The lock file records, per name, the package, version, identity
+(`C:`) and repository chosen. Every name that is missing, or whose constraint
+no version meets, is reported at once (a ConfigError). Offline (`--offline`,
+or a mirror that cannot be reached and no cached copy) the names are left
+unresolved with a warning; with --require-deps that fails the step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import gzip
 import hashlib
+import http.client
 import io
 import json
-import tarfile
+import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pakman import __version__
+from pakman.apk.errors import ArchiveError
+from pakman.apk.index import IndexEntry, parse_index_entries
+from pakman.apk.keys import PublicKey, load_public_keys
+from pakman.apk.reader import SignedSection, read_index_file
+from pakman.apk.verify import signature_verdict
 from pakman.apk.version import compare_versions, satisfies
-from pakman.errors import ConfigError, Diagnostic, StepFailed
+from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fsutil import write_atomic
 from pakman.graph import NOARCH, Step, host_arch
 from pakman.model import AppType, Dependency
+from pakman.source import load_file
 from pakman.steps import RunContext
 
 REPOSITORIES = ("main", "community")
-TIMEOUT = 20.0
-_memo: dict[str, IndexFetch] = {}  # one fetch per URL and process
+TIMEOUT = 20.0  # seconds to wait for the mirror, per request
+MAX_SUGGESTIONS = 3
+_MEMO_SIZE = 8  # indexes kept in memory per process (Alpine's are a few MB each)
+_DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 
 
 @dataclass(frozen=True)
-class IndexEntry:
-    name: str
-    version: str
-    identity: str  # C: Q1...
-    provides: tuple[str, ...] = ()
+class Fetched:
+    """An index as the mirror gave it, or the cached copy when the mirror failed."""
+
+    url: str
+    data: bytes = field(default=b"", repr=False)  # the APKINDEX.tar.gz; b"" when there is none
+    sha256: str = ""
+    how: str = ""  # downloaded, not modified (a 304), cached (the mirror failed), or "" (none)
+    problem: str = ""  # why the mirror gave nothing usable ("" when it answered)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One way an index meets a name: a package of that name, or one that provides it."""
+
+    entry: IndexEntry
+    version: str  # of the name: the package's, or the provided one ("" for a bare provides)
+    provides: str = ""  # the `p:` word that matched, when provided
     repository: str = ""
+
+    def fits(self, constraint: str) -> bool:
+        # As apk: a provides without a version only meets a dependency without one.
+        if self.provides and not self.version:
+            return not constraint
+        return satisfies(self.version, constraint)
+
+    def describe(self) -> str:
+        where = f"{self.entry.name} {self.entry.version} ({self.repository})"
+        return f"{self.provides} from {where}" if self.provides else where
+
+
+@dataclass(frozen=True)
+class ParsedIndex:
+    """An index read: its signatures and every name it offers (packages and provides)."""
+
+    signed: SignedSection
+    offers: Mapping[str, tuple[Offer, ...]]
+
+
+@dataclass(frozen=True)
+class RepositoryIndex:
+    """One repository's index, read (and its signature judged when keys are given)."""
+
+    repository: str
+    url: str
+    sha256: str
+    offers: Mapping[str, tuple[Offer, ...]]
+    signed_by: str = ""  # the trusted key it is signed with, when signatures are checked
 
 
 @dataclass
-class IndexFetch:
-    url: str
-    entries: list[IndexEntry] = field(default_factory=list)
-    sha256: str = ""
-    offline: str = ""  # why the index could not be had, when it could not
-    from_cache: bool = False
+class Wanted:
+    """One name an app depends on, with every constraint written for it."""
+
+    name: str
+    constraints: list[str]
+    written: list[str]  # as in instellar.yml, e.g. `nodejs>=20`
+    path: KeyPath  # where it is written (the first time)
 
 
-def parse_apkindex(text: str, repository: str = "") -> list[IndexEntry]:
-    """The package blocks of an APKINDEX text."""
-    entries: list[IndexEntry] = []
-    for block in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        for line in block.splitlines():
-            if len(line) > 2 and line[1] == ":":
-                fields.setdefault(line[0], line[2:])
-        if "P" in fields and "V" in fields:
-            entries.append(
-                IndexEntry(
-                    name=fields["P"],
-                    version=fields["V"],
-                    identity=fields.get("C", ""),
-                    provides=tuple(fields.get("p", "").split()),
-                    repository=repository,
-                )
-            )
-    return entries
+# In-process memos: indexes by content (safe forever), and fetches per build run
+# (so that the steps of one run ask the mirror once per URL).
+_parsed: dict[str, ParsedIndex] = {}
+_fetched: dict[tuple[str, str, str], Fetched] = {}
 
 
-def read_apkindex_archive(data: bytes) -> str:
-    """The APKINDEX text inside an APKINDEX.tar.gz (signature member and all)."""
-    try:
-        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data)), mode="r:") as archive:
-            member = archive.extractfile("APKINDEX")
-            if member is None:
-                raise KeyError("APKINDEX")
-            return member.read().decode("utf-8")
-    except (OSError, tarfile.TarError, KeyError, EOFError, UnicodeDecodeError) as exc:
-        raise StepFailed(f"not a readable APKINDEX.tar.gz: {exc}") from None
+def _remember(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    memo.pop(key, None)
+    memo[key] = value
+    while len(memo) > _MEMO_SIZE:
+        del memo[next(iter(memo))]
 
 
 def index_url(mirror: str, branch: str, repository: str, arch: str) -> str:
+    """Where a repository's index is on a mirror."""
     return f"{mirror.rstrip('/')}/{branch}/{repository}/{arch}/APKINDEX.tar.gz"
 
 
-def fetch_index(url: str, cache_dir: Path, repository: str = "") -> IndexFetch:
-    """Fetch (or revalidate) an index, keeping its bytes in the cache by content."""
-    if url in _memo:
-        return _memo[url]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".json")
-    meta: dict[str, Any] = {}
+def parse_index(data: bytes, sha256: str) -> ParsedIndex:
+    """Read an APKINDEX.tar.gz (memoized by its digest); raises ArchiveError when unreadable."""
+    if sha256 in _parsed:
+        return _parsed[sha256]
+    content = read_index_file(io.BytesIO(data))
+    offers: dict[str, list[Offer]] = {}
+    for entry in parse_index_entries(content.text):
+        offers.setdefault(entry.name, []).append(Offer(entry, entry.version))
+        for word in entry.provides:
+            name, _, version = word.partition("=")
+            offers.setdefault(name, []).append(Offer(entry, version, word))
+    parsed = ParsedIndex(content.signed, {n: tuple(o) for n, o in offers.items()})
+    _remember(_parsed, sha256, parsed)
+    return parsed
+
+
+def fetch_index(url: str, cache_dir: Path, run_id: str = "") -> Fetched:
+    """Fetch an index, revalidating the cached copy; fall back on that copy when the mirror fails.
+
+    Raises StepFailed when the mirror has no such index (404) or sends one that
+    cannot be read. Within one build run (`run_id`) a URL is asked for once.
+    """
+    memo_key = (run_id, str(cache_dir), url)
+    if run_id and memo_key in _fetched:
+        return _fetched[memo_key]
+    fetched = _fetch(url, cache_dir)
+    if run_id:
+        _remember(_fetched, memo_key, fetched)
+    return fetched
+
+
+def _record_path(cache_dir: Path, url: str) -> Path:
+    return cache_dir / f"url-{hashlib.sha256(url.encode()).hexdigest()[:32]}.json"
+
+
+def _read_record(path: Path, url: str) -> dict[str, Any]:
     try:
-        meta = json.loads(meta_path.read_text())
+        record = json.loads(path.read_text())
     except (OSError, ValueError):
-        meta = {}
-    cached = cache_dir / f"{meta.get('sha256', '-')}.tar.gz"
-    request = urllib.request.Request(url, headers={"User-Agent": "pakman"})
-    if cached.exists() and meta.get("etag"):
-        request.add_header("If-None-Match", meta["etag"])
-    if cached.exists() and meta.get("last_modified"):
-        request.add_header("If-Modified-Since", meta["last_modified"])
-    result = IndexFetch(url)
+        return {}
+    if not isinstance(record, dict) or record.get("url") != url:
+        return {}
+    return record
+
+
+def cached_index(cache_dir: Path, sha256: object) -> bytes:
+    """The cached bytes of an index by digest; b"" (and the file removed) when missing or damaged."""
+    if not isinstance(sha256, str) or not _DIGEST.match(sha256):
+        return b""
+    path = cache_dir / f"{sha256}.tar.gz"
     try:
+        data = path.read_bytes()
+    except OSError:
+        return b""
+    try:
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ArchiveError("the bytes do not match their digest")
+        parse_index(data, sha256)
+    except ArchiveError:
+        path.unlink(missing_ok=True)  # damaged: fetch it again
+        return b""
+    return data
+
+
+def _fetch(url: str, cache_dir: Path) -> Fetched:
+    record_path = _record_path(cache_dir, url)
+    record = _read_record(record_path, url)
+    cached = cached_index(cache_dir, record.get("sha256"))
+    headers = {"User-Agent": f"pakman/{__version__}"}
+    if cached and isinstance(record.get("etag"), str):
+        headers["If-None-Match"] = record["etag"]
+    if cached and isinstance(record.get("last_modified"), str):
+        headers["If-Modified-Since"] = record["last_modified"]
+    try:
+        request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
             data = response.read()
-            digest = hashlib.sha256(data).hexdigest()
-            write_atomic(cache_dir / f"{digest}.tar.gz", data)
-            meta = {
-                "url": url,
-                "sha256": digest,
-                "etag": response.headers.get("ETag"),
-                "last_modified": response.headers.get("Last-Modified"),
-            }
-            write_atomic(meta_path, json.dumps(meta).encode())
+            etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
     except urllib.error.HTTPError as exc:
-        if exc.code != 304:
-            if exc.code == 404:
-                raise StepFailed(
-                    f"{url}: not found (404); is the stack's branch or the architecture right?"
-                ) from None
-            result.offline = f"{url}: HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        result.offline = f"{url}: {reason}"
-    if result.offline and not cached.exists():
-        _memo[url] = result
-        return result
-    path = cache_dir / f"{meta['sha256']}.tar.gz"
-    result.from_cache = bool(result.offline)
-    result.sha256 = meta["sha256"]
-    result.entries = parse_apkindex(read_apkindex_archive(path.read_bytes()), repository)
-    _memo[url] = result
-    return result
+        exc.close()
+        if exc.code == 304 and cached:
+            return Fetched(url, cached, record["sha256"], "not modified")
+        if exc.code == 404:
+            raise StepFailed(
+                f"{url}: not found (HTTP 404); is the stack's Alpine version right, and does "
+                "the mirror carry that repository and architecture?"
+            ) from None
+        return _fall_back(url, cached, record, f"HTTP {exc.code} {exc.reason}".rstrip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"{url}: not a URL pakman can fetch ({exc}); the mirror (--mirror or PAKMAN_MIRROR) "
+            "is a URL such as https://dl-cdn.alpinelinux.org/alpine"
+        ) from None
+    except (OSError, http.client.HTTPException) as exc:
+        # URLError (refused, no such host), timeouts, a dropped connection
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        return _fall_back(url, cached, record, str(reason) or type(exc).__name__)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        parse_index(data, digest)
+    except ArchiveError as exc:
+        raise StepFailed(
+            f"{url}: what the mirror sent is not a readable APKINDEX.tar.gz ({exc})"
+        ) from None
+    _store(cache_dir, record_path, url, data, digest, etag, modified, record.get("sha256"))
+    return Fetched(url, data, digest, "downloaded")
 
 
-def resolve(
-    dependency: Dependency, entries: list[IndexEntry], local: Iterable[str] = ()
-) -> dict[str, Any] | str:
-    """The lock entry for a dependency, or why it cannot be resolved."""
-    if dependency.conflict:
-        return {"conflict": True}
-    if dependency.name in set(local):
-        return {"source": "local"}
-    candidates: list[tuple[str, IndexEntry, str]] = []  # (version, entry, how)
-    for entry in entries:
-        if entry.name == dependency.name:
-            candidates.append((entry.version, entry, "name"))
-        for provided in entry.provides:
-            name, _, version = provided.partition("=")
-            if name == dependency.name:
-                candidates.append((version or entry.version, entry, f"provided by {entry.name}"))
-    if not candidates:
-        return "missing"
-    fitting = [c for c in candidates if satisfies(c[0], dependency.constraint)]
-    if not fitting:
-        found = ", ".join(sorted({f"{c[1].name} {c[0]}" for c in candidates}))
-        return f"no version satisfies {dependency.constraint} (the index has {found})"
-    best = fitting[0]
-    for candidate in fitting[1:]:
-        if compare_versions(candidate[0], best[0]) > 0:
-            best = candidate
-    version, entry, how = best
-    lock: dict[str, Any] = {
-        "package": entry.name,
-        "version": entry.version,
-        "identity": entry.identity,
-        "repository": entry.repository,
-    }
-    if how != "name":
-        lock["provided"] = version
-    return lock
+def _fall_back(url: str, cached: bytes, record: Mapping[str, Any], reason: str) -> Fetched:
+    problem = f"{url}: {reason}"
+    if cached:
+        return Fetched(url, cached, record["sha256"], "cached", problem)
+    return Fetched(url, problem=problem)
 
 
-def closest_names(name: str, entries: list[IndexEntry]) -> list[str]:
-    names = {e.name for e in entries} | {p.partition("=")[0] for e in entries for p in e.provides}
-    return difflib.get_close_matches(name, sorted(names), n=3, cutoff=0.6)
+def _store(
+    cache_dir: Path,
+    record_path: Path,
+    url: str,
+    data: bytes,
+    digest: str,
+    etag: str | None,
+    modified: str | None,
+    previous: object,
+) -> None:
+    """Keep the bytes under their digest (once), point the URL's record at them, drop what no record uses."""
+    content = cache_dir / f"{digest}.tar.gz"
+    if not (content.is_file() and content.stat().st_size == len(data)):
+        write_atomic(content, data)
+    record = {"url": url, "sha256": digest, "etag": etag, "last_modified": modified}
+    write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
+    if isinstance(previous, str) and previous != digest and _DIGEST.match(previous):
+        in_use = set()
+        for other in cache_dir.glob("url-*.json"):
+            try:
+                in_use.add(json.loads(other.read_text()).get("sha256"))
+            except (OSError, ValueError, AttributeError):
+                continue
+        if previous not in in_use:
+            (cache_dir / f"{previous}.tar.gz").unlink(missing_ok=True)
 
 
-def dependencies_of(step: Step) -> tuple[str, list[Dependency]]:
+def trusted_keys(folder: str) -> dict[str, PublicKey] | None:
+    """The keys indexes must be signed with (`--alpine-keys`), or None when not checking."""
+    if not folder:
+        return None
+    if not Path(folder).is_dir():
+        raise ConfigError(
+            f"--alpine-keys {folder}: not a folder; give one holding the *.pub keys the "
+            "indexes are signed with, like /etc/apk/keys"
+        )
+    keys = load_public_keys([folder])
+    if not keys:
+        raise ConfigError(f"--alpine-keys {folder}: there are no *.pub keys in it")
+    return keys
+
+
+def read_index(
+    fetched: Fetched, repository: str, keys: Mapping[str, PublicKey] | None, keys_dir: str = ""
+) -> RepositoryIndex:
+    """The offers of a fetched index; with `keys`, only when it is signed by one of them."""
+    parsed = parse_index(fetched.data, fetched.sha256)
+    signed_by = ""
+    if keys is not None:
+        verdict = signature_verdict(parsed.signed, keys, fetched.url)
+        where = f" in {keys_dir}" if keys_dir else ""
+        if verdict.signature == "bad":
+            raise StepFailed(
+                f"{fetched.url}: BAD signature by {verdict.keyname}: the index is not what that "
+                "key signed (tampered with or damaged); not using it"
+            )
+        if verdict.signature == "untrusted":
+            raise StepFailed(
+                f"{fetched.url}: untrusted: signed by {verdict.keyname}, which is not one of the "
+                f"keys{where} (--alpine-keys); is the mirror right, or is its key missing?"
+            )
+        if verdict.signature != "trusted":
+            raise StepFailed(
+                f"{fetched.url}: untrusted: the index is not signed, and --alpine-keys requires "
+                f"a signature by one of the keys{where}"
+            )
+        signed_by = verdict.keyname or ""
+    return RepositoryIndex(repository, fetched.url, fetched.sha256, parsed.offers, signed_by)
+
+
+def dependencies_of(step: Step) -> tuple[str, list[tuple[Dependency, KeyPath]]]:
+    """The config key a step resolves and its dependencies, each with where it is written."""
     assert step.app is not None
     config = step.app.config
-    if step.stage.endswith("build"):
-        return "dependencies.build", list(config.dependencies.build)
-    runtime = list(config.dependencies.runtime)
-    if config.type is AppType.STATIC and not any(d.name == "nginx" for d in runtime):
-        runtime.append(Dependency("nginx"))
-    return "dependencies.runtime", runtime
+    kind = "build" if step.stage.endswith("build") else "runtime"
+    written = config.dependencies.build if kind == "build" else config.dependencies.runtime
+    found: list[tuple[Dependency, KeyPath]] = [
+        (d, ("dependencies", kind, i)) for i, d in enumerate(written)
+    ]
+    if (
+        kind == "runtime"
+        and config.type is AppType.STATIC
+        and not any(d.name == "nginx" for d in written)
+    ):
+        found.append((Dependency("nginx"), ("type",)))  # a static site is served by nginx
+    return f"dependencies.{kind}", found
+
+
+def _wanted(found: Sequence[tuple[Dependency, KeyPath]]) -> list[Wanted]:
+    by_name: dict[str, Wanted] = {}
+    for dependency, path in found:
+        if dependency.conflict:
+            continue
+        wanted = by_name.setdefault(dependency.name, Wanted(dependency.name, [], [], path))
+        if dependency.constraint:
+            wanted.constraints.append(dependency.constraint)
+        wanted.written.append(str(dependency))
+    return list(by_name.values())
+
+
+def offers_for(name: str, indexes: Sequence[RepositoryIndex]) -> list[Offer]:
+    """Every package of that name, and every package providing it, in the indexes."""
+    return [
+        dataclasses.replace(offer, repository=index.repository)
+        for index in indexes
+        for offer in index.offers.get(name, ())
+    ]
+
+
+def choose(offers: Sequence[Offer], constraints: Sequence[str]) -> Offer | None:
+    """The offer apk would pick among those meeting every constraint, or None.
+
+    A package of the name itself comes first, then providers by their provider
+    priority (`k:`); the highest version wins within each; the first repository
+    breaks a tie.
+    """
+    best: Offer | None = None
+    for offer in offers:
+        if not all(offer.fits(c) for c in constraints):
+            continue
+        if best is None or _rank(offer, best) > 0:
+            best = offer
+    return best
+
+
+def _rank(a: Offer, b: Offer) -> int:
+    if bool(a.provides) != bool(b.provides):
+        return 1 if not a.provides else -1
+    if a.entry.provider_priority != b.entry.provider_priority:
+        return 1 if a.entry.provider_priority > b.entry.provider_priority else -1
+    return compare_versions(a.version or a.entry.version, b.version or b.entry.version)
+
+
+def lock_entry(offer: Offer, wanted: Wanted) -> dict[str, Any]:
+    """What the lock file says about one resolved name."""
+    entry: dict[str, Any] = {
+        "source": "index",
+        "package": offer.entry.name,
+        "version": offer.entry.version,
+        "identity": offer.entry.identity,
+        "repository": offer.repository,
+    }
+    if offer.provides:
+        entry["provides"] = offer.provides
+    if wanted.constraints:
+        entry["constraints"] = list(wanted.constraints)
+    return entry
+
+
+def closest_names(name: str, indexes: Sequence[RepositoryIndex]) -> list[str]:
+    """Up to three names in the indexes that look like `name` (`so:`/`cmd:` names among their kind)."""
+    prefix = name.partition(":")[0] + ":" if ":" in name else ""
+    pool = sorted(
+        {
+            n
+            for index in indexes
+            for n in index.offers
+            if (n.startswith(prefix) if prefix else ":" not in n)
+        }
+    )
+    return difflib.get_close_matches(name, pool, n=MAX_SUGGESTIONS, cutoff=0.6)
 
 
 def fetch_deps(step: Step, context: RunContext) -> list[str]:
-    """Resolve the step's dependency list and write its lock file; warn when offline."""
+    """Resolve the step's dependency list and write its lock file; returns warnings."""
     assert step.app is not None and step.arch is not None
     config = step.app.config
-    key, wanted = dependencies_of(step)
+    key, found = dependencies_of(step)
     arch = host_arch() if step.arch == NOARCH else step.arch
-    local: Mapping[str, Any] = {n: True for n in step.reads.get("local", ())}
+    local = set(step.reads.get("local", ()))
+    wanted = _wanted(found)
+    needed = [w for w in wanted if w.name not in local]
+    warnings: list[str] = []
+    indexes: list[RepositoryIndex] = []
+    unavailable: list[str] = []  # why an index could not be had
     lock: dict[str, Any] = {
         "stack": config.stack,
         "branch": config.branch,
@@ -211,60 +432,82 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
         "mirror": context.mirror,
         "indexes": {},
         "resolved": {},
+        "conflicts": sorted({d.name for d, _ in found if d.conflict}),
         "unresolved": [],
     }
-    entries: list[IndexEntry] = []
-    offline_reasons: list[str] = []
-    needs_index = any(not d.conflict and d.name not in local for d in wanted)
-    if needs_index and not context.offline:
-        cache = context.layout.state / "cache" / "apkindex"
+    if needed and not context.offline:
+        keys = trusted_keys(context.alpine_keys)
+        cache_dir = context.layout.state / "cache" / "apkindex"
         for repository in REPOSITORIES:
-            fetched = fetch_index(
-                index_url(context.mirror, config.branch, repository, arch), cache, repository
-            )
-            if fetched.sha256:
-                lock["indexes"][repository] = {"url": fetched.url, "sha256": fetched.sha256}
-                entries.extend(fetched.entries)
-            if fetched.offline:
-                offline_reasons.append(
-                    fetched.offline + (" (used the cached copy)" if fetched.from_cache else "")
+            url = index_url(context.mirror, config.branch, repository, arch)
+            fetched = fetch_index(url, cache_dir, context.run_id)
+            if not fetched.data:
+                unavailable.append(fetched.problem)
+                continue
+            index = read_index(fetched, repository, keys, context.alpine_keys)
+            indexes.append(index)
+            lock["indexes"][repository] = {"url": url, "sha256": fetched.sha256}
+            if index.signed_by:
+                lock["indexes"][repository]["signed_by"] = index.signed_by
+            if fetched.how == "cached":
+                warnings.append(f"{fetched.problem}; used the cached copy of that index")
+
+    where = f"alpine {config.branch} ({', '.join(REPOSITORIES)}) for {arch}"
+    problems: list[tuple[KeyPath, str]] = []
+    for item in wanted:
+        if item.name in local:
+            lock["resolved"][item.name] = {"source": "local"}
+            continue
+        if context.offline:
+            lock["unresolved"].extend(item.written)
+            continue
+        offers = offers_for(item.name, indexes)
+        chosen = choose(offers, item.constraints)
+        if chosen is not None:
+            lock["resolved"][item.name] = lock_entry(chosen, item)
+        elif unavailable:
+            lock["unresolved"].extend(item.written)  # it may be in the index we could not get
+        elif not offers:
+            close = closest_names(item.name, indexes)
+            hint = f"; did you mean: {', '.join(close)}?" if close else ""
+            problems.append(
+                (
+                    item.path,
+                    f"`{item.name}` is not a package of {where}, nor provided by one{hint}",
                 )
-    resolvable = bool(entries)
-    problems: list[Diagnostic] = []
-    for dependency in wanted:
-        if not resolvable and not dependency.conflict and dependency.name not in local:
-            lock["unresolved"].append(str(dependency))
-            continue
-        outcome = resolve(dependency, entries, local)
-        if isinstance(outcome, dict):
-            lock["resolved"][str(dependency)] = outcome
-            continue
-        if outcome == "missing":
-            close = closest_names(dependency.name, entries)
-            outcome = (
-                f"`{dependency.name}` is not a package of alpine {config.branch} "
-                f"({', '.join(REPOSITORIES)}) for {arch}"
-                + (f"; did you mean: {', '.join(close)}?" if close else "")
             )
         else:
-            outcome = f"`{dependency}`: {outcome}"
-        problems.append(Diagnostic(str(config.file), 0, 0, key, outcome))
+            has = ", ".join(sorted({o.describe() for o in offers}))
+            problems.append(
+                (item.path, f"`{' '.join(item.written)}`: no version in {where} fits; it has {has}")
+            )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(_located(config.file, key, problems))
+
     if lock["unresolved"]:
-        why = "offline (--offline)" if context.offline else "; ".join(offline_reasons) or "no index"
+        why = "--offline" if context.offline else "; ".join(unavailable)
         lock["offline"] = why
         if context.require_deps:
             raise StepFailed(
-                f"cannot resolve {key} of {step.app.name} ({', '.join(lock['unresolved'])}): {why}"
+                f"{key} of {step.app.name} cannot be checked against {where} "
+                f"({', '.join(lock['unresolved'])}): {why}; --require-deps needs every "
+                "dependency checked"
             )
+        warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
-    warnings = (
-        [f"{key} not checked ({lock['offline']}): {', '.join(lock['unresolved'])}"]
-        if lock["unresolved"]
-        else []
-    )
-    warnings += [
-        f"{reason}; used the cached index" for reason in offline_reasons if lock["resolved"]
-    ]
     return warnings
+
+
+def _located(file: Path, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:
+    """Diagnostics at the place each dependency is written in instellar.yml."""
+    try:
+        document = load_file(file)
+    except ConfigError:
+        document = None
+    diagnostics = []
+    for path, message in problems:
+        line, column = document.where(path) if document else (0, 0)
+        if path == ("type",):
+            message += f" ({key} of a static site gets nginx, which serves it)"
+        diagnostics.append(Diagnostic(str(file), line, column, format_path(path), message))
+    return diagnostics
