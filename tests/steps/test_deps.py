@@ -1,0 +1,528 @@
+"""fetch-deps against fixture indexes served on 127.0.0.1: found, missing with suggestions,
+provided by `so:`/`cmd:`, local, offline, mirror failures, the cache, signatures."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deps_support import (
+    BRANCH,
+    Keys,
+    MirrorServer,
+    ProjectLoader,
+    copy_mirror,
+    custom_app,
+    identity_of,
+    index_path,
+    tamper_index,
+    write_app,
+)
+from pakman.apk import write_index
+from pakman.cli import main
+from pakman.errors import ConfigError, StepFailed
+from pakman.graph import host_arch
+from pakman.project import Project
+from pakman.steps import execute_step
+
+Serve = Callable[[Path], MirrorServer]
+
+NGINX_CONF = "server { listen 80; root /var/lib/site/public; }\n"
+
+
+def run(project: Project, step_id: str) -> list[str]:
+    """Run one step's action (never restored from the step store, even when run before); its warnings."""
+    context = dataclasses.replace(project.context, use_store=False)
+    outcome = execute_step(project.graph[step_id], context)
+    assert not outcome.restored
+    return list(outcome.warnings)
+
+
+def lock_of(project: Project, step_id: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(Path(project.graph[step_id].outputs[0]).read_text())
+    return data
+
+
+def cache_files(root: Path, pattern: str = "*.tar.gz") -> list[Path]:
+    return sorted((root / ".pakman/cache/apkindex").glob(pattern))
+
+
+@pytest.fixture
+def tool(tmp_path: Path) -> Path:
+    """A custom app whose dependencies exercise names, constraints, so: and cmd: names."""
+    return write_app(
+        tmp_path / "apps",
+        "tool",
+        custom_app(
+            build=["bash", "nodejs>=20"],
+            runtime=["busybox", "jq", "so:libc.musl-x86_64.so.1", "cmd:bash", "cmd:node>=21"],
+        ),
+    )
+
+
+# --- resolving ---------------------------------------------------------------
+
+
+def test_found_names_so_and_cmd_resolve_with_version_identity_and_repository(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path
+) -> None:
+    project = load(mirror.url)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    assert run(project, "tool:fetch-deps-runtime:x86_64") == []
+
+    build = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert build["resolved"]["bash"] == {
+        "source": "index",
+        "package": "bash",
+        "version": "5.2.26-r0",
+        "identity": identity_of(mirror_root, "main", "x86_64", "bash", "5.2.26-r0"),
+        "repository": "main",
+    }
+    assert build["resolved"]["nodejs"]["version"] == "20.15.1-r0"
+    assert build["resolved"]["nodejs"]["constraints"] == [">=20"]
+    assert (build["stack"], build["branch"], build["arch"]) == ("alpine/3.20", BRANCH, "x86_64")
+    for repository in ("main", "community"):
+        data = index_path(mirror_root, repository, "x86_64").read_bytes()
+        assert build["indexes"][repository] == {
+            "url": f"{mirror.url}/{BRANCH}/{repository}/x86_64/APKINDEX.tar.gz",
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    assert build["unresolved"] == [] and "offline" not in build
+
+    runtime = lock_of(project, "tool:fetch-deps-runtime:x86_64")["resolved"]
+    assert runtime["jq"]["repository"] == "community"
+    assert runtime["so:libc.musl-x86_64.so.1"] == {
+        "source": "index",
+        "package": "musl",
+        "version": "1.2.5-r0",
+        "identity": identity_of(mirror_root, "main", "x86_64", "musl", "1.2.5-r0"),
+        "repository": "main",
+        "provides": "so:libc.musl-x86_64.so.1=1",
+    }
+    assert runtime["cmd:bash"]["package"] == "bash"
+    assert runtime["cmd:bash"]["provides"] == "cmd:bash=5.2"
+    # two packages provide cmd:node; only nodejs-current's meets >=21
+    assert runtime["cmd:node"]["package"] == "nodejs-current"
+    assert runtime["cmd:node"]["repository"] == "community"
+    # both steps of the run asked for each index once
+    assert sorted(r.path for r in mirror.requests) == [
+        f"/{BRANCH}/community/x86_64/APKINDEX.tar.gz",
+        f"/{BRANCH}/main/x86_64/APKINDEX.tar.gz",
+    ]
+
+
+def test_an_unmet_constraint_names_the_versions_found(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["nodejs>=30"], runtime=[]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "dependencies.build[0]"
+    assert (diagnostic.line, diagnostic.column) == (5, 11)
+    assert diagnostic.message == (
+        f"`nodejs>=30`: no version in alpine {BRANCH} (main, community) for x86_64 fits; "
+        "it has nodejs 20.15.1-r0 (main)"
+    )
+
+
+def test_missing_names_are_all_reported_with_suggestions_exit_3(
+    tmp_path: Path,
+    mirror: MirrorServer,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["nodejs-lts", "curll"], runtime=["jq"]))
+    monkeypatch.chdir(tmp_path)
+    options = ["--mirror", mirror.url, "--key", str(keys.mirror_private)]
+    code = main(["build", "apps", *options, "--package-version", "1.0.0"])
+    out = capsys.readouterr().out
+    assert code == 3
+    where = f"alpine {BRANCH} (main, community) for x86_64, nor provided by one"
+    config = tmp_path / "apps/tool/instellar.yml"
+    assert (
+        f"{config}:5:11: dependencies.build[0]: `nodejs-lts` is not a package of {where}; "
+        "did you mean: nodejs, nodejs-current?"
+    ) in out
+    assert (
+        f"{config}:5:25: dependencies.build[1]: `curll` is not a package of {where}; "
+        "did you mean: curl?"
+    ) in out
+
+
+def test_a_name_like_nothing_gets_no_suggestion(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=["so:libzzz.so.9"]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-runtime:x86_64")
+    assert str(caught.value).endswith(
+        "`so:libzzz.so.9` is not a package of alpine v3.20 "
+        "(main, community) for x86_64, nor provided by one"
+    )
+
+
+def test_packages_of_other_apps_of_the_build_are_local(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(
+        tmp_path / "apps",
+        "api",
+        "stack: alpine/3.20\n"
+        "dependencies:\n  runtime: [api-openrc, worker, bash]\n"
+        "build:\n  command: 'true'\n  destinations: [bin]\n"
+        "run:\n  services:\n    - name: web\n      binary: api\n      start:\n        call: serve\n",
+    )
+    write_app(tmp_path / "apps", "worker", custom_app(build=[], runtime=["api-openrc"]))
+    project = load(mirror.url)
+    run(project, "api:fetch-deps-runtime:x86_64")
+    resolved = lock_of(project, "api:fetch-deps-runtime:x86_64")["resolved"]
+    assert resolved["api-openrc"] == {"source": "local"}
+    assert resolved["worker"] == {"source": "local"}
+    assert resolved["bash"]["source"] == "index"
+    requests = len(mirror.requests)
+    # the worker's only dependency is built here: no index is needed at all
+    run(project, "worker:fetch-deps-runtime:x86_64")
+    assert lock_of(project, "worker:fetch-deps-runtime:x86_64")["resolved"] == {
+        "api-openrc": {"source": "local"}
+    }
+    assert len(mirror.requests) == requests
+
+
+def test_a_static_site_gets_nginx_resolved(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(
+        tmp_path / "apps",
+        "site",
+        "stack: alpine/3.20\ntype: static\ndependencies:\n  runtime: []\n"
+        "build:\n  command: 'mkdir -p public'\n  destinations: [public]\n",
+        {"nginx.conf": NGINX_CONF},
+    )
+    project = load(mirror.url)
+    run(project, "site:fetch-deps-runtime:x86_64")
+    nginx = lock_of(project, "site:fetch-deps-runtime:x86_64")["resolved"]["nginx"]
+    assert (nginx["package"], nginx["version"]) == ("nginx", "1.26.1-r0")
+
+
+def test_noarch_resolves_against_the_host_architecture(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=["bash"], arches=("noarch",)))
+    project = load(mirror.url)
+    run(project, "tool:fetch-deps-runtime:noarch")
+    lock = lock_of(project, "tool:fetch-deps-runtime:noarch")
+    assert lock["arch"] == host_arch()
+    assert lock["resolved"]["bash"]["package"] == "bash"
+    assert {r.path.split("/")[3] for r in mirror.requests} == {host_arch()}
+
+
+def test_the_mirror_comes_from_the_environment(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PAKMAN_MIRROR", mirror.url + "/")
+    project = load(None)
+    run(project, "tool:fetch-deps-build:x86_64")
+    assert lock_of(project, "tool:fetch-deps-build:x86_64")["mirror"] == mirror.url + "/"
+    assert len(mirror.requests) == 2
+
+
+# --- offline and failing mirrors -----------------------------------------------
+
+
+def build(
+    tmp_path: Path, keys: Keys, mirror: str, *options: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, list[dict[str, Any]], str]:
+    """`pakman build apps --json` in tmp_path: exit code, events, standard error."""
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        key = ["--key", str(keys.mirror_private), "--package-version", "1.0.0"]
+        code = main(["build", "apps", "--json", "--mirror", mirror, *key, *options])
+    finally:
+        os.chdir(cwd)
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines() if line.startswith("{")]
+    return code, events, captured.err
+
+
+def test_offline_warns_and_leaves_the_lock_unresolved(
+    tool: Path,
+    tmp_path: Path,
+    keys: Keys,
+    mirror: MirrorServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, events, _ = build(tmp_path, keys, mirror.url, "--offline", capsys=capsys)
+    assert code == 0
+    done = {e["step"]: e for e in events if e["event"] == "success"}
+    assert done["tool:fetch-deps-build:x86_64"]["warnings"] == [
+        "dependencies.build not checked (--offline): bash, nodejs>=20"
+    ]
+    lock = json.loads((tmp_path / ".pakman/build/tool/deps/runtime-x86_64.json").read_text())
+    assert lock["resolved"] == {} and lock["offline"] == "--offline"
+    assert lock["unresolved"] == [
+        "busybox",
+        "jq",
+        "so:libc.musl-x86_64.so.1",
+        "cmd:bash",
+        "cmd:node>=21",
+    ]
+    assert mirror.requests == []
+
+
+def test_offline_with_require_deps_fails(
+    tool: Path,
+    tmp_path: Path,
+    keys: Keys,
+    mirror: MirrorServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, events, _ = build(
+        tmp_path, keys, mirror.url, "--offline", "--require-deps", capsys=capsys
+    )
+    assert code == 1
+    (failure,) = [e for e in events if e["event"] == "failure"]  # the first stops the build
+    unchecked = {
+        "tool:fetch-deps-build:x86_64": ("build", "bash, nodejs>=20"),
+        "tool:fetch-deps-runtime:x86_64": (
+            "runtime",
+            "busybox, jq, so:libc.musl-x86_64.so.1, cmd:bash, cmd:node>=21",
+        ),
+    }
+    kind, names = unchecked[failure["step"]]
+    assert failure["message"] == (
+        f"dependencies.{kind} of tool cannot be checked against alpine {BRANCH} (main, community) "
+        f"for x86_64 ({names}): --offline; --require-deps needs every dependency checked"
+    )
+
+
+@pytest.mark.parametrize("mode", ["error", "close"])
+def test_a_failing_mirror_without_a_cache_warns_and_leaves_the_lock_unresolved(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mode: str
+) -> None:
+    mirror.mode = mode  # type: ignore[assignment]
+    project = load(mirror.url)
+    (warning,) = run(project, "tool:fetch-deps-build:x86_64")
+    reason = "HTTP 500" if mode == "error" else "Remote end closed connection"
+    assert warning.startswith(f"dependencies.build not checked ({mirror.url}/{BRANCH}/main/")
+    assert reason in warning and warning.endswith("): bash, nodejs>=20")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["unresolved"] == ["bash", "nodejs>=20"] and reason in lock["offline"]
+    assert cache_files(Path(project.settings.root)) == []
+    with pytest.raises(StepFailed, match=r"--require-deps needs every dependency checked"):
+        run(load(mirror.url, require_deps=True), "tool:fetch-deps-build:x86_64")
+
+
+def test_a_failing_mirror_with_a_cached_index_uses_it_and_warns(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    mirror.mode = "error"
+    project = load(mirror.url)  # a new run asks the mirror again
+    warnings = run(project, "tool:fetch-deps-build:x86_64")
+    assert warnings == [
+        f"{mirror.url}/{BRANCH}/{repository}/x86_64/APKINDEX.tar.gz: HTTP 500 mirror broken "
+        "for the test; used the cached copy of that index"
+        for repository in ("main", "community")
+    ]
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["resolved"]["bash"]["version"] == "5.2.26-r0" and lock["unresolved"] == []
+
+
+def test_one_repository_failing_leaves_what_only_it_could_have_unresolved(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    mirror.fail = ("/community/",)
+    project = load(mirror.url)
+    (warning,) = run(project, "tool:fetch-deps-runtime:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-runtime:x86_64")
+    # jq is in community, cmd:node>=21 only there: not reported missing, left unchecked
+    assert lock["unresolved"] == ["jq", "cmd:node>=21"]
+    assert set(lock["resolved"]) == {"busybox", "so:libc.musl-x86_64.so.1", "cmd:bash"}
+    assert warning.startswith("dependencies.runtime not checked (") and "community" in warning
+
+
+def test_an_index_the_mirror_does_not_have_fails_the_step(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["bash"], runtime=[], stack="3.99"))
+    with pytest.raises(
+        StepFailed, match=r"v3\.99/main/x86_64/APKINDEX\.tar\.gz: not found \(HTTP 404\)"
+    ):
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+
+
+def test_a_mirror_that_is_not_a_url_is_invalid_input(tool: Path, load: ProjectLoader) -> None:
+    with pytest.raises(ConfigError, match=r"not a URL pakman can fetch"):
+        run(load("dl-cdn.alpinelinux.org/alpine"), "tool:fetch-deps-build:x86_64")
+
+
+# --- the cache -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("validator", ["etag", "last-modified"])
+def test_an_unchanged_index_is_revalidated_not_downloaded_again(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, validator: str
+) -> None:
+    mirror.etag = validator == "etag"
+    mirror.last_modified = validator == "last-modified"
+    first = load(mirror.url)
+    run(first, "tool:fetch-deps-build:x86_64")
+    downloaded = mirror.downloaded()
+    assert mirror.statuses() == [200, 200] and downloaded > 0
+    second = load(mirror.url)
+    run(second, "tool:fetch-deps-build:x86_64")
+    assert mirror.statuses() == [200, 200, 304, 304]
+    assert mirror.downloaded() == downloaded
+    header = "If-None-Match" if validator == "etag" else "If-Modified-Since"
+    assert all(header in r.headers for r in mirror.requests[2:])
+    assert lock_of(first, "tool:fetch-deps-build:x86_64") == lock_of(
+        second, "tool:fetch-deps-build:x86_64"
+    )
+
+
+def test_the_cache_keeps_each_content_once(
+    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    (root / "alt").symlink_to(".")  # a second URL serving the same bytes
+    server = serve(root)
+    run(load(server.url), "tool:fetch-deps-build:x86_64")
+    run(load(server.url + "/alt"), "tool:fetch-deps-build:x86_64")
+    assert [p.name for p in cache_files(tmp_path)] == sorted(
+        hashlib.sha256(index_path(root, r, "x86_64").read_bytes()).hexdigest() + ".tar.gz"
+        for r in ("main", "community")
+    )
+    assert len(cache_files(tmp_path, "url-*.json")) == 4
+    # a new main index replaces the old content once no URL has it any more
+    old_main = hashlib.sha256(index_path(root, "main", "x86_64").read_bytes()).hexdigest()
+    write_index(root / BRANCH / "main" / "x86_64", keys.mirror, builddate=1)
+    run(load(server.url), "tool:fetch-deps-build:x86_64")
+    assert (tmp_path / f".pakman/cache/apkindex/{old_main}.tar.gz").exists()  # alt still has it
+    run(load(server.url + "/alt"), "tool:fetch-deps-build:x86_64")
+    assert not (tmp_path / f".pakman/cache/apkindex/{old_main}.tar.gz").exists()
+    assert len(cache_files(tmp_path)) == 2
+
+
+def test_a_damaged_cached_index_is_fetched_again(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    for path in cache_files(tmp_path):
+        path.write_bytes(path.read_bytes()[:100])
+    project = load(mirror.url)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    assert mirror.statuses() == [200, 200, 200, 200]  # no conditional request for a damaged copy
+    assert "If-None-Match" not in mirror.requests[2].headers
+    assert lock_of(project, "tool:fetch-deps-build:x86_64")["resolved"]["bash"]
+    for path in cache_files(tmp_path):
+        assert hashlib.sha256(path.read_bytes()).hexdigest() + ".tar.gz" == path.name
+
+
+def test_a_damaged_cache_is_not_used_when_the_mirror_fails(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    for path in cache_files(tmp_path):
+        path.write_bytes(b"garbage")
+    mirror.mode = "error"
+    project = load(mirror.url)
+    (warning,) = run(project, "tool:fetch-deps-build:x86_64")
+    assert "not checked" in warning and "HTTP 500" in warning
+    assert cache_files(tmp_path) == []
+
+
+def test_what_is_not_an_index_fails_clearly(
+    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    index_path(root, "main", "x86_64").write_text("<html>captive portal</html>")
+    with pytest.raises(StepFailed, match=r"main/x86_64/APKINDEX\.tar\.gz: what the mirror sent "):
+        run(load(serve(root).url), "tool:fetch-deps-build:x86_64")
+    assert cache_files(tmp_path) == []
+
+
+# --- signatures ------------------------------------------------------------------
+
+
+def test_an_index_signed_by_a_trusted_key_is_used(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, keys: Keys
+) -> None:
+    project = load(mirror.url, alpine_keys=str(keys.trusted_dir))
+    run(project, "tool:fetch-deps-build:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["indexes"]["main"]["signed_by"] == keys.mirror.keyname
+    assert lock["resolved"]["bash"]["package"] == "bash"
+
+
+def test_an_index_signed_by_another_key_fails_as_untrusted(
+    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    write_index(root / BRANCH / "main" / "x86_64", keys.other, builddate=1)
+    server = serve(root)
+    url = f"{server.url}/{BRANCH}/main/x86_64/APKINDEX.tar.gz"
+    with pytest.raises(StepFailed) as caught:
+        run(load(server.url, alpine_keys=str(keys.trusted_dir)), "tool:fetch-deps-build:x86_64")
+    assert str(caught.value) == (
+        f"{url}: untrusted: signed by {keys.other.keyname}, which is not one of the keys in "
+        f"{keys.trusted_dir} (--alpine-keys); is the mirror right, or is its key missing?"
+    )
+    # without --alpine-keys signatures are not checked
+    run(load(server.url), "tool:fetch-deps-build:x86_64")
+
+
+def test_a_tampered_index_fails_as_bad_even_from_the_cache(
+    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    tamper_index(index_path(root, "community", "x86_64"), keys.mirror)
+    server = serve(root)
+    run(load(server.url), "tool:fetch-deps-build:x86_64")  # cached, unchecked
+    server.mode = "error"
+    with pytest.raises(StepFailed, match=r"community/x86_64/APKINDEX\.tar\.gz: BAD signature by "):
+        run(load(server.url, alpine_keys=str(keys.trusted_dir)), "tool:fetch-deps-build:x86_64")
+
+
+def test_alpine_keys_must_be_a_folder_of_keys(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="not a folder"):
+        run(load(mirror.url, alpine_keys=str(tmp_path / "nope")), "tool:fetch-deps-build:x86_64")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"there are no \*\.pub keys in it"):
+        run(load(mirror.url, alpine_keys=str(tmp_path / "empty")), "tool:fetch-deps-build:x86_64")
+
+
+# --- incremental -------------------------------------------------------------------
+
+
+def test_a_second_build_does_not_fetch_again(
+    tool: Path,
+    tmp_path: Path,
+    keys: Keys,
+    mirror: MirrorServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, events, _ = build(tmp_path, keys, mirror.url, capsys=capsys)
+    assert code == 0
+    ran = [e["step"] for e in events if e["event"] == "success"]
+    assert {"tool:fetch-deps-build:x86_64", "tool:fetch-deps-runtime:x86_64"} <= set(ran)
+    requests = len(mirror.requests)
+    assert requests == 2
+
+    code, events, _ = build(tmp_path, keys, mirror.url, capsys=capsys)
+    assert code == 0
+    assert [e for e in events if e["event"] in ("start", "success")] == []
+    fresh = {e["step"] for e in events if e["event"] == "up-to-date"}
+    assert {"tool:fetch-deps-build:x86_64", "tool:fetch-deps-runtime:x86_64"} <= fresh
+    assert len(mirror.requests) == requests
