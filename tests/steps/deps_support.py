@@ -37,6 +37,8 @@ PACKAGES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("main", "nginx", "1.26.1", ("cmd:nginx=1.26.1-r0",)),
     ("community", "nodejs-current", "22.4.1", ("cmd:node=22.4.1-r0",)),
     ("community", "jq", "1.7.1", ("cmd:jq=1.7.1-r0",)),
+    # provides a newer `bash`, but a package named bash is still preferred for `bash`
+    ("community", "bash-compat", "6.0.0", ("bash=6.0.0-r0",)),
 )
 
 Mode = Literal["ok", "error", "close"]
