@@ -37,6 +37,7 @@ class PakmanReporter:
         self.done = 0
         self.executed: list[str] = []
         self.restored: list[str] = []
+        self.skipped: list[str] = []
         self.up_to_date: list[str] = []
         self.failed: list[tuple[str, str]] = []
         self.invalid_input = False
@@ -83,9 +84,17 @@ class PakmanReporter:
                 self._line(f"     warning: {warning}")
 
     def add_failure(self, task: Any, fail: BaseFail) -> None:
+        from doit.exceptions import UnmetDependency
+
         from pakman.tasks import InvalidInput
 
         self.done += 1
+        if isinstance(fail, UnmetDependency):
+            # Not run because a step it needs failed (the build goes on with the rest).
+            if task.actions:
+                self.skipped.append(task.name)
+                self._event("skipped", task.name, message="a step it needs failed")
+            return
         message = fail.get_msg().rstrip()
         if isinstance(fail, InvalidInput):
             self.invalid_input = True
@@ -126,6 +135,7 @@ class PakmanReporter:
             "restored": len(self.restored),
             "up_to_date": len(self.up_to_date),
             "failed": len(self.failed),
+            "skipped": len(self.skipped),
             "seconds": round(seconds, 3),
             "repository": self.repository,
         }
@@ -138,7 +148,8 @@ class PakmanReporter:
             f"{summary['built']} step{'s' * (summary['built'] != 1)} ran, "
             + (f"{summary['restored']} restored from the store, " if self.restored else "")
             + f"{summary['up_to_date']} up to date, {summary['failed']} failed "
-            f"in {seconds:.1f}s"
+            + (f"({summary['skipped']} not run after it) " if self.skipped else "")
+            + f"in {seconds:.1f}s"
         )
         if self.repository and not self.failed:
             text += f"; repository: {self.repository}"

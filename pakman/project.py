@@ -507,6 +507,7 @@ def _mirror(context: RunContext) -> dict[str, object]:
         "url": context.mirror,
         "offline": context.offline,
         "checks_signatures": bool(context.alpine_keys),
+        "require_deps": context.require_deps,
     }
 
 

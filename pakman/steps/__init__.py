@@ -79,13 +79,24 @@ class Outcome:
 
     warnings: tuple[str, ...] = ()
     restored: bool = False  # its outputs came from the store instead of running it
+    provisional: bool = False  # done for this build only: it runs again next time
+
+
+class Provisional(list[str]):
+    """What an action returns when its result rests on something outside its key.
+
+    fetch-deps when the mirror could not be reached: its lock serves this
+    build, with these warnings, but it is not recorded as done (no manifest,
+    no journal line, no store entry), so the next build checks again.
+    """
 
 
 def execute_step(step: Step, context: RunContext) -> Outcome:
     """Run one step, or restore its outputs from the store when its key was built before.
 
     Then record its manifest (key, what it read, outputs) and add it to the
-    journal; a step that fails or is interrupted leaves neither.
+    journal; a step that fails or is interrupted leaves neither, and so does
+    a provisional one (see `Provisional`).
     """
     from pakman.store import Store
 
@@ -98,6 +109,8 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     warnings: list[str] = []
     if not restored:
         warnings = resolve_action(step.action)(step, context) or []
+        if isinstance(warnings, Provisional):
+            return Outcome(tuple(warnings), provisional=True)
         if context.use_store:
             store.save(step.key, outputs)
     record = {

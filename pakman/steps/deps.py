@@ -48,7 +48,7 @@ from pakman.fsutil import write_atomic
 from pakman.graph import NOARCH, Step, host_arch
 from pakman.model import AppType, Dependency
 from pakman.source import load_file
-from pakman.steps import RunContext
+from pakman.steps import Provisional, RunContext
 
 REPOSITORIES = ("main", "community")
 TIMEOUT = 20.0  # seconds to wait for the mirror, per request
@@ -435,6 +435,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
         "conflicts": sorted({d.name for d, _ in found if d.conflict}),
         "unresolved": [],
     }
+    stale_copy = False
     if needed and not context.offline:
         keys = trusted_keys(context.alpine_keys)
         cache_dir = context.layout.state / "cache" / "apkindex"
@@ -451,6 +452,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 lock["indexes"][repository]["signed_by"] = index.signed_by
             if fetched.how == "cached":
                 warnings.append(f"{fetched.problem}; used the cached copy of that index")
+                stale_copy = True
 
     where = f"alpine {config.branch} ({', '.join(REPOSITORIES)}) for {arch}"
     problems: list[tuple[KeyPath, str]] = []
@@ -495,6 +497,9 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
             )
         warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
+    if unavailable or stale_copy:
+        # The mirror failed: good enough for this build, checked again next time.
+        return Provisional(warnings)
     return warnings
 
 

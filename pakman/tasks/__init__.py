@@ -49,6 +49,9 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
         return InvalidInput(str(exc))
     except PakmanError as exc:
         return TaskFailed(str(exc))
+    if outcome.provisional:
+        # Not done for good: without its manifest (a target) doit runs it next time.
+        context.layout.manifest(step.id).unlink(missing_ok=True)
     return {"warnings": list(outcome.warnings), "restored": outcome.restored}
 
 
@@ -214,7 +217,9 @@ def run_build(
         if stale:
             from doit.doit_cmd import DoitMain
 
-            args = ["run"]
+            # --continue: an app that fails does not stop the others (like make -k);
+            # the build still fails, and every app's problems show in one run.
+            args = ["run", "--continue"]
             if jobs > 1:
                 args += ["-n", str(jobs), "-P", "process"]
             if always:
