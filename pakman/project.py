@@ -7,6 +7,7 @@ fingerprinted, the signing key checked, and the step graph compiled.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 from collections.abc import Sequence
@@ -184,16 +185,22 @@ def _signing_key(
             )
     elif not key_file:
         keys = layout.state / "keys"
-        existing = sorted(keys.glob("*.rsa"))
-        if existing:
-            key_file = str(existing[0])
-        else:
-            private, public = generate_key(keys, "pakman")
-            key_file = str(private)
-            notes.append(
-                f"created a signing key for this workspace: {layout.relative(private)}; "
-                f"apk trusts the repository once {layout.relative(public)} is in /etc/apk/keys/"
-            )
+        keys.mkdir(parents=True, exist_ok=True)
+        # Steps run by `make -j` each load the project: one process makes the
+        # key while the others wait, then all of them use it.
+        with (keys / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            existing = sorted(keys.glob("*.rsa"))
+            if existing:
+                key_file = str(existing[0])
+            else:
+                private, public = generate_key(keys, "pakman")
+                key_file = str(private)
+                notes.append(
+                    f"created a signing key for this workspace: {layout.relative(private)}; "
+                    f"apk trusts the repository once {layout.relative(public)} is in "
+                    "/etc/apk/keys/"
+                )
     key = load_signing_key(
         private_key=key_file or None,
         keyname=key_name or None,
