@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
-from pakman.graph import Layout, Step
+from pakman.graph import Layout, Step, StepGraph
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
@@ -79,6 +80,45 @@ def execute_step(step: Step, context: RunContext) -> list[str]:
     record = {"id": step.id, "key": step.key, "reads": step.reads, "outputs": list(step.outputs)}
     write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
     return warnings
+
+
+def recorded_key(layout: Layout, step_id: str) -> str | None:
+    """The key in a step's manifest, or None when it has not run (or its record is unreadable)."""
+    try:
+        record = json.loads(layout.manifest(step_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = record.get("key") if isinstance(record, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def require_upstream(step: Step, graph: StepGraph, layout: Layout) -> None:
+    """Refuse to run a step unless the steps before it ran with the keys this graph gives them.
+
+    make and ninja decide by file times what to run; this catches what they
+    cannot see (other options or environment, another pakman, files added
+    since the graph was exported) instead of mixing old outputs with new.
+    """
+    missing = [u for u in step.upstream if recorded_key(layout, u) is None]
+    stale = [
+        u for u in step.upstream if u not in missing and recorded_key(layout, u) != graph[u].key
+    ]
+    if missing:
+        raise StepFailed(
+            f"{step.id} cannot run yet: {', '.join(missing)} "
+            f"{'has' if len(missing) == 1 else 'have'} not run (or failed); run "
+            f"{'it' if len(missing) == 1 else 'them'} first. (An exported Makefile or "
+            "build.ninja that lacks a step is out of date: export it again.)"
+        )
+    if stale:
+        raise StepFailed(
+            f"{step.id} cannot run: {', '.join(stale)} ran with other inputs than this "
+            "graph gives "
+            f"{'it' if len(stale) == 1 else 'them'} (other options or environment, such as "
+            "GITHUB_RUN_NUMBER or SOURCE_DATE_EPOCH, another pakman version, or files added "
+            "since the graph was exported); run them again: `pakman build`, `make -B`, or "
+            "`ninja -t clean && ninja`"
+        )
 
 
 def upstream_outputs(step: Step, stage: str) -> list[str]:
