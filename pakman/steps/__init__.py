@@ -99,24 +99,24 @@ def require_upstream(step: Step, graph: StepGraph, layout: Layout) -> None:
     cannot see (other options or environment, another pakman, files added
     since the graph was exported) instead of mixing old outputs with new.
     """
-    missing = [u for u in step.upstream if recorded_key(layout, u) is None]
-    stale = [
-        u for u in step.upstream if u not in missing and recorded_key(layout, u) != graph[u].key
-    ]
+    recorded = {u: recorded_key(layout, u) for u in step.upstream}
+    missing = [u for u, key in recorded.items() if key is None]
+    stale = [u for u, key in recorded.items() if key is not None and key != graph[u].key]
     if missing:
+        them = "it" if len(missing) == 1 else "them"
         raise StepFailed(
             f"{step.id} cannot run yet: {', '.join(missing)} "
-            f"{'has' if len(missing) == 1 else 'have'} not run (or failed); run "
-            f"{'it' if len(missing) == 1 else 'them'} first. (An exported Makefile or "
-            "build.ninja that lacks a step is out of date: export it again.)"
+            f"{'has' if len(missing) == 1 else 'have'} not run (or failed); run {them} "
+            "first. (An exported Makefile or build.ninja that lacks a step is out of date: "
+            "export it again.)"
         )
     if stale:
+        them = "it" if len(stale) == 1 else "them"
         raise StepFailed(
-            f"{step.id} cannot run: {', '.join(stale)} ran with other inputs than this "
-            "graph gives "
-            f"{'it' if len(stale) == 1 else 'them'} (other options or environment, such as "
-            "GITHUB_RUN_NUMBER or SOURCE_DATE_EPOCH, another pakman version, or files added "
-            "since the graph was exported); run them again: `pakman build`, `make -B`, or "
+            f"{step.id} cannot run: {', '.join(stale)} ran with other inputs than this graph "
+            f"gives {them} (other options or environment, such as GITHUB_RUN_NUMBER or "
+            "SOURCE_DATE_EPOCH, another pakman version, or files added since the graph was "
+            f"exported); run {them} again: `pakman build`, `make -B`, or "
             "`ninja -t clean && ninja`"
         )
 
