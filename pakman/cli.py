@@ -23,31 +23,36 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INVALID = 3
+FORMATS = ("json", "dot", "mermaid", "makefile", "ninja", "svg")
 
 
-def _identity_options(parser: argparse.ArgumentParser) -> None:
+def _identity_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     group = parser.add_argument_group(
         "package identity",
         "By default the name comes from GITHUB_REPOSITORY, else run.name, else the app's "
         "folder; the version from `git describe --tags`; the release from GITHUB_RUN_NUMBER.",
     )
-    group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)")
-    group.add_argument(
-        "--organization",
-        metavar="ORG",
-        help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')",
-    )
-    group.add_argument(
-        "--package-version", metavar="VER", help="the version, e.g. 1.2.3 (a leading v is dropped)"
-    )
-    group.add_argument(
-        "--url", help="the project's home page (default: the GitHub repository page)"
-    )
-    group.add_argument(
-        "--release",
-        metavar="N",
-        help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
-    )
+    return [
+        group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)"),
+        group.add_argument(
+            "--organization",
+            metavar="ORG",
+            help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')",
+        ),
+        group.add_argument(
+            "--package-version",
+            metavar="VER",
+            help="the version, e.g. 1.2.3 (a leading v is dropped)",
+        ),
+        group.add_argument(
+            "--url", help="the project's home page (default: the GitHub repository page)"
+        ),
+        group.add_argument(
+            "--release",
+            metavar="N",
+            help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
+        ),
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,23 +164,47 @@ def build_parser() -> argparse.ArgumentParser:
     graph = commands.add_parser(
         "graph",
         help="export the step graph (json, dot, mermaid, makefile, ninja, svg)",
-        description="Print the graph of steps a build would run, with each step's key, what "
-        "it reads and what it produces. The makefile and ninja formats really build: each "
-        "target runs `pakman run-step STEP`, so `make -j2` or `ninja` in the workspace "
-        "builds the repository too. svg needs Graphviz's `dot`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""\
+Print the graph of steps a build would run: each step with its key, what it
+reads, the files it reads and what it produces (docs/graph.md describes the
+formats).
+
+  json      every step: id, stage, app, arch, key, reads, files, outputs, after
+  dot       Graphviz (`dot -Tsvg`); svg draws it with Graphviz's `dot`
+  mermaid   a Mermaid flowchart
+  makefile  a GNU Makefile whose targets are the steps' manifests
+  ninja     a build.ninja, the same graph for ninja
+
+The makefile and ninja formats really build: `make -j2` or `ninja` builds the
+signed repository, rerunning a step when a file it reads (instellar.yml, the
+app's source files, the signing key) or a step before it changed. Each step
+runs `CMD run-step OPTIONS -- STEP PATH...`, where CMD is --command and
+OPTIONS and PATH are the build options, identity options and paths given to
+`pakman graph` (each quoted once for the shell, `$` doubled for make and
+ninja), so run-step compiles the same graph. Paths in the file are relative
+to the current folder, the workspace: write the file there and run make or
+ninja there (or with -C). run-step also reads the environment
+(GITHUB_REPOSITORY, GITHUB_RUN_NUMBER, SOURCE_DATE_EPOCH, PAKMAN_MIRROR,
+ABUILD_PRIVATE_KEY): keep it as at export, or pin values with options. Export
+again after adding or removing an app's files or changing its hooks,
+architectures or type; a step whose upstream steps ran with other inputs
+stops with an error instead of mixing the two.""",
     )
     graph.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    graph.add_argument("--format", choices=FORMATS, default="json")
     graph.add_argument(
-        "--format", choices=("json", "dot", "mermaid", "makefile", "ninja", "svg"), default="json"
-    )
-    graph.add_argument(
-        "-o", "--output", metavar="FILE", help="write to FILE instead of standard output"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write to FILE (only when its content changes) instead of standard output",
     )
     graph.add_argument(
         "--command",
         default="pakman",
         metavar="CMD",
-        help="how the makefile and ninja formats call pakman (default: pakman)",
+        help="how the makefile and ninja formats call pakman, split like a shell line "
+        "(default: pakman; e.g. 'python3 -m pakman')",
     )
     _project_options(graph)
     graph.set_defaults(handler=_graph)
@@ -218,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         "run-step",
         help="run one step of the graph (what exported Makefiles call)",
         description="Run one step, named as in `pakman graph` (e.g. pyweb:build:x86_64), "
-        "whether or not it is up to date; the steps it depends on must have run.",
+        "whether or not it is up to date, and record its manifest. The steps before it must "
+        "have run with the keys this graph gives them (else exit 1, naming them). Give the "
+        "same paths and options as to `pakman graph` so both see the same graph; exported "
+        "files call `pakman run-step OPTIONS -- STEP PATH...`.",
     )
     run_step.add_argument("step", metavar="STEP")
     run_step.add_argument("paths", nargs="*", default=["."], metavar="PATH")
@@ -231,31 +263,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _project_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("build options")
-    group.add_argument(
-        "--only", action="append", default=[], metavar="APP", help="only this app (repeatable)"
-    )
-    group.add_argument("--repo", metavar="DIR", help="the repository folder (default .pakman/repo)")
-    group.add_argument("--key", metavar="FILE", help="the private signing key (PEM)")
-    group.add_argument(
-        "--mirror",
-        metavar="URL",
-        help="the Alpine mirror (default: PAKMAN_MIRROR, else the official CDN)",
-    )
-    group.add_argument(
-        "--offline",
-        action="store_true",
-        help="do not fetch package indexes; dependencies stay unchecked",
-    )
-    group.add_argument(
-        "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
-    )
-    group.add_argument(
-        "--alpine-keys", metavar="DIR", help="public keys that fetched indexes must be signed with"
-    )
-    group.add_argument(
-        "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
-    )
-    _identity_options(parser)
+    actions = [
+        group.add_argument(
+            "--only", action="append", default=[], metavar="APP", help="only this app (repeatable)"
+        ),
+        group.add_argument(
+            "--repo", metavar="DIR", help="the repository folder (default .pakman/repo)"
+        ),
+        group.add_argument("--key", metavar="FILE", help="the private signing key (PEM)"),
+        group.add_argument(
+            "--mirror",
+            metavar="URL",
+            help="the Alpine mirror (default: PAKMAN_MIRROR, else the official CDN)",
+        ),
+        group.add_argument(
+            "--offline",
+            action="store_true",
+            help="do not fetch package indexes; dependencies stay unchecked",
+        ),
+        group.add_argument(
+            "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
+        ),
+        group.add_argument(
+            "--alpine-keys",
+            metavar="DIR",
+            help="public keys that fetched indexes must be signed with",
+        ),
+        group.add_argument(
+            "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
+        ),
+    ]
+    actions += _identity_options(parser)
+    # Remembered so that `pakman graph` can hand exactly these on to `run-step`.
+    parser.set_defaults(project_actions=tuple(actions))
+
+
+def project_argv(args: argparse.Namespace) -> list[str]:
+    """The build and identity options in `args`, as arguments again (`--name=value`, `--flag`).
+
+    `pakman graph` writes them into the run-step commands of an exported
+    Makefile or build.ninja, so each step compiles the graph that was exported.
+    """
+    argv: list[str] = []
+    for action in args.project_actions:
+        option = next(o for o in action.option_strings if o.startswith("--"))
+        value = getattr(args, action.dest)
+        if action.nargs == 0:  # a flag (store_true)
+            argv += [option] if value else []
+        elif isinstance(value, list):
+            argv += [f"{option}={v}" for v in value]
+        elif value is not None:
+            argv.append(f"{option}={value}")
+    return argv
 
 
 # --- Alpine packages: keygen, index, verify ---------------------------------
@@ -654,26 +713,32 @@ def _graph(args: argparse.Namespace) -> int:
 
     from pakman import export
 
+    command = tuple(shlex.split(args.command))
+    if not command:
+        from pakman.errors import ConfigError
+
+        raise ConfigError("--command is empty: give the command that runs pakman, e.g. pakman")
     project = _load(args)
-    command = shlex.split(args.command)
+    run = export.RunStep(command, tuple(project_argv(args)), tuple(args.paths))
     fmt = args.format
     if fmt == "json":
         text = export.to_json(project)
     elif fmt == "mermaid":
         text = export.to_mermaid(project.graph)
     elif fmt == "makefile":
-        text = export.to_makefile(project, command)
+        text = export.to_makefile(project, run)
     elif fmt == "ninja":
-        text = export.to_ninja(project, command)
+        text = export.to_ninja(project, run)
     else:
         text = export.to_dot(project.graph)
     data = text.encode()
     if fmt == "svg":
         data = export.render_svg(text)
     if args.output:
-        from pakman.fsutil import write_atomic
+        from pakman.fsutil import write_if_changed
 
-        write_atomic(args.output, data)
+        # Unchanged content keeps the file's time, so make does not rerun every step.
+        write_if_changed(args.output, data)
     else:
         sys.stdout.buffer.write(data)
     return EXIT_OK
@@ -726,7 +791,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _run_step(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
-    from pakman.steps import execute_step
+    from pakman.steps import execute_step, require_upstream
 
     project = _load(args)
     if args.step not in project.graph.steps:
@@ -735,7 +800,9 @@ def _run_step(args: argparse.Namespace) -> int:
         close = difflib.get_close_matches(args.step, list(project.graph.steps), n=3)
         hint = f"; did you mean: {', '.join(close)}?" if close else " (see `pakman graph`)"
         raise ConfigError(f"no step named {args.step!r}{hint}")
-    outcome = execute_step(project.graph[args.step], project.context)
+    step = project.graph[args.step]
+    require_upstream(step, project.graph, project.layout)
+    outcome = execute_step(step, project.context)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{'restored' if outcome.restored else 'ran'} {args.step}")

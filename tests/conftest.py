@@ -1,4 +1,4 @@
-"""Shared test fixtures: golden files (paths and helpers are in support.py)."""
+"""Shared test fixtures: golden files, a signing key (paths and helpers are in support.py)."""
 
 from __future__ import annotations
 
@@ -51,3 +51,12 @@ def golden(request: pytest.FixtureRequest) -> Callable[[Path, str], None]:
             pytest.fail(f"output differs from {path}:\n{diff}\n(--update-goldens rewrites it)")
 
     return check
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2048-bit private key for builds (`--key`); its folder is a `--keys-dir` for verify."""
+    from pakman.apk import generate_key
+
+    private, _ = generate_key(tmp_path_factory.mktemp("signing-key"), "test", bits=2048)
+    return private

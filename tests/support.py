@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,3 +22,25 @@ def updating_goldens(config: pytest.Config) -> bool:
 
 def example_configs() -> list[Path]:
     return sorted(EXAMPLES.glob("*/instellar.yml"))
+
+
+def copy_examples(workspace: Path) -> Path:
+    """`examples/` (with its .pakmanignore, which leaves rails-seed out of builds) in `workspace`."""
+    target = workspace / "examples"
+    shutil.copytree(EXAMPLES, target, ignore=shutil.ignore_patterns(".pakman", ".apk"))
+    return target
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a pakman run in a subprocess: this checkout importable, and none
+    of the variables that change names, versions, keys or mirrors."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) and k != "SOURCE_DATE_EPOCH"
+    }
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+PAKMAN = (sys.executable, "-m", "pakman")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pakman import __version__
+from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
-from pakman.graph import Layout, Step
+from pakman.graph import Layout, Step, StepGraph
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
@@ -128,6 +129,45 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     with (layout.state / "journal").open("a", encoding="utf-8") as journal:
         journal.write(f"{step.id} {step.key}\n")
     return Outcome(tuple(warnings), restored)
+
+
+def recorded_key(layout: Layout, step_id: str) -> str | None:
+    """The key in a step's manifest, or None when it has not run (or its record is unreadable)."""
+    try:
+        record = json.loads(layout.manifest(step_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = record.get("key") if isinstance(record, dict) else None
+    return key if isinstance(key, str) else None
+
+
+def require_upstream(step: Step, graph: StepGraph, layout: Layout) -> None:
+    """Refuse to run a step unless the steps before it ran with the keys this graph gives them.
+
+    make and ninja decide by file times what to run; this catches what they
+    cannot see (other options or environment, another pakman, files added
+    since the graph was exported) instead of mixing old outputs with new.
+    """
+    recorded = {u: recorded_key(layout, u) for u in step.upstream}
+    missing = [u for u, key in recorded.items() if key is None]
+    stale = [u for u, key in recorded.items() if key is not None and key != graph[u].key]
+    if missing:
+        them = "it" if len(missing) == 1 else "them"
+        raise StepFailed(
+            f"{step.id} cannot run yet: {', '.join(missing)} "
+            f"{'has' if len(missing) == 1 else 'have'} not run (or failed); run {them} "
+            "first. (An exported Makefile or build.ninja that lacks a step is out of date: "
+            "export it again.)"
+        )
+    if stale:
+        them = "it" if len(stale) == 1 else "them"
+        raise StepFailed(
+            f"{step.id} cannot run: {', '.join(stale)} ran with other inputs than this graph "
+            f"gives {them} (other options or environment, such as GITHUB_RUN_NUMBER or "
+            "SOURCE_DATE_EPOCH, another pakman version, or files added since the graph was "
+            f"exported); run {them} again: `pakman build`, `make -B`, or "
+            "`ninja -t clean && ninja`"
+        )
 
 
 def upstream_outputs(step: Step, stage: str) -> list[str]:
