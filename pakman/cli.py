@@ -664,38 +664,42 @@ def _settings(args: argparse.Namespace) -> Any:
     )
 
 
-def _load(args: argparse.Namespace, *, lazy: bool = False) -> Any:
+def _load(args: argparse.Namespace) -> Any:
     from pakman.project import load_project
 
-    project = load_project(_settings(args), lazy=lazy)
+    project = load_project(_settings(args))
+    _show_project_messages(project)
+    return project
+
+
+def _show_project_messages(project: Any) -> None:
     for warning in project.warnings:
         print(warning, file=sys.stderr)
     for note in project.notes:
         print(note, file=sys.stderr)
-    return project
 
 
 def _build(args: argparse.Namespace) -> int:
-    if not (args.explain or args.always):
-        from pakman.project import nothing_to_do
+    from pakman.project import inspect, load_project
 
-        current = nothing_to_do(_settings(args))
-        if current is not None:
-            # Nothing changed since the last build: say so without preparing it.
-            from pakman.progress import PakmanReporter
+    settings = _settings(args)
+    inspection = inspect(settings)
+    if inspection.nothing_to_do and not (args.explain or args.always):
+        # Nothing changed since the last build: say so without preparing it.
+        from pakman.progress import PakmanReporter
 
-            for text in current.warnings:
-                print(text, file=sys.stderr)
-            reporter = PakmanReporter(
-                sys.stdout, json_events=args.json, repository=current.repository
-            )
-            reporter.up_to_date_without_doit(current.steps)
-            reporter.complete_run()
-            return EXIT_OK
+        for text in inspection.warnings():
+            print(text, file=sys.stderr)
+        repository = inspection.layout.relative(inspection.layout.repo)
+        reporter = PakmanReporter(sys.stdout, json_events=args.json, repository=repository)
+        reporter.up_to_date_without_doit(inspection.step_ids())
+        reporter.complete_run()
+        return EXIT_OK
 
     from pakman.tasks import run_build
 
-    project = _load(args, lazy=not args.always)
+    project = load_project(settings, lazy=not args.always, inspection=inspection)
+    _show_project_messages(project)
     if args.explain:
         from pakman.explain import explain_steps
 

@@ -143,18 +143,79 @@ class _Snapshot:
     key: tuple[str, str, str]  # (file, name, fingerprint)
 
 
-def load_project(settings: Settings, *, use_snapshot: bool = True, lazy: bool = False) -> Project:
+@dataclass
+class Inspection:
+    """The snapshot's plan checked against the workspace (one lstat per watched path)."""
+
+    layout: Layout
+    inputs: str
+    plan: Plan | None  # None: nothing usable, prepare from scratch
+    changed: list[int] = field(default_factory=list)  # apps whose files changed
+    done: set[int] = field(default_factory=set)  # unchanged apps whose steps are all done
+    repository_done: bool = False
+
+    @property
+    def nothing_to_do(self) -> bool:
+        """Nothing changed and every step is done with its current key."""
+        return (
+            self.plan is not None
+            and not self.changed
+            and len(self.done) == len(self.plan["apps"])
+            and self.repository_done
+        )
+
+    def step_ids(self) -> list[str]:
+        assert self.plan is not None
+        steps = [s for app in self.plan["apps"] for s in app["steps"]] + self.plan["repository"]
+        return [s[0] for s in steps]
+
+    def warnings(self) -> list[str]:
+        assert self.plan is not None
+        return [w for app in self.plan["apps"] for w in app["warnings"]]
+
+
+def inspect(settings: Settings) -> Inspection:
+    """Read the small plan and check it: what changed, what is done.
+
+    Reads no config, no source and no step objects: the plan, the journal,
+    an lstat per watched path and whether each output exists.
+    """
+    from pakman.steps import read_journal
+
+    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
+    inputs = _inputs(settings, layout)
+    plan = _read_plan(layout, inputs)
+    if plan is None:
+        return Inspection(layout, inputs, None)
+    journal = read_journal(layout)
+    changed: list[int] = []
+    done: set[int] = set()
+    for index, app in enumerate(plan["apps"]):
+        if not unchanged(app["watched"]):
+            changed.append(index)
+        elif _all_done(app["steps"], journal):
+            done.add(index)
+    repository_done = not changed and _all_done(plan["repository"], journal)
+    return Inspection(layout, inputs, plan, changed, done, repository_done)
+
+
+def load_project(
+    settings: Settings,
+    *,
+    use_snapshot: bool = True,
+    lazy: bool = False,
+    inspection: Inspection | None = None,
+) -> Project:
     """Find, validate and name every app under the paths, then compile the build graph.
 
     `lazy` (for `pakman build`) leaves apps that did not change and whose
     steps are all done as summaries: their steps can be reported, not run.
     """
-    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    inputs = _inputs(settings, layout)
-    plan = _read_plan(layout, inputs) if use_snapshot else None
-    if plan is not None:
-        changed = [i for i, a in enumerate(plan["apps"]) if not unchanged(a["watched"])]
-        snapshot = _read_snapshot(layout, plan, changed, lazy)
+    if use_snapshot and inspection is None:
+        inspection = inspect(settings)
+    if use_snapshot and inspection is not None and inspection.plan is not None:
+        layout, changed = inspection.layout, inspection.changed
+        snapshot = _read_snapshot(layout, inspection.plan, inspection.done if lazy else set())
         if snapshot is not None:
             if not changed:
                 return _project(settings, layout, snapshot, reused=len(snapshot.records))
@@ -163,39 +224,11 @@ def load_project(settings: Settings, *, use_snapshot: bool = True, lazy: bool = 
                 _write_snapshot(layout, refreshed, changed)
                 reused = len(refreshed.records) - len(changed)
                 return _project(settings, layout, refreshed, reused=reused)
+    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
     notes: list[str] = []
-    snapshot = _prepare(settings, layout, inputs, notes)
+    snapshot = _prepare(settings, layout, _inputs(settings, layout), notes)
     _write_snapshot(layout, snapshot, range(len(snapshot.records)))
     return _project(settings, layout, snapshot, reused=0, notes=notes)
-
-
-@dataclass(frozen=True)
-class Current:
-    """What `nothing_to_do` found: every step done with its current key."""
-
-    steps: list[str]
-    warnings: list[str]
-    repository: str
-
-
-def nothing_to_do(settings: Settings) -> Current | None:
-    """The fast path of a build with nothing to do, or None when anything may have changed.
-
-    Reads only the small plan (no config, no source, no step objects): one
-    lstat per watched path, the journal, and whether each output exists.
-    """
-    from pakman.steps import read_journal
-
-    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    plan = _read_plan(layout, _inputs(settings, layout))
-    if plan is None or not all(unchanged(app["watched"]) for app in plan["apps"]):
-        return None
-    journal = read_journal(layout)
-    steps = [s for app in plan["apps"] for s in app["steps"]] + plan["repository"]
-    if not _all_done(steps, journal):
-        return None
-    warnings = [w for app in plan["apps"] for w in app["warnings"]]
-    return Current([s[0] for s in steps], warnings, layout.relative(layout.repo))
 
 
 def _all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
@@ -220,15 +253,13 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     configs = find_configs(settings.paths, skip_ignored=True, seen=shared_watch)
     if len(configs) > 1 and settings.name:
         raise ConfigError("--package-name names one app, but several were found; use --only")
-    cache = StatCache(layout.state / "cache" / "stat-cache.pickle")
     records: list[_AppRecord] = []
     errors: list[Diagnostic] = []
     for config_path in configs:
         try:
-            records.append(_prepare_app(config_path, settings, layout, cache))
+            records.append(_prepare_app(config_path, settings, layout))
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
-    cache.save()
     if errors:
         raise ConfigError(errors)
     if settings.only:
@@ -252,9 +283,7 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
 
 
-def _prepare_app(
-    config_path: Path, settings: Settings, layout: Layout, cache: StatCache
-) -> _AppRecord:
+def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppRecord:
     """Read, validate and name one app, and fingerprint its source."""
     from pakman.identity import resolve_identity
     from pakman.lint import lint_app
@@ -274,7 +303,10 @@ def _prepare_app(
     check_app_files(config)
     warnings = [*warnings, *lint_app(config, identity)]
     prefix = os.path.relpath(config.root, layout.root) + "/"
+    # One stat cache per app, so refreshing one app reads and writes only its own.
+    cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".pickle"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
+    cache.save()
     return _AppRecord(config_path, watched, AppBuild(config, identity), source, warnings)
 
 
@@ -282,15 +314,13 @@ def _refresh(
     settings: Settings, layout: Layout, snapshot: _Snapshot, changed: Sequence[int]
 ) -> _Snapshot | None:
     """Prepare again only the apps whose files changed; None when that cannot be enough."""
-    cache = StatCache(layout.state / "cache" / "stat-cache.pickle")
     records = list(snapshot.records)
     for index in changed:
         old = records[index]
-        fresh = _prepare_app(old.config_path, settings, layout, cache)
+        fresh = _prepare_app(old.config_path, settings, layout)
         if fresh.package_names != old.package_names:
             return None  # other apps' steps know which packages the build makes
         records[index] = fresh
-    cache.save()
     pipeline = load_pipeline(settings.pipeline)
     return _compile(replace(snapshot, records=records), pipeline, layout, settings, changed)
 
@@ -358,8 +388,12 @@ def _snapshot_dir(layout: Layout) -> Path:
     return layout.state / "cache" / "project"
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def _record_file(config_path: Path) -> str:
-    return hashlib.sha256(str(config_path).encode()).hexdigest()[:24] + ".pickle"
+    return _digest(str(config_path)) + ".pickle"
 
 
 def _step_summary(step: Step) -> tuple[str, str, str | None, str, tuple[str, ...]]:
@@ -399,18 +433,13 @@ def _read_plan(layout: Layout, inputs: str) -> Plan | None:
     return plan
 
 
-def _read_snapshot(
-    layout: Layout, plan: Plan, changed: Sequence[int], lazy: bool
-) -> _Snapshot | None:
-    """The snapshot's records: read back in full, or summaries (lazy) for apps done and unchanged."""
-    from pakman.steps import read_journal
-
-    journal = read_journal(layout) if lazy else {}
+def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapshot | None:
+    """The snapshot's records: read back in full, or summaries for the apps in `summarised`."""
     folder = _snapshot_dir(layout)
     records: list[_AppRecord] = []
     for index, app in enumerate(plan["apps"]):
         config_path = Path(app["config"])
-        if lazy and index not in changed and _all_done(app["steps"], journal):
+        if index in summarised:
             steps = [Step.summary(*summary) for summary in app["steps"]]
             records.append(
                 _AppRecord(

@@ -318,7 +318,7 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
         entry = _cached_entry(record, stat, immutable)
         if entry is not None and isinstance(record, dict):
             reused += 1
-            read_ns = record["read_ns"]
+            new_cache[path.name] = record  # as read: no need to build it again
         else:
             read_ns = time.time_ns()
             try:
@@ -329,6 +329,11 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
             if _stat_key(path.stat(), immutable) != _stat_key(stat, immutable):
                 problems.append(f"{path.name}: the file changed while it was read")
                 continue
+            new_cache[path.name] = {
+                "stat": _stat_key(stat, immutable),
+                "read_ns": read_ns,
+                "entry": entry.to_json(),
+            }
         if path.name != entry.filename:
             problems.append(
                 f"{path.name}: .PKGINFO says {entry.name} {entry.version}, so apk would fetch "
@@ -337,17 +342,11 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
         if entry.arch not in (folder_arch, "noarch"):
             problems.append(f"{path.name}: arch {entry.arch!r} does not belong in {folder_arch}/")
         entries.append(entry)
-        new_cache[path.name] = {
-            "stat": _stat_key(stat, immutable),
-            "read_ns": read_ns,
-            "entry": entry.to_json(),
-        }
     if problems:
         raise PackageInputError([Diagnostic(str(arch_dir), 0, 0, "", p) for p in problems])
-    cache_text = json.dumps(
-        {"format": _CACHE_FORMAT, "packages": new_cache}, indent=1, sort_keys=True
-    )
-    write_atomic(cache_path, cache_text.encode() + b"\n")
+    if new_cache != cache:
+        cache_text = json.dumps({"format": _CACHE_FORMAT, "packages": new_cache}, sort_keys=True)
+        write_atomic(cache_path, cache_text.encode() + b"\n")
     return render_index(entries, folder_arch), IndexReport(
         arch_dir / INDEX_FILE, len(entries), reused
     )

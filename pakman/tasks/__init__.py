@@ -203,10 +203,10 @@ def run_build(
     with run_lock(layout, wait=wait, out=sys.stderr):
         journal = read_journal(layout)
         steps = project.graph.order()
-        stale = {s.id for s in steps if always or not is_current(s, journal)}
-        if any(not project.graph[s].complete for s in stale):
-            # A summarised step stopped being done since the project was
-            # prepared (an output was removed meanwhile): prepare in full.
+        # Summaries stand for steps found done while the project was prepared.
+        stale = {s.id for s in steps if always or (s.complete and not is_current(s, journal))}
+        if always and any(not project.graph[s].complete for s in stale):
+            # Every step is to run: prepare the summarised apps in full.
             from pakman.project import load_project
 
             project = load_project(project.settings)
