@@ -643,7 +643,7 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from pakman.project import Settings
+    from pakman.settings import Settings
 
     return Settings(
         paths=tuple(args.paths),
@@ -680,7 +680,7 @@ def _show_project_messages(project: Any) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from pakman.project import inspect, load_project
+    from pakman.plan import inspect
 
     settings = _settings(args)
     inspection = inspect(settings)
@@ -696,6 +696,7 @@ def _build(args: argparse.Namespace) -> int:
         reporter.complete_run()
         return EXIT_OK
 
+    from pakman.project import load_project
     from pakman.tasks import run_build
 
     project = load_project(settings, lazy=not args.always, inspection=inspection)

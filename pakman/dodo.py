@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pakman.graph import Layout
-from pakman.project import Settings, load_project
+from pakman.layout import Layout
+from pakman.project import load_project
+from pakman.settings import Settings
 from pakman.tasks import doit_config, hold_lock_until_exit, task_dicts
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from pakman import __version__
 from pakman.errors import show
-from pakman.graph import Layout, Step, StepGraph
+from pakman.graph import Step, StepGraph
+from pakman.layout import Layout
 
 LISTED_FILES = 5
 

@@ -17,19 +17,18 @@ import json
 import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
 from pakman.errors import ConfigError
 from pakman.fingerprint import SourceTree
+from pakman.layout import REPOSITORY, Layout
 from pakman.model import AppConfig, AppType, FrozenDict, Identity, freeze
 from pakman.pipeline import Pipeline, Stage
 
 if TYPE_CHECKING:
     import networkx as nx
 
-REPOSITORY = "repo"  # the name of the shared steps' namespace (index, sign)
 NOARCH = "noarch"
 _MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
 
@@ -56,38 +55,6 @@ class AppBuild:
         if self.config.type is AppType.DEFAULT:
             return (self.name, f"{self.name}-openrc")
         return (self.name,)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where a build writes; every path is inside the workspace."""
-
-    root: Path  # the workspace (absolute)
-    state: Path  # .pakman
-    repo: Path  # the repository, default .pakman/repo
-
-    @classmethod
-    def at(cls, root: Path, repo: Path | None = None) -> Layout:
-        root = root.resolve()
-        state = root / ".pakman"
-        return cls(root, state, (repo or state / "repo").resolve() if repo else state / "repo")
-
-    def work(self, app: str | None) -> Path:
-        return self.state / "build" / (app or f"_{REPOSITORY}")
-
-    def manifest(self, step_id: str) -> Path:
-        """The record a step leaves when it succeeds (its key and outputs)."""
-        return self.state / "steps" / (step_id.replace(":", "/") + ".json")
-
-    def relative(self, path: Path) -> str:
-        """A path as seen from the workspace (absolute when outside it)."""
-        if path.is_relative_to(self.root):
-            return path.relative_to(self.root).as_posix()
-        return str(path)
-
-    def relative_str(self, path: str) -> str:
-        """`relative` for an output path, keeping a trailing / that marks a folder."""
-        return self.relative(Path(path)) + ("/" if path.endswith("/") else "")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
@@ -36,13 +35,11 @@ from pakman.fingerprint import (
     Watched,
     fingerprint_tree,
     template_digest,
-    unchanged,
     watch,
 )
 from pakman.fsutil import write_atomic
 from pakman.graph import (
     AppBuild,
-    Layout,
     Shared,
     Step,
     StepGraph,
@@ -51,48 +48,11 @@ from pakman.graph import (
     compile_app,
     compile_repository,
 )
+from pakman.layout import Layout
 from pakman.pipeline import Pipeline, load_pipeline, pipelines_dir
-from pakman.steps import DEFAULT_MIRROR, PASSPHRASE_VARIABLE, RunContext
-
-_SNAPSHOT_FORMAT = 1
-KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
-# The environment that shapes names, versions and keys.
-_ENVIRONMENT = (
-    "GITHUB_REPOSITORY",
-    "GITHUB_WORKSPACE",
-    "GITHUB_SERVER_URL",
-    "GITHUB_RUN_NUMBER",
-    "SOURCE_DATE_EPOCH",
-    "PAKMAN_MIRROR",
-    KEY_NAME_VARIABLE,
-    "ABUILD_PRIVATE_KEY",
-    "ABUILD_PUBLIC_KEY",
-    PASSPHRASE_VARIABLE,
-)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What a user chose on the command line or in the environment."""
-
-    paths: tuple[str, ...] = (".",)
-    root: str = "."  # the workspace: .pakman/ goes here
-    only: tuple[str, ...] = ()  # app names to build (empty: all)
-    strict: bool = False
-    name: str | None = None
-    organization: str | None = None
-    version: str | None = None
-    release: str | None = None
-    url: str | None = None
-    repo: str | None = None
-    key_file: str | None = None
-    mirror: str | None = None
-    offline: bool = False
-    require_deps: bool = False
-    verbose: bool = False
-    alpine_keys: str | None = None
-    pipeline: str = "default"
-    level: int | None = None
+from pakman.plan import PLAN_FORMAT, Inspection, Plan, inspect, snapshot_dir
+from pakman.settings import KEY_NAME_VARIABLE, PASSPHRASE_VARIABLE, Settings, inputs_digest
+from pakman.steps import DEFAULT_MIRROR, RunContext
 
 
 @dataclass
@@ -143,62 +103,6 @@ class _Snapshot:
     key: tuple[str, str, str]  # (file, name, fingerprint)
 
 
-@dataclass
-class Inspection:
-    """The snapshot's plan checked against the workspace (one lstat per watched path)."""
-
-    layout: Layout
-    inputs: str
-    plan: Plan | None  # None: nothing usable, prepare from scratch
-    changed: list[int] = field(default_factory=list)  # apps whose files changed
-    done: set[int] = field(default_factory=set)  # unchanged apps whose steps are all done
-    repository_done: bool = False
-
-    @property
-    def nothing_to_do(self) -> bool:
-        """Nothing changed and every step is done with its current key."""
-        return (
-            self.plan is not None
-            and not self.changed
-            and len(self.done) == len(self.plan["apps"])
-            and self.repository_done
-        )
-
-    def step_ids(self) -> list[str]:
-        assert self.plan is not None
-        steps = [s for app in self.plan["apps"] for s in app["steps"]] + self.plan["repository"]
-        return [s[0] for s in steps]
-
-    def warnings(self) -> list[str]:
-        assert self.plan is not None
-        return [w for app in self.plan["apps"] for w in app["warnings"]]
-
-
-def inspect(settings: Settings) -> Inspection:
-    """Read the small plan and check it: what changed, what is done.
-
-    Reads no config, no source and no step objects: the plan, the journal,
-    an lstat per watched path and whether each output exists.
-    """
-    from pakman.steps import read_journal
-
-    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    inputs = _inputs(settings, layout)
-    plan = _read_plan(layout, inputs)
-    if plan is None:
-        return Inspection(layout, inputs, None)
-    journal = read_journal(layout)
-    changed: list[int] = []
-    done: set[int] = set()
-    for index, app in enumerate(plan["apps"]):
-        if not unchanged(app["watched"]):
-            changed.append(index)
-        elif _all_done(app["steps"], journal):
-            done.add(index)
-    repository_done = not changed and _all_done(plan["repository"], journal)
-    return Inspection(layout, inputs, plan, changed, done, repository_done)
-
-
 def load_project(
     settings: Settings,
     *,
@@ -226,21 +130,9 @@ def load_project(
                 return _project(settings, layout, refreshed, reused=reused)
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
     notes: list[str] = []
-    snapshot = _prepare(settings, layout, _inputs(settings, layout), notes)
+    snapshot = _prepare(settings, layout, inputs_digest(settings, layout), notes)
     _write_snapshot(layout, snapshot, range(len(snapshot.records)))
     return _project(settings, layout, snapshot, reused=0, notes=notes)
-
-
-def _all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
-    exists = os.path.exists
-    return all(
-        journal.get(step_id) == key and all(exists(o) for o in outputs)
-        for step_id, _, _, key, outputs in steps
-    )
-
-
-# ---------------------------------------------------------------------------
-# Preparing from scratch
 
 
 def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
@@ -279,7 +171,7 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
         repositories = {str(p) for r in records for p in version_inputs(r.config_path.parent)}
         shared_watch.extend(watch(p) for p in sorted(repositories))
     key = _signing_key(settings, layout, apps, shared_watch, notes)
-    snapshot = _Snapshot(_SNAPSHOT_FORMAT, __version__, inputs, shared_watch, records, [], key)
+    snapshot = _Snapshot(PLAN_FORMAT, __version__, inputs, shared_watch, records, [], key)
     return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
 
 
@@ -378,16 +270,6 @@ def _project(
     )
 
 
-# The plan: the small part of the snapshot, plain data (read with marshal,
-# several times faster than unpickling objects), enough to tell that nothing
-# changed and to stand in for the apps that did not.
-Plan = dict[str, Any]
-
-
-def _snapshot_dir(layout: Layout) -> Path:
-    return layout.state / "cache" / "project"
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
@@ -416,26 +298,9 @@ def _read_pickle(path: Path) -> object:
         return None
 
 
-def _read_plan(layout: Layout, inputs: str) -> Plan | None:
-    """The plan, when this pakman made it with these inputs and its shared files are as they were."""
-    try:
-        plan = marshal.loads((_snapshot_dir(layout) / "plan.marshal").read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
-    if (
-        not isinstance(plan, dict)
-        or plan.get("format") != _SNAPSHOT_FORMAT
-        or plan.get("version") != __version__
-        or plan.get("inputs") != inputs
-        or not unchanged(plan["watched"])
-    ):
-        return None
-    return plan
-
-
 def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapshot | None:
     """The snapshot's records: read back in full, or summaries for the apps in `summarised`."""
-    folder = _snapshot_dir(layout)
+    folder = snapshot_dir(layout)
     records: list[_AppRecord] = []
     for index, app in enumerate(plan["apps"]):
         config_path = Path(app["config"])
@@ -470,7 +335,7 @@ def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapsho
 
 def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int]) -> None:
     """Write the records of the apps that changed, the repository's steps, then the plan."""
-    folder = _snapshot_dir(layout)
+    folder = snapshot_dir(layout)
     for index in changed:
         record = snapshot.records[index]
         data = pickle.dumps(record, protocol=5)
@@ -497,18 +362,6 @@ def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int])
         "repository": [_step_summary(s) for s in snapshot.repository],
     }
     write_atomic(folder / "plan.marshal", marshal.dumps(plan))
-
-
-def _inputs(settings: Settings, layout: Layout) -> str:
-    """A digest of everything besides files that shapes the apps and the steps' keys."""
-    environment = {}
-    for name in _ENVIRONMENT:
-        value = os.environ.get(name)
-        # secrets count by digest only
-        environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
-    chosen = replace(settings, verbose=False)  # how much a build prints changes no key
-    text = repr((chosen, str(layout.root), sorted(environment.items())))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _pipeline_path(name: str) -> Path:

@@ -11,8 +11,9 @@ import pytest
 
 from pakman.errors import ConfigError
 from pakman.fingerprint import StatCache, fingerprint_tree
-from pakman.graph import AppBuild, Layout, StepGraph, compile_graph
+from pakman.graph import AppBuild, StepGraph, compile_graph
 from pakman.identity import resolve_identity
+from pakman.layout import Layout
 from pakman.model import Identity
 from pakman.pipeline import load_pipeline
 from pakman.schema import load_app

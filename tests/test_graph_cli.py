@@ -17,7 +17,8 @@ import pytest
 
 from pakman import cli, export
 from pakman.cli import main, project_argv
-from pakman.project import Settings, load_project
+from pakman.project import load_project
+from pakman.settings import Settings
 from support import EXAMPLES, PAKMAN, copy_examples, subprocess_env
 
 STEP_FIELDS = {

@@ -10,7 +10,9 @@ import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
 from pakman.fingerprint import TEMPLATES
-from pakman.project import Settings, inspect, load_project
+from pakman.plan import inspect
+from pakman.project import load_project
+from pakman.settings import Settings
 from pakman.tasks import run_build
 from support import EXAMPLES
 

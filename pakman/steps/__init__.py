@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 from pakman import __version__
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
-from pakman.graph import Layout, Step, StepGraph
+from pakman.graph import Step, StepGraph
+from pakman.layout import Layout
+from pakman.settings import PASSPHRASE_VARIABLE
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
 
 DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
-PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
 
 
 @dataclass(frozen=True)
@@ -199,30 +200,3 @@ def fresh_dir(path: Path) -> Path:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     path.mkdir(parents=True)
     return path
-
-
-def read_journal(layout: Layout) -> dict[str, str]:
-    """The key each step last succeeded with (the journal execute_step appends to)."""
-    keys: dict[str, str] = {}
-    try:
-        with (layout.state / "journal").open(encoding="utf-8") as journal:
-            for line in journal:
-                step_id, _, key = line.rstrip("\n").partition(" ")
-                if key:
-                    keys[step_id] = key
-    except FileNotFoundError:
-        pass
-    return keys
-
-
-def compact_journal(layout: Layout, keys: dict[str, str]) -> None:
-    """Rewrite the journal with one line per step (it only grows otherwise)."""
-    text = "".join(f"{step_id} {key}\n" for step_id, key in sorted(keys.items()))
-    write_atomic(layout.state / "journal", text.encode())
-
-
-def is_current(step: Step, journal: dict[str, str]) -> bool:
-    """The step last succeeded with its current key and its outputs are all there."""
-    return journal.get(step.id) == step.key and all(
-        os.path.exists(output) for output in step.outputs
-    )

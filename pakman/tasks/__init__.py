@@ -29,7 +29,8 @@ from doit.tools import config_changed
 
 from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
-from pakman.graph import REPOSITORY, Layout, Step
+from pakman.graph import Step
+from pakman.layout import REPOSITORY, Layout
 from pakman.project import Project
 from pakman.steps import RunContext, execute_step
 
@@ -194,8 +195,8 @@ def run_build(
     whose outputs exist are not handed to doit at all; when none is left,
     doit is not even started.
     """
+    from pakman.journal import compact_journal, is_current, read_journal
     from pakman.progress import PakmanReporter
-    from pakman.steps import compact_journal, is_current, read_journal
 
     out = out or sys.stdout
     layout = project.layout

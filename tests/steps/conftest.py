@@ -10,7 +10,8 @@ import pytest
 from deps_support import Keys, MirrorServer, ProjectLoader, build_mirror
 from pakman.apk import SigningKey, generate_key
 from pakman.graph import host_arch
-from pakman.project import Project, Settings, load_project
+from pakman.project import Project, load_project
+from pakman.settings import Settings
 
 
 @pytest.fixture(scope="session")
