@@ -673,10 +673,8 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def _show_project_messages(project: Any) -> None:
-    for warning in project.warnings:
-        print(warning, file=sys.stderr)
-    for note in project.notes:
-        print(note, file=sys.stderr)
+    for message in [*project.warnings, *project.notes]:
+        sys.stderr.write(f"{message}\n")  # one write each: several pakman may share stderr
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -809,8 +807,10 @@ def _run_step(args: argparse.Namespace) -> int:
     require_upstream(step, project.graph, project.layout)
     outcome = execute_step(step, project.context)
     for warning in outcome.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"{'restored' if outcome.restored else 'ran'} {args.step}")
+        sys.stderr.write(f"warning: {warning}\n")
+    # One write: make -j and ninja run several of these at once on one output,
+    # and print() may write the text and its newline separately.
+    sys.stdout.write(f"{'restored' if outcome.restored else 'ran'} {args.step}\n")
     return EXIT_OK
 
 

@@ -162,7 +162,9 @@ def test_builds_the_signed_repository_from_scratch(built: Built, reference: Path
         for line in built.first.stdout.splitlines()
         if line.startswith(("ran ", "restored "))
     ]
-    assert len(ran) == len(set(ran)) == len(built.manifests())
+    assert sorted(ran) == sorted(
+        m.removesuffix(".json").replace("/", ":") for m in built.manifests()
+    ), built.first.stdout
     assert "repo:sign:x86_64" in ran
 
 
