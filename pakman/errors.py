@@ -9,7 +9,7 @@ Library code raises; only the CLI prints and exits.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,8 +105,3 @@ class StepFailed(PakmanError):
     """A build step ran and failed (exit status, log tail)."""
 
     exit_code = 1
-
-
-def errors_in(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-    """The diagnostics that are errors."""
-    return [d for d in diagnostics if d.severity == "error"]

@@ -112,7 +112,11 @@ class StatCache:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            write_atomic(self.path, pickle.dumps((_CACHE_VERSION, self.entries), protocol=5))
+            write_atomic(
+                self.path,
+                pickle.dumps((_CACHE_VERSION, self.entries), protocol=5),
+                durable=False,
+            )
             self.dirty = False
 
 

@@ -10,24 +10,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def write_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place.
 
     A killed run leaves either the old file or the new one, never half of one.
+    `durable` also flushes it to disk first (for what a build publishes; caches
+    and records that can be made again skip that cost).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open_atomic(path, mode, durable=durable) as handle:
+        handle.write(data)
 
 
 def write_if_changed(path: str | Path, data: bytes, mode: int = 0o644) -> bool:
@@ -48,7 +39,7 @@ def write_if_changed(path: str | Path, data: bytes, mode: int = 0o644) -> bool:
 
 
 @contextmanager
-def open_atomic(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
+def open_atomic(path: str | Path, mode: int = 0o644, *, durable: bool = True) -> Iterator[BinaryIO]:
     """Stream into a temporary file beside `path`; rename it into place when the block succeeds.
 
     The streaming form of `write_atomic`: on an exception the temporary file
@@ -61,7 +52,8 @@ def open_atomic(path: str | Path, mode: int = 0o644) -> Iterator[BinaryIO]:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:

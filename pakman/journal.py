@@ -33,7 +33,7 @@ def read_journal(layout: Layout) -> dict[str, str]:
 def compact_journal(layout: Layout, keys: dict[str, str]) -> None:
     """Rewrite the journal with one line per step (it only grows otherwise)."""
     text = "".join(f"{step_id} {key}\n" for step_id, key in sorted(keys.items()))
-    write_atomic(layout.state / "journal", text.encode())
+    write_atomic(layout.state / "journal", text.encode(), durable=False)
 
 
 def is_current(step: Step, journal: dict[str, str]) -> bool:

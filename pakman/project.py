@@ -339,8 +339,12 @@ def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int])
     for index in changed:
         record = snapshot.records[index]
         data = pickle.dumps(record, protocol=5)
-        write_atomic(folder / "apps" / _record_file(record.config_path), data)
-    write_atomic(folder / "repository.pickle", pickle.dumps(snapshot.repository, protocol=5))
+        write_atomic(folder / "apps" / _record_file(record.config_path), data, durable=False)
+    write_atomic(
+        folder / "repository.pickle",
+        pickle.dumps(snapshot.repository, protocol=5),
+        durable=False,
+    )
     plan = {
         "format": snapshot.format,
         "version": snapshot.version,
@@ -361,7 +365,7 @@ def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int])
         ],
         "repository": [_step_summary(s) for s in snapshot.repository],
     }
-    write_atomic(folder / "plan.marshal", marshal.dumps(plan))
+    write_atomic(folder / "plan.marshal", marshal.dumps(plan), durable=False)
 
 
 def _pipeline_path(name: str) -> Path:

@@ -346,7 +346,7 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
         raise PackageInputError([Diagnostic(str(arch_dir), 0, 0, "", p) for p in problems])
     if new_cache != cache:
         cache_text = json.dumps({"format": _CACHE_FORMAT, "packages": new_cache}, sort_keys=True)
-        write_atomic(cache_path, cache_text.encode() + b"\n")
+        write_atomic(cache_path, cache_text.encode() + b"\n", durable=False)
     return render_index(entries, folder_arch), IndexReport(
         arch_dir / INDEX_FILE, len(entries), reused
     )

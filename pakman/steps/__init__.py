@@ -126,7 +126,7 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     }
     if step.source is not None:
         record["source_files"] = {f.path: f.digest for f in step.source.files}
-    write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode())
+    write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode(), durable=False)
     with (layout.state / "journal").open("a", encoding="utf-8") as journal:
         journal.write(f"{step.id} {step.key}\n")
     return Outcome(tuple(warnings), restored)

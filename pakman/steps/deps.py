@@ -265,7 +265,7 @@ def _store(
     if not (content.is_file() and content.stat().st_size == len(data)):
         write_atomic(content, data)
     record = {"url": url, "sha256": digest, "etag": etag, "last_modified": modified}
-    write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode())
+    write_atomic(record_path, json.dumps(record, indent=1, sort_keys=True).encode(), durable=False)
     if isinstance(previous, str) and previous != digest and _DIGEST.match(previous):
         in_use = set()
         for other in cache_dir.glob("url-*.json"):

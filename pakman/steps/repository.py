@@ -51,7 +51,7 @@ def index(step: Step, context: RunContext) -> None:
     # Entries of unchanged packages are reused (a cache in that folder); the
     # packages are pakman's own, replaced but never edited in place.
     text, _ = index_text(folder, immutable=True)
-    write_atomic(text_path, text.encode())
+    write_atomic(text_path, text.encode(), durable=False)
 
 
 def sign(step: Step, context: RunContext) -> None:
