@@ -4,7 +4,8 @@ For the default and static types the tree is what the APKBUILD's default
 package() installs: the collected destinations under /var/lib/<name>/
 (owned by the app's user and group), plus the generated service files or
 the site's nginx.conf. An app with its own `package` body gets it run with
-abuild's variables instead. The default type's /etc/init.d moves into the
+abuild's variables instead, in a copy of the build's output (so it may
+change `$srcdir` as abuild allows, without touching what other steps share). The default type's /etc/init.d moves into the
 `<name>-openrc` subpackage, as abuild splits it.
 """
 
@@ -38,10 +39,17 @@ def package(step: Step, context: RunContext) -> None:
     pkgdir = fresh_dir(work / f"pkgdir-{arch}")
     owners: dict[str, tuple[str, str]] = {}
     if app.package is not None:
+        # The body runs in copies: what it changes in $srcdir or $startdir must
+        # not reach the build's and render's outputs, which other steps and the
+        # store share.
+        srcdir = fresh_dir(work / f"srcdir-{arch}")
+        shutil.copytree(build_dir, srcdir, symlinks=True, dirs_exist_ok=True)
+        startdir = fresh_dir(work / f"startdir-{arch}")
+        shutil.copytree(render_dir, startdir, symlinks=True, dirs_exist_ok=True)
         variables = {
-            "srcdir": str(build_dir),
+            "srcdir": str(srcdir),
             "pkgdir": str(pkgdir),
-            "startdir": str(render_dir),
+            "startdir": str(startdir),
             "pkgname": identity.name,
             "pkgver": identity.version,
             "pkgrel": str(identity.release),
@@ -51,7 +59,7 @@ def package(step: Step, context: RunContext) -> None:
         }
         run_shell(
             shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + app.package,
-            cwd=build_dir,
+            cwd=srcdir,
             log=context.log_path(step),
             what=f"package() of {identity.name} ({arch})",
             verbose=context.verbose,
