@@ -250,7 +250,9 @@ stops with an error instead of mixing the two.""",
         "whether or not it is up to date, and record its manifest. The steps before it must "
         "have run with the keys this graph gives them (else exit 1, naming them). Give the "
         "same paths and options as to `pakman graph` so both see the same graph; exported "
-        "files call `pakman run-step OPTIONS -- STEP PATH...`.",
+        "files call `pakman run-step OPTIONS -- STEP PATH...`. Steps share the workspace lock "
+        "(any number run at once, as make -j or ninja run them); a build waits for them, "
+        "and they for it.",
     )
     run_step.add_argument("step", metavar="STEP")
     run_step.add_argument("paths", nargs="*", default=["."], metavar="PATH")
@@ -530,7 +532,11 @@ def _identity_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _check(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
-    from pakman.schema import load_app
+    from pakman.identity import resolve_identity
+    from pakman.lint import lint_app
+    from pakman.render import check_app_files
+    from pakman.schema import validate
+    from pakman.source import load_file
     from pakman.workspace import find_configs
 
     configs = find_configs(args.paths)
@@ -540,16 +546,28 @@ def _check(args: argparse.Namespace) -> int:
         diagnostics: list[Diagnostic]
         summary = ""
         try:
-            app, diagnostics = load_app(config, strict=args.strict)
+            document = load_file(config)
+            app, diagnostics = validate(document, file=config, strict=args.strict)
         except ConfigError as exc:
             diagnostics = list(exc.diagnostics)
         else:
+            # What build and render would also refuse or warn about: names,
+            # hooks calling unknown services, files the package needs. The
+            # version (git) is asked only when shown: the checks need the name.
+            options = _identity_kwargs(args)
+            if not args.verbose:
+                options["version"] = options["version"] or "0.0.0"
+            # A bad option (e.g. --release x) is not the file's fault: it
+            # propagates and ends the run with exit 3.
+            identity = resolve_identity(app, **options)
+            diagnostics = sorted(
+                diagnostics + lint_app(app, identity, document), key=lambda d: (d.line, d.column)
+            )
+            try:
+                check_app_files(app)
+            except ConfigError as exc:
+                diagnostics += exc.diagnostics
             if args.verbose:
-                from pakman.identity import resolve_identity
-
-                # A bad option (e.g. --release x) is not the file's fault: it
-                # propagates and ends the run with exit 3.
-                identity = resolve_identity(app, **_identity_kwargs(args))
                 summary = (
                     f"{identity.name} {identity.full_version} ({app.type.value}, "
                     f"{app.stack}, {' '.join(app.architectures)})"
@@ -794,6 +812,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _run_step(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
+    from pakman.lock import run_lock
     from pakman.steps import execute_step, require_upstream
 
     project = _load(args)
@@ -804,8 +823,10 @@ def _run_step(args: argparse.Namespace) -> int:
         hint = f"; did you mean: {', '.join(close)}?" if close else " (see `pakman graph`)"
         raise ConfigError(f"no step named {args.step!r}{hint}")
     step = project.graph[args.step]
-    require_upstream(step, project.graph, project.layout)
-    outcome = execute_step(step, project.context)
+    # Steps that make or ninja run at once share the workspace lock; a build waits for them.
+    with run_lock(project.layout, out=sys.stderr, shared=True):
+        require_upstream(step, project.graph, project.layout)
+        outcome = execute_step(step, project.context)
     for warning in outcome.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     # One write: make -j and ninja run several of these at once on one output,

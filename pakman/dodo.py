@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pakman.layout import Layout
+from pakman.lock import hold_lock_until_exit
 from pakman.project import load_project
 from pakman.settings import Settings
-from pakman.tasks import doit_config, hold_lock_until_exit, task_dicts
+from pakman.tasks import doit_config, task_dicts
 
 
 def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:

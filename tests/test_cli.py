@@ -103,3 +103,28 @@ def test_invalid_file_in_a_subprocess_has_no_traceback(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "Traceback" not in result.stderr + result.stdout
     assert "NUL bytes" in result.stdout
+
+
+def test_check_lints_hooks_and_needs_the_apps_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = tmp_path / "pyweb"
+    shutil.copytree(EXAMPLES / "pyweb", app)
+    config = app / "instellar.yml"
+    text = config.read_text()
+    config.write_text(
+        text.replace("    rc-service pyweb migrate\n", "    rc-service pyweb nonesuch\n")
+    )
+    site = tmp_path / "site"
+    shutil.copytree(EXAMPLES / "static-site", site)
+    (site / "nginx.conf").unlink()
+
+    assert main(["check", str(app)]) == 0  # a warning leaves the file valid
+    out = capsys.readouterr().out
+    assert f"{config}:" in out and "`rc-service pyweb nonesuch`" in out
+    assert "2 warnings" in out  # post-install and post-upgrade both call it
+
+    assert main(["check", str(site)]) == 3
+    out = capsys.readouterr().out
+    assert "nginx.conf does not exist" in out
+    assert "0 valid, 1 invalid" in out

@@ -12,13 +12,8 @@ exactly when its step's key changes, or an output is missing.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sys
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import IO, Any
 
 from doit.cmd_base import TaskLoader2
@@ -31,6 +26,7 @@ from pakman import __version__
 from pakman.errors import ConfigError, PakmanError
 from pakman.graph import Step
 from pakman.layout import REPOSITORY, Layout
+from pakman.lock import run_lock
 from pakman.project import Project
 from pakman.steps import RunContext, execute_step
 
@@ -120,64 +116,6 @@ class PakmanLoader(TaskLoader2):  # type: ignore[misc]
 
     def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
         return load_doit_tasks(self.project, self.only)
-
-
-class LockBusy(PakmanError):
-    """Another build holds the workspace."""
-
-
-@contextmanager
-def run_lock(layout: Layout, *, wait: bool = True, out: IO[str] | None = None) -> Iterator[None]:
-    """Hold `.pakman/lock` for the duration of a run; a second build waits (or fails)."""
-    handle = _acquire(layout, wait=wait, out=out)
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def hold_lock_until_exit(layout: Layout) -> None:
-    """For plain `doit`: take the lock and keep it until the process ends."""
-    global _held
-    if _held is None:
-        _held = _acquire(layout, wait=True, out=sys.stderr)
-
-
-_held: IO[str] | None = None
-
-
-def _acquire(layout: Layout, *, wait: bool, out: IO[str] | None) -> IO[str]:
-    layout.state.mkdir(parents=True, exist_ok=True)
-    path = layout.state / "lock"
-    handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _holder(path)
-        if not wait:
-            handle.close()
-            raise LockBusy(
-                f"another build is running in {layout.root} ({holder}); wait for it or drop --no-wait"
-            ) from None
-        if out is not None:
-            print(f"waiting for another build in {layout.root} ({holder}) to finish...", file=out)
-        started = time.monotonic()
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        if out is not None:
-            print(f"...it finished after {time.monotonic() - started:.1f}s", file=out)
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    return handle
-
-
-def _holder(path: Path) -> str:
-    try:
-        return path.read_text().strip() or "unknown process"
-    except OSError:
-        return "unknown process"
 
 
 def run_build(
