@@ -103,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Alpine's abuild builds, the OpenRC init script, the s6 run/finish/log scripts, the "
         "environment loader, env-exec, the profile script, pre-install and one script per "
         "hook. They go into <app>/.apk/<org>/<name>/, where `abuild snapshot && abuild -r` "
-        "builds them on Alpine. Files whose content is unchanged are not rewritten.",
+        "builds them on Alpine. Files whose content is unchanged are not rewritten; files "
+        "it rendered there before and no longer generates are removed (it keeps their list "
+        "in .pakman-rendered, and touches nothing else).",
         epilog="PATH is an app folder or its instellar.yml (default: the current folder).",
     )
     render.add_argument("path", nargs="?", default=".", metavar="PATH")
@@ -637,7 +639,7 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
     """Render one app into `output`, else `<workdir>/.apk/<org>/<name>/`."""
     from pakman.identity import resolve_identity
     from pakman.lint import lint_app
-    from pakman.render import check_app_files, render_all, write_rendered
+    from pakman.render import check_app_files, prune_rendered, render_all, write_rendered
     from pakman.schema import load_app
     from pakman.source import load_file
 
@@ -650,12 +652,17 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
     files = render_all(app, identity)
     out_dir = output or workdir / ".apk" / identity.organization / identity.name
     results = write_rendered(files, out_dir)
+    # Files rendered there before and no longer generated (a hook or service removed).
+    removed = prune_rendered(files, out_dir)
     for path, written in results:
         print(f"{'wrote' if written else 'unchanged'} {path}")
+    for path in removed:
+        print(f"removed {path}")
     count = sum(written for _, written in results)
     print(
         f"{identity.name} {identity.full_version}: {len(results)} files in {out_dir}, "
         f"{count} written, {len(results) - count} unchanged"
+        + (f", {len(removed)} removed" if removed else "")
     )
     return EXIT_OK
 

@@ -429,6 +429,37 @@ def write_rendered(files: Mapping[str, RenderedFile], out_dir: Path) -> list[tup
     return results
 
 
+RENDERED_LIST = ".pakman-rendered"  # in the output folder: the files written last time
+
+
+def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
+    """Remove the files rendered into `out_dir` before that are no longer generated.
+
+    Only files named in the folder's list of what was rendered there are
+    touched (abuild's own files and anything else stay); the list is then
+    replaced by `names`. Returns the paths removed.
+    """
+    listing = out_dir / RENDERED_LIST
+    try:
+        before = set(listing.read_text(encoding="utf-8").splitlines())
+    except FileNotFoundError:
+        before = set()
+    except OSError as exc:
+        raise PakmanError(f"cannot read {listing}: {exc.strerror or exc}") from None
+    now = sorted(set(names))
+    removed = []
+    for name in sorted(before - set(now)):
+        path = out_dir / name
+        if name and "/" not in name and not name.startswith(".") and path.is_file():
+            path.unlink()
+            removed.append(path)
+    try:
+        write_if_changed(listing, "".join(f"{name}\n" for name in now).encode(), 0o644)
+    except OSError as exc:
+        raise PakmanError(f"cannot write {listing}: {exc.strerror or exc}") from None
+    return removed
+
+
 __all__ = [
     "ENVIRONMENT",
     "FILTERS",
@@ -442,6 +473,7 @@ __all__ = [
     "check_app_files",
     "execline",
     "file_kinds",
+    "prune_rendered",
     "render_all",
     "render_apkbuild",
     "render_env_exec",

@@ -23,8 +23,9 @@ def test_render_writes_the_golden_files_into_apk_org_name(
 ) -> None:
     assert main(["render", str(pyweb), *IDENTITY]) == 0
     out_dir = pyweb / ".apk" / "upmaru" / "pyweb"
-    written = sorted(p.name for p in out_dir.iterdir())
+    written = sorted(p.name for p in out_dir.iterdir() if p.name != ".pakman-rendered")
     assert written == sorted(p.name for p in (GOLDEN / "pyweb").iterdir())
+    assert (out_dir / ".pakman-rendered").read_text().splitlines() == written
     for name in written:
         assert (out_dir / name).read_text() == (GOLDEN / "pyweb" / name).read_text()
     assert (out_dir / "APKBUILD").stat().st_mode & 0o777 == 0o644
@@ -54,6 +55,28 @@ def test_a_second_run_rewrites_nothing_and_a_change_rewrites_its_file(
     assert f"wrote {out_dir / 'pyweb.pre-upgrade'}\n" in out
     assert out.count("wrote ") == 1
     assert "1 written, 12 unchanged" in out
+
+
+def test_files_no_longer_generated_are_removed_and_others_kept(
+    pyweb: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["render", str(pyweb), *IDENTITY]) == 0
+    out_dir = pyweb / ".apk" / "upmaru" / "pyweb"
+    (out_dir / "notes.txt").write_text("the user's own file")
+    config = pyweb / "instellar.yml"
+    text = config.read_text()
+    start, end = text.index("  pre-upgrade: |"), text.index("  post-upgrade: |")
+    config.write_text(text[:start] + text[end:])
+    capsys.readouterr()
+
+    assert main(["render", str(pyweb), *IDENTITY]) == 0
+
+    out = capsys.readouterr().out
+    assert f"removed {out_dir / 'pyweb.pre-upgrade'}\n" in out
+    assert out.endswith("1 written, 11 unchanged, 1 removed\n")  # the APKBUILD lists hooks
+    assert not (out_dir / "pyweb.pre-upgrade").exists()
+    assert (out_dir / "notes.txt").exists()
+    assert "pyweb.pre-upgrade" not in (out_dir / ".pakman-rendered").read_text()
 
 
 def test_render_output_folder(pyweb: Path, tmp_path: Path) -> None:
