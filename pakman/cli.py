@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -501,6 +503,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from pakman.errors import PakmanError
 
+    terminated = False
+
+    def on_terminate(signum: int, frame: object) -> None:
+        # CI cancelling a job, docker stop, systemd: stop as on Ctrl-C, so that
+        # the shell of a running step is stopped too and nothing half-done is kept.
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_terminate)
+    except ValueError:  # not the main thread (pakman called as a library): leave signals be
+        previous = None
     try:
         code: int = args.handler(args)
     except PakmanError as exc:
@@ -508,7 +523,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("pakman: interrupted", file=sys.stderr)
-        return 130
+        return 143 if terminated else 130
+    except BrokenPipeError:
+        # The reader went away (`pakman ... | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        # A file or folder pakman needs is not what it should be (say .pakman/cache
+        # is a file): one line naming it, not a traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"pakman: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -130,7 +130,10 @@ class PakmanReporter:
 
     def complete_run(self) -> None:
         seconds = time.monotonic() - self.run_started
-        summary = {
+        # doit reports the end of a run it was interrupted in (Ctrl-C, SIGTERM):
+        # say so, rather than print what reads like a finished build.
+        interrupted = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        summary: dict[str, Any] = {
             "built": len(self.executed),
             "restored": len(self.restored),
             "up_to_date": len(self.up_to_date),
@@ -139,11 +142,19 @@ class PakmanReporter:
             "seconds": round(seconds, 3),
             "repository": self.repository,
         }
+        if interrupted:
+            summary["interrupted"] = True
         if self.json:
             self._event("summary", "", **summary)
             return
         if self.live:
             self._status("")
+        if interrupted:
+            self._line(
+                f"interrupted after {seconds:.1f}s: {summary['built']} "
+                f"step{'s' * (summary['built'] != 1)} ran; the step that was running is not done"
+            )
+            return
         text = (
             f"{summary['built']} step{'s' * (summary['built'] != 1)} ran, "
             + (f"{summary['restored']} restored from the store, " if self.restored else "")

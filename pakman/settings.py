@@ -10,6 +10,8 @@ from pakman.layout import Layout
 
 KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
 PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
+# Never passed on to the app's own shell (build.command, a package body).
+SECRET_VARIABLES = ("ABUILD_PRIVATE_KEY", PASSPHRASE_VARIABLE)
 # The environment that shapes names, versions and keys.
 _ENVIRONMENT = (
     "GITHUB_REPOSITORY",

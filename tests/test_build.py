@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import signal
 import subprocess
 import sys
 import tarfile
@@ -148,6 +149,55 @@ def test_failing_build_step_shows_its_log_tail(tmp_path: Path, key: KeyPair) -> 
     assert "failed with exit status 7" in message
     assert "| compiling the thing" in message
     assert not (workspace / ".pakman/repo/x86_64/heartbeat-0.0.0-r0.apk").exists()
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its reaper does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stopped_build_stops_the_build_command_and_keeps_nothing_half_done(
+    tmp_path: Path, key: KeyPair, sig: signal.Signals, code: int
+) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    config = workspace / "apps/heartbeat/instellar.yml"
+    text = config.read_text()
+    marker = tmp_path / "started"
+    config.write_text(
+        text.replace(
+            "    sh -n bin/heartbeat\n",
+            f"    sh -n bin/heartbeat\n    sleep 600 & echo $! > {marker}; wait\n",
+        )
+    )
+    command = [sys.executable, "-m", "pakman", "build", "apps", "--offline", "--key"]
+    process = subprocess.Popen(
+        [*command, str(key.private)],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleeper = int(marker.read_text())
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == code, err
+    assert "pakman: interrupted" in err
+    assert "0 failed" not in out  # no summary that reads like success
+    assert not running(sleeper)  # the build command's children were stopped too
+    config.write_text(text)
+    run = build(workspace, key)
+    assert run.code == 0, run.messages()
+    assert "heartbeat:build:x86_64" in run.ran
 
 
 def test_invalid_config_exits_3_before_anything_runs(tmp_path: Path, key: KeyPair) -> None:

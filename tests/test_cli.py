@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from build_support import subprocess_env
 from pakman import __version__
 from pakman.cli import build_parser, main
 from support import EXAMPLES, ROOT
@@ -20,6 +21,7 @@ def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
+        env=subprocess_env(),
     )
 
 
@@ -128,3 +130,27 @@ def test_check_lints_hooks_and_needs_the_apps_files(
     out = capsys.readouterr().out
     assert "nginx.conf does not exist" in out
     assert "0 valid, 1 invalid" in out
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pakman", "schema"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # like `pakman schema | head -1` once head is done
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 141
+    assert err == ""
+
+
+def test_a_damaged_workspace_is_one_line_naming_the_path(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES / "greet", tmp_path / "greet")
+    (tmp_path / ".pakman").write_text("not a folder")
+    result = run_cli("build", "greet", "--offline", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith("pakman: ") and "Not a directory" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1

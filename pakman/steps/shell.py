@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pakman.errors import StepFailed
+from pakman.settings import SECRET_VARIABLES
 
 TAIL_LINES = 25
 
@@ -18,6 +20,25 @@ TAIL_LINES = 25
 def shell_variables(values: Mapping[str, str]) -> str:
     """Shell assignments for abuild's variables, each value quoted."""
     return "".join(f"{name}={shlex.quote(value)}\n" for name, value in values.items())
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a shell and what it started: SIGTERM to its group, SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, None)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment minus the signing key and its passphrase: the app's shell never sees them."""
+    return {k: v for k, v in environment.items() if k not in SECRET_VARIABLES}
 
 
 def run_shell(
@@ -39,18 +60,25 @@ def run_shell(
         process = subprocess.Popen(
             ["sh", "-e", "-c", script],
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env={**_without_secrets(os.environ), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, to stop it whole
         )
         assert process.stdout is not None
-        for line in process.stdout:
-            out.write(line)
-            tail.append(line.decode("utf-8", "replace").rstrip("\n"))
-            if verbose:
-                sys.stderr.write(line.decode("utf-8", "replace"))
-        status = process.wait()
+        try:
+            for line in process.stdout:
+                out.write(line)
+                tail.append(line.decode("utf-8", "replace").rstrip("\n"))
+                if verbose:
+                    sys.stderr.write(line.decode("utf-8", "replace"))
+            status = process.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C, SIGTERM) or failing: the shell and everything
+            # it started (its own process group) stop with us.
+            _stop_group(process)
+            raise
     if status != 0:
         shown = "\n".join(f"  | {line}" for line in tail) or "  | (no output)"
         raise StepFailed(f"{what} failed with exit status {status}; last lines of {log}:\n{shown}")
