@@ -159,7 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail instead of waiting when another build holds the workspace",
     )
-    build.add_argument("--always", action="store_true", help="run every step, up to date or not")
+    build.add_argument(
+        "--always",
+        action="store_true",
+        help="run every step, up to date or not (none is restored from the store)",
+    )
     build.add_argument(
         "--explain", action="store_true", help="first say why each step that will run runs"
     )

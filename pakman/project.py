@@ -452,8 +452,11 @@ def _signing_key(
                     f"apk trusts the repository once {layout.relative(public)} is in /etc/apk/keys/"
                 )
         seen.append(watch(keys))
+    public_file = key_file + ".pub" if key_file else ""
     key = load_signing_key(
         private_key=key_file or None,
+        # FILE.pub beside the key is what users install: it must be its public half.
+        public_key=public_file if public_file and os.path.exists(public_file) else None,
         keyname=key_name or None,
         passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
     )

@@ -120,6 +120,17 @@ def test_second_build_runs_nothing(built: Path, key: KeyPair) -> None:
     assert summary["event"] == "summary" and summary["built"] == 0
 
 
+def test_always_runs_every_step_for_real(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    assert build(workspace, key).code == 0
+    log = workspace / ".pakman/logs/heartbeat/build/x86_64.log"
+    log.unlink()
+    run = build(workspace, key, "--always")
+    assert run.code == 0, run.messages()
+    assert not [e for e in run.events if e["event"] == "restored"]
+    assert "heartbeat:build:x86_64" in run.ran and log.exists()  # the build command ran
+
+
 def test_same_bytes_from_another_folder_and_in_parallel(
     built: Path, key: KeyPair, tmp_path: Path
 ) -> None:
@@ -215,6 +226,20 @@ def test_a_bad_key_is_refused_before_packing(tmp_path: Path) -> None:
     run = build(workspace, bad)
     assert run.code == 3
     assert "missing.rsa" in run.stderr and run.events == []
+
+
+def test_a_public_key_beside_the_key_that_is_not_its_half_is_refused(
+    tmp_path: Path, key: KeyPair
+) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    other = make_key(tmp_path / "other")
+    private = tmp_path / "mixed" / "org.rsa"
+    private.parent.mkdir()
+    private.write_bytes(key.private.read_bytes())
+    Path(f"{private}.pub").write_bytes(other.public.read_bytes())
+    run = build(workspace, KeyPair(private, Path(f"{private}.pub")))
+    assert run.code == 3
+    assert "the two keys do not match" in run.stderr and run.events == []
 
 
 def test_without_a_key_a_workspace_key_is_made_once(tmp_path: Path) -> None:
