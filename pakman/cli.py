@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("paths", nargs="*", default=["."], metavar="PATH")
     _project_options(build)
-    build.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run N steps at once")
+    build.add_argument(
+        "-j", "--jobs", type=_at_least(1), default=1, metavar="N", help="run N steps at once"
+    )
     build.add_argument("-v", "--verbose", action="store_true", help="show build output live")
     build.add_argument("--json", action="store_true", help="print one JSON event per step")
     build.add_argument(
@@ -246,7 +248,9 @@ stops with an error instead of mixing the two.""",
         "--max-age, then the least recently used ones until the rest fit in --max-size, and "
         "leftovers of interrupted builds.",
     )
-    gc.add_argument("--max-age", type=float, default=30.0, metavar="DAYS", help="default 30")
+    gc.add_argument(
+        "--max-age", type=_days, default=30.0, metavar="DAYS", help="default 30 (0: any age)"
+    )
     gc.add_argument("--max-size", default="5G", metavar="SIZE", help="e.g. 500M, 5G (default 5G)")
     gc.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
     gc.set_defaults(handler=_gc)
@@ -378,7 +382,12 @@ def _apk_commands(commands: Any) -> None:
         help="where to write the keys (default ~/.abuild)",
     )
     keygen.add_argument(
-        "-b", "--bits", type=int, default=4096, metavar="BITS", help="key size (default 4096)"
+        "-b",
+        "--bits",
+        type=_at_least(1024),
+        default=4096,
+        metavar="BITS",
+        help="key size, at least 1024 (default 4096)",
     )
     keygen.set_defaults(handler=_keygen)
 
@@ -496,6 +505,32 @@ def _verify(args: argparse.Namespace) -> int:
             for problem in verdict.problems[1:]:
                 print(f"    {problem}")
     return EXIT_OK if passed else EXIT_FAILED
+
+
+def _at_least(minimum: int) -> Any:
+    """An argparse type: a whole number >= minimum."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is less than {minimum}")
+        return value
+
+    return parse
+
+
+def _days(text: str) -> float:
+    """An argparse type: a number of days, >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not 0 <= value < 1e6:
+        raise argparse.ArgumentTypeError(f"{text} days: give a number from 0 to 999999")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -833,9 +868,14 @@ def _gc(args: argparse.Namespace) -> int:
     text = args.max_size.strip().upper().removesuffix("B")
     unit = text[-1:] if text[-1:] in sizes else ""
     try:
-        max_bytes = int(float(text[: len(text) - len(unit)]) * sizes[unit])
+        number = float(text[: len(text) - len(unit)])
+        if not 0 <= number < 1e6:
+            raise ValueError(number)
+        max_bytes = int(number * sizes[unit])
     except ValueError:
-        raise ConfigError(f"--max-size {args.max_size!r}: use a size such as 500M or 5G") from None
+        raise ConfigError(
+            f"--max-size {args.max_size!r}: use a size such as 500M or 5G (0 or more)"
+        ) from None
     store = Store(Path(".pakman") / "store")
     removed, kept = store.collect_garbage(
         max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run

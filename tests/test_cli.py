@@ -154,3 +154,29 @@ def test_a_damaged_workspace_is_one_line_naming_the_path(tmp_path: Path) -> None
     assert result.returncode == 1
     assert result.stderr.startswith("pakman: ") and "Not a directory" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["build", "-j", "0"],
+        ["gc", "--max-age", "-1"],
+        ["gc", "--max-age", "nan"],
+        ["keygen", "-b", "512"],
+    ],
+)
+def test_out_of_range_options_are_usage_errors(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", ["inf", "-1", "lots"])
+def test_gc_refuses_sizes_that_are_not_sizes(
+    size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["gc", "--max-size", size]) == 3
+    assert "use a size such as 500M" in capsys.readouterr().err
