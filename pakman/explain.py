@@ -18,6 +18,7 @@ from typing import Any
 from pakman import __version__
 from pakman.errors import show
 from pakman.graph import Step, StepGraph
+from pakman.journal import changed_outputs, read_journal
 from pakman.layout import Layout
 
 LISTED_FILES = 5
@@ -73,9 +74,10 @@ def explain_steps(graph: StepGraph, layout: Layout, steps: Iterable[Step]) -> li
     from pakman.store import RECORD, Store
 
     store = Store(layout.state / "store")
+    journal = read_journal(layout)
     out = []
     for step in steps:
-        reasons = _reasons(step, _manifest(layout.manifest(step.id)), graph)
+        reasons = _reasons(step, _manifest(layout.manifest(step.id)), graph, journal)
         restorable = bool(reasons) and (store.entry(step.key) / RECORD).exists()
         out.append(Explanation(step.id, bool(reasons), tuple(reasons), restorable))
     return out
@@ -89,12 +91,22 @@ def _manifest(path: Path) -> dict[str, Any] | None:
     return data
 
 
-def _reasons(step: Step, manifest: Mapping[str, Any] | None, graph: StepGraph) -> list[str]:
+def _reasons(
+    step: Step, manifest: Mapping[str, Any] | None, graph: StepGraph, journal: dict[str, str]
+) -> list[str]:
     if manifest is None:
         return ["it has not run here yet (or its last run failed or was interrupted)"]
     if manifest.get("key") == step.key:
         missing = [o for o in step.outputs if not Path(o.rstrip("/")).exists()]
-        return [f"its output {o} is missing" for o in missing]
+        if missing:
+            return [f"its output {o} is missing" for o in missing]
+        changed = changed_outputs(journal, step.id, step.key, step.outputs)
+        if changed is None:
+            return ["its last run is not in .pakman/journal (interrupted before it was recorded)"]
+        return [
+            f"its output {o} changed since it ran (replaced, or a file in it deleted or added)"
+            for o in changed
+        ]
     diff = _Diff()
     if manifest.get("pakman") != __version__:
         diff.add(f"pakman changed ({manifest.get('pakman')} -> {__version__})")

@@ -10,7 +10,6 @@ imported, which keeps a build with nothing to do fast.
 from __future__ import annotations
 
 import marshal
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from pakman import __version__
 from pakman.fingerprint import unchanged
+from pakman.journal import is_done, read_journal
 from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 
@@ -51,11 +51,7 @@ def read_plan(layout: Layout, inputs: str) -> Plan | None:
 
 
 def all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
-    exists = os.path.exists
-    return all(
-        journal.get(step_id) == key and all(exists(o) for o in outputs)
-        for step_id, _, _, key, outputs in steps
-    )
+    return all(is_done(journal, step_id, key, outputs) for step_id, _, _, key, outputs in steps)
 
 
 # ---------------------------------------------------------------------------
@@ -99,7 +95,6 @@ def inspect(settings: Settings) -> Inspection:
     Reads no config, no source and no step objects: the plan, the journal,
     an lstat per watched path and whether each output exists.
     """
-    from pakman.journal import read_journal
 
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
     inputs = inputs_digest(settings, layout)

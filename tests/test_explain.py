@@ -117,3 +117,13 @@ def test_build_explain(workspace: Path, key: KeyPair) -> None:
     text = out.getvalue()
     assert "pyweb:build:x86_64 will run:\n  - source files changed: src/main.py\n" in text
     assert text.index("will run") < text.index("ran  pyweb:build:x86_64")
+
+
+def test_a_package_deleted_from_the_repository(workspace: Path, key: KeyPair) -> None:
+    (workspace / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk").unlink()
+    repo = workspace / ".pakman/repo/x86_64"
+    assert reasons(workspace, key) == {
+        "repo:sign:x86_64": [
+            f"its output {repo}/ changed since it ran (replaced, or a file in it deleted or added)"
+        ]
+    }

@@ -167,3 +167,42 @@ def test_revert_to_a_state_built_before(
     assert restored(back) == changed.ran  # ... it is restored from the store
     repo_after = {p.name: p.read_bytes() for p in (workspace / ".pakman/repo/x86_64").iterdir()}
     assert repo_after == repo_before
+
+
+def redone(run: BuildRun) -> set[str]:
+    """The steps that ran or were restored."""
+    return run.ran | restored(run)
+
+
+def published(workspace: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (workspace / ".pakman/repo/x86_64").iterdir()}
+
+
+def test_a_package_deleted_from_the_repository_is_published_again(
+    workspace: Path, key: KeyPair
+) -> None:
+    before = published(workspace)
+    (workspace / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk").unlink()
+    assert redone(rebuild(workspace, key)) == {"repo:sign:x86_64"}
+    assert published(workspace) == before
+
+
+def test_a_deleted_index_is_written_again(workspace: Path, key: KeyPair) -> None:
+    before = published(workspace)
+    (workspace / ".pakman/repo/x86_64/APKINDEX.tar.gz").unlink()
+    assert redone(rebuild(workspace, key)) == {"repo:sign:x86_64"}
+    assert published(workspace) == before
+
+
+def test_a_package_deleted_from_its_steps_output_is_made_again(
+    workspace: Path, key: KeyPair
+) -> None:
+    before = published(workspace)
+    package = workspace / ".pakman/build/pyweb/packages/x86_64/pyweb-0.0.0-r0.apk"
+    package.unlink()
+    assert redone(rebuild(workspace, key)) == {"pyweb:package:x86_64"}
+    assert package.exists()
+    # A later change elsewhere publishes every package, this one included.
+    edit(workspace / "apps/heartbeat/bin/heartbeat", "\n", "\n# changed\n")
+    assert "repo:sign:x86_64" in rebuild(workspace, key).ran
+    assert set(published(workspace)) == set(before)

@@ -22,6 +22,7 @@ from pakman import __version__
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step, StepGraph
+from pakman.journal import journal_line
 from pakman.layout import Layout
 from pakman.settings import PASSPHRASE_VARIABLE
 
@@ -128,7 +129,7 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
         record["source_files"] = {f.path: f.digest for f in step.source.files}
     write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode(), durable=False)
     with (layout.state / "journal").open("a", encoding="utf-8") as journal:
-        journal.write(f"{step.id} {step.key}\n")
+        journal.write(journal_line(step.id, step.key, step.outputs))
     return Outcome(tuple(warnings), restored)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Any
 
 from doit.cmd_base import TaskLoader2
@@ -52,6 +53,28 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     return {"warnings": list(outcome.warnings), "restored": outcome.restored}
 
 
+_journal_cache: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
+
+
+def outputs_intact(layout: Layout, step_id: str, key: str, outputs: tuple[str, ...]) -> bool:
+    """doit's check beside the key: the step's outputs are as it left them (see pakman.journal).
+
+    The journal is read once, and again only when it changes.
+    """
+    from pakman.journal import is_done, read_journal
+
+    path = layout.state / "journal"
+    try:
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    except OSError:
+        stamp = (0, 0)
+    cached = _journal_cache.get(path)
+    if cached is None or cached[0] != stamp:
+        cached = _journal_cache[path] = (stamp, read_journal(layout))
+    return is_done(cached[1], step_id, key, outputs)
+
+
 def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[str, Any]]:
     """One doit task dict per step, dependencies first; `only` limits them to some steps."""
     graph = project.graph
@@ -73,7 +96,10 @@ def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[
             "actions": [(run_step_action, [step, project.context])],
             "task_dep": [u for u in step.upstream if only is None or u in only],
             "targets": [str(project.layout.manifest(step.id)), *step.outputs],
-            "uptodate": [config_changed(keyed)],
+            "uptodate": [
+                config_changed(keyed),
+                (outputs_intact, [project.layout, step.id, step.key, step.outputs], {}),
+            ],
             "verbosity": 2,
         }
 
