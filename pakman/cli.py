@@ -279,7 +279,11 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("build options")
     actions = [
         group.add_argument(
-            "--only", action="append", default=[], metavar="APP", help="only this app (repeatable)"
+            "--only",
+            action="append",
+            default=[],
+            metavar="APP",
+            help="only this app (repeatable); a build keeps the others' packages in the repository",
         ),
         group.add_argument(
             "--repo", metavar="DIR", help="the repository folder (default .pakman/repo)"

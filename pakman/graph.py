@@ -190,6 +190,8 @@ class Shared:
     epoch: int
     mirror: Mapping[str, Any]  # where indexes come from, and whether the build is offline
     template_digest: Callable[[str], str]
+    # Only some of the workspace's apps (--only): the repository keeps the others' packages.
+    partial: bool = False
 
 
 def compile_graph(
@@ -358,6 +360,9 @@ def _make_step(
         reads["epoch"] = shared.epoch
     if stage.reads.mirror:
         reads["mirror"] = shared.mirror
+    if app is None and shared.partial:
+        # The packages this build replaces in the repository; the others stay.
+        reads["only"] = sorted(shared.provided)
     if stage.reads.local and app is not None:
         runtime = [d.name for d in app.config.dependencies.runtime]
         reads["local"] = sorted(n for n in runtime if n in shared.provided)

@@ -233,6 +233,7 @@ def _compile(
         context.source_date_epoch,
         _mirror(context),
         template_digest,
+        partial=bool(settings.only),
     )
     for index in recompile:
         record = snapshot.records[index]

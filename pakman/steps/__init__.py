@@ -108,13 +108,16 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     manifest.unlink(missing_ok=True)
     outputs = [Path(o.rstrip("/")) for o in step.outputs]
     store = Store(layout.state / "store")
-    restored = context.use_store and store.restore(step.key, outputs)
+    # A repository step under --only also keeps packages its key does not cover
+    # (the other apps'): what it made is not reused by key.
+    use_store = context.use_store and "only" not in step.reads
+    restored = use_store and store.restore(step.key, outputs)
     warnings: list[str] = []
     if not restored:
         warnings = resolve_action(step.action)(step, context) or []
         if isinstance(warnings, Provisional):
             return Outcome(tuple(warnings), provisional=True)
-        if context.use_store:
+        if use_store:
             store.save(step.key, outputs)
     record = {
         "id": step.id,

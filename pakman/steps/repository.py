@@ -1,22 +1,30 @@
 """The repository steps: index an architecture's packages, then sign and publish them.
 
 The repository folder is pakman's: after a build, REPO/<arch>/ holds exactly
-the packages of that build (noarch ones in every architecture's folder) and
-their signed APKINDEX.tar.gz. It is updated in place, in an order that keeps
-it usable throughout: new packages first, then the index, then the removal
-of packages the index no longer lists.
+the packages its index lists (noarch ones in every architecture's folder)
+and the signed APKINDEX.tar.gz. That is every app's packages; a build with
+`--only` replaces the packages of the apps it builds and keeps the others
+as they were published. The folder is updated in place, in an order that
+keeps it usable throughout: new packages first, then the index, then the
+removal of packages the index no longer lists.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
+from pakman.apk.index import parse_index_entries
+from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
 from pakman.steps import RunContext, upstream_outputs
+
+_PACKAGE_FILE = re.compile(r"^(?P<name>.+)-[^-]+-r\d+\.apk$")
 
 
 def _packages(step: Step) -> dict[str, Path]:
@@ -29,12 +37,28 @@ def _packages(step: Step) -> dict[str, Path]:
     return packages
 
 
-def _link_all(packages: dict[str, Path], folder: Path, keep: set[str] | None = None) -> None:
-    """Make `folder` hold these packages, hard-linked when possible.
+def _replaces(step: Step) -> Callable[[str], bool]:
+    """Which packages already there this build replaces: all, or under --only its apps' own."""
+    only = step.reads.get("only")
+    if only is None:
+        return lambda name: True
+    names = set(only)
+
+    def ours(file_name: str) -> bool:
+        match = _PACKAGE_FILE.match(file_name)
+        return match is not None and match["name"] in names
+
+    return ours
+
+
+def _link_all(
+    packages: dict[str, Path], folder: Path, remove: Callable[[str], bool] | None = None
+) -> None:
+    """Put these packages into `folder`, hard-linked when possible; then remove the others.
 
     Each is added or replaced atomically (by rename); one already linked
-    there (same inode) costs a stat. Other packages are then removed, except
-    those named in `keep` (the caller removes them later).
+    there (same inode) costs a stat. Of the packages already there and not
+    given, those `remove` accepts are removed (none when it is None).
     """
     present = {e.name: e.inode() for e in os.scandir(folder) if e.name.endswith(".apk")}
     for name, package in packages.items():
@@ -47,8 +71,10 @@ def _link_all(packages: dict[str, Path], folder: Path, keep: set[str] | None = N
         except OSError:
             shutil.copy2(package, tmp)
         os.replace(tmp, folder / name)
-    for name in present.keys() - packages.keys() - (keep or set()):
-        (folder / name).unlink(missing_ok=True)
+    if remove is not None:
+        for name in present.keys() - packages.keys():
+            if remove(name):
+                (folder / name).unlink(missing_ok=True)
 
 
 def index(step: Step, context: RunContext) -> None:
@@ -56,7 +82,7 @@ def index(step: Step, context: RunContext) -> None:
     text_path = Path(step.outputs[0])
     folder = text_path.parent  # .pakman/build/_repo/<arch>/, named after the arch as apk wants
     folder.mkdir(parents=True, exist_ok=True)
-    _link_all(_packages(step), folder)
+    _link_all(_packages(step), folder, remove=_replaces(step))
     # Entries of unchanged packages are reused (a cache in that folder); the
     # packages are pakman's own, replaced but never edited in place.
     text, _ = index_text(folder, immutable=True)
@@ -64,20 +90,28 @@ def index(step: Step, context: RunContext) -> None:
 
 
 def sign(step: Step, context: RunContext) -> None:
-    """Publish REPO/<arch>/: the packages and their index, signed with the repository's key."""
+    """Publish REPO/<arch>/: the packages the index lists and the index, signed."""
     out = Path(step.outputs[0].rstrip("/"))
-    text = Path(upstream_outputs(step, "index")[0]).read_text(encoding="utf-8")
+    index_path = Path(upstream_outputs(step, "index")[0])
+    text = index_path.read_text(encoding="utf-8")
     signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
+    listed = {
+        entry.filename: index_path.parent / entry.filename for entry in parse_index_entries(text)
+    }
+    missing = sorted(name for name, path in listed.items() if not path.is_file())
+    if missing:
+        raise StepFailed(
+            f"{index_path.parent} lacks {', '.join(missing)}, which its index lists; "
+            "build again with --always"
+        )
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         out.unlink()
     out.mkdir(parents=True, exist_ok=True)
     # In place, in the order a reader can follow: new packages first, then
-    # the index that lists them, then the removal of packages it no longer lists.
-    packages = _packages(step)
-    present = {e.name for e in os.scandir(out) if e.name.endswith(".apk")}
-    _link_all(packages, out, keep=present)
+    # the index that lists them, then the removal of what it does not list.
+    _link_all(listed, out)
     write_atomic(out / "APKINDEX.tar.gz", signed)
     for entry in os.scandir(out):  # what the index does not list, and leftovers
-        if entry.name not in packages and entry.name != "APKINDEX.tar.gz":
+        if entry.name not in listed and entry.name != "APKINDEX.tar.gz":
             path = Path(entry.path)
             shutil.rmtree(path) if entry.is_dir(follow_symlinks=False) else path.unlink()

@@ -9,6 +9,8 @@ import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace
 from pakman.apk import PublicKey, verify_file
+from pakman.apk.index import parse_index_entries
+from pakman.apk.reader import read_index_file
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +59,36 @@ def test_a_rebuilt_package_replaces_the_published_one(tmp_path: Path, key: KeyPa
     assert after != before
     assert after in {p.read_bytes() for p in built.rglob("greet-0.0.0-r0.apk")}
     assert listing(arch) == {"greet-0.0.0-r0.apk", "APKINDEX.tar.gz"}
+
+
+def indexed(arch: Path) -> set[str]:
+    with (arch / "APKINDEX.tar.gz").open("rb") as handle:
+        text = read_index_file(handle).text
+    return {entry.filename for entry in parse_index_entries(text)}
+
+
+def test_only_replaces_its_apps_packages_and_keeps_the_others(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
+    assert build(workspace, key).code == 0
+    arch = workspace / ".pakman" / "repo" / "x86_64"
+    everything = listing(arch)
+
+    assert build(workspace, key, "--only", "heartbeat").code == 0
+    assert listing(arch) == everything
+
+    assert build(workspace, key, "--only", "heartbeat", "--release", "1").code == 0
+    expected = {
+        "greet-0.0.0-r0.apk",
+        "heartbeat-0.0.0-r1.apk",
+        "heartbeat-openrc-0.0.0-r1.apk",
+        "APKINDEX.tar.gz",
+    }
+    assert listing(arch) == expected
+    assert indexed(arch) == expected - {"APKINDEX.tar.gz"}
+    public = PublicKey.from_file(key.public)
+    verdict = verify_file(arch / "APKINDEX.tar.gz", {public.keyname: public})
+    assert verdict.passed(), verdict.summary()
+
+    assert build(workspace, key).code == 0  # every app again, release 0
+    assert listing(arch) == everything
+    assert indexed(arch) == everything - {"APKINDEX.tar.gz"}
