@@ -244,3 +244,14 @@ def test_sort_order_is_apks_names_case_insensitive_then_versions() -> None:
         ("B", "1.0-r0"),
         ("b", "1.0-r0"),
     ]
+
+
+@pytest.mark.parametrize("builddate", [-1, 2**33])
+def test_an_index_time_outside_the_tar_mtime_field_is_refused(
+    tmp_path: Path, key_pair: KeyPair, builddate: int
+) -> None:
+    arch_dir = tmp_path / "repo" / "x86_64"
+    arch_dir.mkdir(parents=True)
+    with pytest.raises(PackageInputError, match=r"0\.\.8589934591"):
+        write_index(arch_dir, key_pair.key, builddate=builddate)
+    assert not (arch_dir / "APKINDEX.tar.gz").exists()
