@@ -34,7 +34,12 @@ from pakman.apk.errors import ArchiveError, PackageInputError
 from pakman.apk.gzipper import gzip_bytes
 from pakman.apk.keys import SigningKey
 from pakman.apk.package import resolve_builddate
-from pakman.apk.reader import PackageControl, parse_index_text, read_package_control
+from pakman.apk.reader import (
+    PackageControl,
+    open_regular_file,
+    parse_index_text,
+    read_package_control,
+)
 from pakman.apk.sign import signature_member
 from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
 from pakman.apk.version import version_key
@@ -191,8 +196,7 @@ class IndexEntry:
 
 def read_index_entry(path: str | Path) -> IndexEntry:
     """The index entry of one package file (reads only its signature and control members)."""
-    path = Path(path)
-    with path.open("rb") as handle:
+    with open_regular_file(path) as handle:
         size = os.fstat(handle.fileno()).st_size
         control = read_package_control(handle)
     return IndexEntry.from_control(control, size)
