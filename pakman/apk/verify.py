@@ -9,8 +9,9 @@ the tar structure (no end blocks in the signature and control tars, end
 blocks after the data), and that the file is named `<pkgname>-<pkgver>.apk`.
 
 For an index: the signature, and every entry against the package file in the
-same folder (which must exist): `S:` its size, `C:` its identity, and the
-other fields its `.PKGINFO`; `A:` must name the folder.
+same folder (which must exist, with data that matches its `datahash`): `S:`
+its size, `C:` its identity, and the other fields its `.PKGINFO`; `A:` must
+name the folder.
 """
 
 from __future__ import annotations
