@@ -402,7 +402,8 @@ def _apk_commands(commands: Any) -> None:
         "as abuild does. noarch packages are listed with the folder's architecture. Entries of "
         "packages that did not change since the last run are reused from a cache beside the "
         "index (.pakman-index-cache.json). Time stamps come from SOURCE_DATE_EPOCH. Exit 0 "
-        "when written, 3 when a package is misnamed or in the wrong folder, or the key is bad.",
+        "when written, 3 when a package is misnamed, in the wrong folder, truncated or corrupted "
+        "(its data does not match its datahash), or the key is bad.",
     )
     index.add_argument(
         "folder", metavar="REPO/ARCH", help="a repository's architecture folder, e.g. repo/x86_64"

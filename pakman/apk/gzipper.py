@@ -232,6 +232,24 @@ class GzipMemberReader:
         self.compressed_size = 0
         return True
 
+    def hash_rest(self, hashers: Iterable[_Hash]) -> int:
+        """Finish the current member, then feed the rest of the file as stored to `hashers`.
+
+        The rest is not decompressed (hashing is much faster); returns its
+        size in bytes. Afterwards the reader is at the end of the file.
+        """
+        while not self._done:
+            self.read(self._chunk_size)
+        hashers = tuple(hashers)
+        total = 0
+        data, self._input = self._input, b""
+        while data:
+            for hasher in hashers:
+                hasher.update(data)
+            total += len(data)
+            data = self._raw.read(self._chunk_size)
+        return total
+
     def read(self, size: int) -> bytes:
         """Up to `size` decompressed bytes of the current member; b"" at its end."""
         parts: list[bytes] = []

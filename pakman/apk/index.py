@@ -18,11 +18,13 @@ keeps each package's entry with the file's size, mtime, ctime, inode and
 device. An entry is reused only when all of these are unchanged and the
 file had not changed for a while before it was read (so a rewrite within
 the file system's time-stamp granularity cannot go unnoticed); otherwise
-the package's control section is read again.
+the package is read again: its control section, and the hash of its data
+(which must match `datahash`, so a truncated or damaged file is refused).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -31,10 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from pakman.apk.errors import ArchiveError, PackageInputError
-from pakman.apk.gzipper import gzip_bytes
+from pakman.apk.gzipper import GzipMemberReader, gzip_bytes
 from pakman.apk.keys import SigningKey
 from pakman.apk.package import resolve_builddate
-from pakman.apk.reader import PackageControl, parse_index_text, read_package_control
+from pakman.apk.reader import (
+    PackageControl,
+    control_from,
+    open_regular_file,
+    parse_index_text,
+    read_signed_start,
+)
 from pakman.apk.sign import signature_member
 from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
 from pakman.apk.version import version_key
@@ -189,13 +197,32 @@ class IndexEntry:
         return cls(**data)
 
 
+class DataMismatchError(ArchiveError):
+    """A package's data is not what its `.PKGINFO` `datahash` says (truncated or corrupted)."""
+
+
 def read_index_entry(path: str | Path) -> IndexEntry:
-    """The index entry of one package file (reads only its signature and control members)."""
-    path = Path(path)
-    with path.open("rb") as handle:
+    """The index entry of one package file, whose data must match its `datahash`.
+
+    The signature and control members are read; the rest of the file (the
+    data member) is hashed as stored, not decompressed, and must have the
+    SHA-256 that `.PKGINFO` records as `datahash`: a truncated or damaged
+    package raises DataMismatchError, and one without `datahash` cannot be
+    checked, so it is refused too.
+    """
+    with open_regular_file(path) as handle:
         size = os.fstat(handle.fileno()).st_size
-        control = read_package_control(handle)
-    return IndexEntry.from_control(control, size)
+        members = GzipMemberReader(handle)
+        control = control_from(read_signed_start(members))
+        entry = IndexEntry.from_control(control, size)
+        datahash = hashlib.sha256()
+        data_size = members.hash_rest((datahash,))
+    expected = control.first("datahash").lower()
+    if not expected:
+        raise DataMismatchError(".PKGINFO has no datahash, so the data cannot be checked")
+    if not data_size or expected != datahash.hexdigest():
+        raise DataMismatchError("the data does not match its datahash (truncated or corrupted)")
+    return entry
 
 
 def parse_index_entries(text: str) -> list[IndexEntry]:
@@ -323,6 +350,9 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
             read_ns = time.time_ns()
             try:
                 entry = read_index_entry(path)
+            except DataMismatchError as exc:
+                problems.append(f"{path.name}: {exc}")
+                continue
             except ArchiveError as exc:
                 problems.append(f"{path.name}: cannot read the package: {exc}")
                 continue

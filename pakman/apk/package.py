@@ -41,6 +41,7 @@ from pakman.apk.tarfmt import (
     END_OF_ARCHIVE,
     HARDLINK,
     MAX_FILE_SIZE,
+    MAX_MTIME,
     REGULAR,
     SYMLINK,
     TarMember,
@@ -154,14 +155,25 @@ def scan_tree(tree: str | Path, *, allow_external_symlinks: bool = False) -> lis
 
 
 def resolve_builddate(builddate: int | None) -> int:
-    """`builddate` when given, else SOURCE_DATE_EPOCH, else the current time."""
+    """`builddate` when given, else SOURCE_DATE_EPOCH, else the current time.
+
+    The result is a time stamp of every tar header, so it must lie in
+    0..MAX_MTIME (apk reads no pax mtime record).
+    """
     if builddate is not None:
+        if not 0 <= builddate <= MAX_MTIME:
+            raise PackageInputError(
+                f"build date {builddate} is outside 0..{MAX_MTIME} (what a tar header holds)"
+            )
         return builddate
     text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not text:
         return int(time.time())
-    if not text.isdigit():
-        raise PackageInputError(f"SOURCE_DATE_EPOCH={text!r} is not a Unix time (whole seconds)")
+    if not text.isdigit() or int(text) > MAX_MTIME:
+        raise PackageInputError(
+            f"SOURCE_DATE_EPOCH={text!r} is not a Unix time in 0..{MAX_MTIME} (whole seconds "
+            "that fit a tar header)"
+        )
     return int(text)
 
 
@@ -351,6 +363,7 @@ def write_package(
     """
     check_info(info)
     check_level(level)
+    builddate = resolve_builddate(info.builddate)  # refused here, before anything is written
     entries = scan_tree(tree, allow_external_symlinks=allow_external_symlinks)
     present = {entry.path for entry in entries}
     missing_owned = sorted(set(info.owners) - present)
@@ -363,7 +376,6 @@ def write_package(
                 for path in missing_owned
             ]
         )
-    builddate = resolve_builddate(info.builddate)
     scripts = info.script_bytes()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from pakman.apk.errors import PackageInputError
+from pakman.apk.tarfmt import MAX_MTIME
 from pakman.errors import Diagnostic
 from pakman.model import ARCHITECTURES, HOOK_NAMES
 from pakman.names import DEPENDENCY, ONE_LINE, PACKAGE_NAME, VERSION
@@ -134,9 +135,10 @@ def check_info(info: PackageInfo) -> None:
         "must be a whole number >= 0",
     )
     need(
-        info.builddate is None or (isinstance(info.builddate, int) and info.builddate >= 0),
+        info.builddate is None
+        or (isinstance(info.builddate, int) and 0 <= info.builddate <= MAX_MTIME),
         "builddate",
-        "must be a Unix time >= 0",
+        f"{info.builddate!r} is not a Unix time in 0..{MAX_MTIME} (what a tar header holds)",
     )
     for name, text in info.install_scripts.items():
         need(

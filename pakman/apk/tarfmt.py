@@ -4,7 +4,9 @@ A pax extended header (typeflag `x`) carries the records apk needs: the
 per-file `APK-TOOLS.checksum.SHA1`, and `path`/`linkpath` when a name does not
 fit the 100-byte ustar field or is not ASCII. apk-tools ignores the ustar
 `prefix` field for pax headers and never reads the pax `size` record, so
-files of 8 GiB and more (which need it) are refused.
+files of 8 GiB and more (which need it) are refused. Nor does it read the pax
+`mtime` record, so time stamps must fit the 11 octal digits of the ustar
+field: 0..8589934591 (until the year 2242).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ BLOCK_SIZE = 512
 RECORD_SIZE = 10240  # GNU tar pads a whole archive to a multiple of this
 END_OF_ARCHIVE = bytes(2 * BLOCK_SIZE)
 MAX_FILE_SIZE = 8**11 - 1  # what fits the 11 octal digits of the ustar size field
+MAX_MTIME = 8**11 - 1  # likewise for the mtime field (apk reads no pax mtime record)
 
 REGULAR = b"0"
 HARDLINK = b"1"
@@ -115,6 +118,8 @@ def member_header(member: TarMember) -> bytes:
     linkname = member.linkname.encode()
     if member.size > MAX_FILE_SIZE:
         raise ArchiveError(f"{member.name}: files of 8 GiB or more cannot be stored for apk")
+    if not 0 <= member.mtime <= MAX_MTIME:
+        raise ArchiveError(f"{member.name}: mtime {member.mtime} is outside 0..{MAX_MTIME}")
     records = []
     if not _fits_ustar(name):
         records.append(pax_record("path", member.name))

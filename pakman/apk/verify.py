@@ -9,8 +9,9 @@ the tar structure (no end blocks in the signature and control tars, end
 blocks after the data), and that the file is named `<pkgname>-<pkgver>.apk`.
 
 For an index: the signature, and every entry against the package file in the
-same folder (which must exist): `S:` its size, `C:` its identity, and the
-other fields its `.PKGINFO`; `A:` must name the folder.
+same folder (which must exist, with data that matches its `datahash`): `S:`
+its size, `C:` its identity, and the other fields its `.PKGINFO`; `A:` must
+name the folder.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from pakman.apk.index import IndexEntry, read_index_entry
 from pakman.apk.keys import PublicKey
 from pakman.apk.pkginfo import installed_size
 from pakman.apk.reader import (
+    NotRegularFileError,
     PackageControl,
     SignedSection,
     control_from,
     index_from,
+    open_regular_file,
     parse_index_text,
     read_signed_start,
 )
@@ -307,12 +310,15 @@ def _verify_index_blocks(path: Path, text: str, problems: _Problems) -> None:
 
 
 def verify_file(path: str | Path, trusted_keys: Mapping[str, PublicKey] | None = None) -> Verdict:
-    """Check a package (.apk) or an index (APKINDEX.tar.gz); never raises for a bad file."""
+    """Check a package (.apk) or an index (APKINDEX.tar.gz); never raises for a bad file.
+
+    Anything but a regular file (a FIFO, a folder, a device) is bad without being read.
+    """
     path = Path(path)
     verdict = Verdict(str(path))
     keys = trusted_keys or {}
     try:
-        with path.open("rb") as handle:
+        with open_regular_file(path) as handle:
             members = GzipMemberReader(handle)
             start = read_signed_start(members)
             names = {entry.name for entry, _ in start.entries}
@@ -328,6 +334,8 @@ def verify_file(path: str | Path, trusted_keys: Mapping[str, PublicKey] | None =
                 control = control_from(start)
                 _check_signature(control.signed, keys, verdict)
                 _verify_package(path, members, control, verdict)
+    except NotRegularFileError as exc:
+        verdict.problems.append(str(exc))
     except ArchiveError as exc:
         verdict.problems.append(f"unreadable: {exc}")
     except OSError as exc:

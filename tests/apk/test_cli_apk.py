@@ -119,3 +119,21 @@ def test_bad_key_file_is_invalid_input_and_never_echoed(
     assert text.splitlines()[1][:30] not in captured.err + captured.out
     assert not (repository / "APKINDEX.tar.gz").exists()
     assert os.listdir(repository) == ["pyweb-1.2.0-r7.apk"]
+
+
+def test_index_refuses_a_truncated_package(
+    repository: Path,
+    key_pair: KeyPair,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(EPOCH))
+    package = repository / "pyweb-1.2.0-r7.apk"
+    data = package.read_bytes()
+    package.write_bytes(data[: len(data) // 2])
+    assert main(["index", str(repository), "--private-key", str(key_pair.private_path)]) == 3
+    err = capsys.readouterr().err
+    assert (
+        "pyweb-1.2.0-r7.apk: the data does not match its datahash (truncated or corrupted)" in err
+    )
+    assert not (repository / "APKINDEX.tar.gz").exists()

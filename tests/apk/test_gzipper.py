@@ -123,3 +123,15 @@ def test_member_reader_reports_corruption() -> None:
     reader.next_member()
     with pytest.raises(ArchiveError, match="truncated"):
         reader.read(1 << 20)
+
+
+def test_hash_rest_finishes_the_member_and_hashes_the_rest_as_stored() -> None:
+    first, rest = gzip_bytes(b"first" * 1000), gzip_bytes(b"second") + b"not even gzip" * 500
+    reader = GzipMemberReader(io.BytesIO(first + rest), chunk_size=100)
+    assert reader.next_member()
+    reader.read(10)  # most of the first member is left unread
+    digest = hashlib.sha256()
+    assert reader.hash_rest([digest]) == len(rest)
+    assert digest.digest() == hashlib.sha256(rest).digest()
+    assert not reader.next_member()
+    assert GzipMemberReader(io.BytesIO(b"")).hash_rest([hashlib.sha256()]) == 0

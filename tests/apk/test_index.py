@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -29,8 +30,13 @@ from pakman.apk import (
 )
 from pakman.apk import index as index_module
 from pakman.apk.errors import ArchiveError
+from pakman.apk.gzipper import gzip_bytes
 from pakman.apk.index import CACHE_FILE, parse_index_entries, read_index_entry, write_index
+from pakman.apk.package import control_tar
+from pakman.apk.pkginfo import render_pkginfo
 from pakman.apk.reader import read_index_file
+from pakman.apk.sign import signature_member
+from pakman.apk.tarfmt import END_OF_ARCHIVE
 
 
 def pyweb_repository(root: Path, key_pair: KeyPair) -> Path:
@@ -244,3 +250,81 @@ def test_sort_order_is_apks_names_case_insensitive_then_versions() -> None:
         ("B", "1.0-r0"),
         ("b", "1.0-r0"),
     ]
+
+
+@pytest.mark.parametrize("builddate", [-1, 2**33])
+def test_an_index_time_outside_the_tar_mtime_field_is_refused(
+    tmp_path: Path, key_pair: KeyPair, builddate: int
+) -> None:
+    arch_dir = tmp_path / "repo" / "x86_64"
+    arch_dir.mkdir(parents=True)
+    with pytest.raises(PackageInputError, match=r"0\.\.8589934591"):
+        write_index(arch_dir, key_pair.key, builddate=builddate)
+    assert not (arch_dir / "APKINDEX.tar.gz").exists()
+
+
+def test_a_truncated_or_corrupted_package_is_refused(tmp_path: Path, key_pair: KeyPair) -> None:
+    arch_dir = pyweb_repository(tmp_path, key_pair)
+    index = write_index(arch_dir, key_pair.key, builddate=EPOCH).path
+    before = index.read_bytes()
+    good = sorted(arch_dir.glob("*.apk"))
+    truncated, corrupted, no_data = good[0], good[1], good[2]
+    members = gzip_members(truncated.read_bytes())
+    truncated.write_bytes(members[0] + members[1] + members[2][: len(members[2]) // 2])
+    data = corrupted.read_bytes()
+    corrupted.write_bytes(data[:-20] + bytes([data[-20] ^ 0x55]) + data[-19:])  # in the data
+    members = gzip_members(no_data.read_bytes())
+    no_data.write_bytes(members[0] + members[1])  # signature and control only
+    with pytest.raises(PackageInputError) as caught:
+        write_index(arch_dir, key_pair.key, builddate=EPOCH)
+    assert caught.value.exit_code == 3
+    messages = [d.message for d in caught.value.diagnostics]
+    assert messages == [
+        f"{path.name}: the data does not match its datahash (truncated or corrupted)"
+        for path in (truncated, corrupted, no_data)
+    ]
+    assert index.read_bytes() == before  # the last good index stays
+    # and the index that still lists them is no longer sound
+    problems = verify_file(index, key_pair.trusted).problems
+    assert sorted(problems) == [
+        f"{path.stem}: cannot read {path.name}: the data does not match its datahash "
+        "(truncated or corrupted)"
+        for path in (truncated, corrupted, no_data)
+    ]
+
+
+def test_a_package_without_datahash_is_refused(tmp_path: Path, key_pair: KeyPair) -> None:
+    arch_dir = tmp_path / "repo" / "x86_64"
+    arch_dir.mkdir(parents=True)
+    info = PackageInfo("a", "1.0", "x86_64", builddate=EPOCH)
+    data_member = gzip_bytes(END_OF_ARCHIVE)
+    pkginfo = render_pkginfo(info, builddate=EPOCH, size=0, datahash="0" * 64)
+    pkginfo = re.sub(r"^datahash = .*\n", "", pkginfo, flags=re.M)
+    control = gzip_bytes(control_tar(pkginfo, {}, EPOCH))
+    package = arch_dir / info.filename
+    package.write_bytes(signature_member(key_pair.key, control, EPOCH) + control + data_member)
+    with pytest.raises(
+        PackageInputError, match=re.escape("a-1.0-r0.apk: .PKGINFO has no datahash")
+    ):
+        write_index(arch_dir, key_pair.key, builddate=EPOCH)
+
+
+def test_the_data_is_checked_when_read_not_when_reused(
+    tmp_path: Path, key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arch_dir = pyweb_repository(tmp_path, key_pair)
+    monkeypatch.setattr(index_module, "RACY_MARGIN_NS", -(10**12))
+    assert index_module.index_text(arch_dir, immutable=True)[1].reused == 0
+    # corrupted in place with the same size and mtime: an immutable folder's cache
+    # still trusts the entry (the file is not read again, so not hashed again)...
+    package = arch_dir / "helper-1.9.2-r0.apk"
+    before = package.stat()
+    data = package.read_bytes()
+    package.write_bytes(data[:-20] + bytes([data[-20] ^ 0x55]) + data[-19:])
+    os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert index_module.index_text(arch_dir, immutable=True)[1].reused == 4
+    # ...while a folder whose files may be edited sees the new ctime, reads and refuses it
+    with pytest.raises(
+        PackageInputError, match=re.escape("helper-1.9.2-r0.apk: the data does not match")
+    ):
+        index_module.index_text(arch_dir)

@@ -460,3 +460,42 @@ def test_hard_link_to_a_top_level_file_is_stored_as_a_copy(
         by_name["usr/again"].isfile() and by_name["usr/again"].size == 7
     )  # apk cannot link to "top"
     assert verify_file(package, key_pair.trusted).status == "ok"
+
+
+@pytest.mark.parametrize("epoch", ["8589934592", str(2**40)])
+def test_a_build_date_beyond_the_tar_mtime_field_is_refused_up_front(
+    tmp_path: Path, key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch, epoch: str
+) -> None:
+    write_file(tmp_path / "tree/usr/share/x", "x")
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", epoch)
+    info = PackageInfo("x", "1.0", "x86_64")
+    with pytest.raises(PackageInputError, match=r"0\.\.8589934591") as caught:
+        write_package(tmp_path / "tree", info, tmp_path / "out", key_pair.key)
+    assert caught.value.exit_code == 3
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+    monkeypatch.delenv("SOURCE_DATE_EPOCH")
+    with pytest.raises(PackageInputError, match=r"builddate: .*0\.\.8589934591"):
+        write_package(
+            tmp_path / "tree",
+            PackageInfo("x", "1.0", "x86_64", builddate=int(epoch)),
+            tmp_path / "out",
+            key_pair.key,
+        )
+
+
+def test_the_largest_tar_mtime_still_reads_back(tmp_path: Path, key_pair: KeyPair) -> None:
+    write_file(tmp_path / "tree/usr/share/x", "x")
+    info = PackageInfo("x", "1.0", "x86_64", builddate=8**11 - 1)
+    package = write_package(tmp_path / "tree", info, tmp_path / "out", key_pair.key)
+    assert verify_file(package, key_pair.trusted).status == "ok"
+    assert {m.mtime for m in tar_members(package)} == {8**11 - 1}
+
+
+@pytest.mark.parametrize("builddate", [-1, 2**33])
+def test_negative_or_too_large_build_dates_are_refused(
+    tmp_path: Path, key_pair: KeyPair, builddate: int
+) -> None:
+    write_file(tmp_path / "tree/usr/share/x", "x")
+    info = PackageInfo("x", "1.0", "x86_64", builddate=builddate)
+    with pytest.raises(PackageInputError, match=r"builddate: .*0\.\.8589934591"):
+        write_package(tmp_path / "tree", info, tmp_path / "out", key_pair.key)

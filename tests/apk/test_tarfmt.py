@@ -87,3 +87,15 @@ def test_reader_reports_truncation_and_garbage() -> None:
             b"".join(reader.read_content())
     with pytest.raises(ArchiveError, match="ustar"):
         list(TarReader(io.BytesIO(b"x" * 512).read))
+
+
+@pytest.mark.parametrize("mtime", [-1, 8**11])
+def test_mtimes_outside_the_ustar_field_are_refused(mtime: int) -> None:
+    with pytest.raises(ArchiveError, match=r"0\.\.8589934591"):
+        member_header(TarMember("usr/", DIRECTORY, 0o755, mtime))
+    entry = next(
+        iter(
+            TarReader(io.BytesIO(member_header(TarMember("a/", DIRECTORY, 0o755, 8**11 - 1))).read)
+        )
+    )
+    assert entry.mtime == 8**11 - 1

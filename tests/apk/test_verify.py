@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from apk_support import (
     write_file,
 )
 from pakman.apk import PackageInfo, verify_file, write_index, write_package
+from pakman.apk.errors import ArchiveError
 from pakman.apk.gzipper import gzip_bytes
+from pakman.apk.index import read_index_entry
 from pakman.apk.tarfmt import (
     DIRECTORY,
     END_OF_ARCHIVE,
@@ -30,7 +34,7 @@ from pakman.apk.tarfmt import (
     member_bytes,
     record_padding,
 )
-from pakman.apk.verify import unsafe_name_problem
+from pakman.apk.verify import Verdict, unsafe_name_problem
 
 
 @pytest.fixture
@@ -277,3 +281,27 @@ def test_verdict_as_dict_and_summary(package: Path, key_pair: KeyPair) -> None:
         verdict.summary()
         == f"{package}: ok (package pyweb-1.2.0-r7, signed by test-6b000000.rsa.pub)"
     )
+
+
+def test_a_fifo_or_a_folder_is_a_clear_bad_verdict_without_blocking(
+    tmp_path: Path, key_pair: KeyPair
+) -> None:
+    fifo = tmp_path / "pipe.apk"
+    os.mkfifo(fifo)
+    result: list[Verdict] = []
+    worker = threading.Thread(target=lambda: result.append(verify_file(fifo, key_pair.trusted)))
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout=10)
+    if worker.is_alive():  # unblock the thread by opening the other end, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("verify_file blocked on a FIFO")
+    (verdict,) = result
+    assert verdict.status == "bad" and verdict.problems == ["not a regular file (a FIFO)"]
+    folder = verify_file(tmp_path, key_pair.trusted)
+    assert folder.status == "bad" and folder.problems == ["not a regular file (a folder)"]
+    link = tmp_path / "link.apk"
+    link.symlink_to(fifo)  # followed, as for a package: what it points at is judged
+    assert verify_file(link, key_pair.trusted).problems == ["not a regular file (a FIFO)"]
+    with pytest.raises(ArchiveError, match=r"not a regular file \(a FIFO\)"):
+        read_index_entry(fifo)  # what pakman index reads, and verify for an index's entries
