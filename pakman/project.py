@@ -170,6 +170,10 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     if settings.version is None:
         repositories = {str(p) for r in records for p in version_inputs(r.config_path.parent)}
         shared_watch.extend(watch(p) for p in sorted(repositories))
+    if settings.alpine_keys:
+        folder = Path(settings.alpine_keys)
+        shared_watch.append(watch(folder))
+        shared_watch.extend(watch(p) for p in sorted(folder.glob("*.pub")))
     key = _signing_key(settings, layout, apps, shared_watch, notes)
     snapshot = _Snapshot(PLAN_FORMAT, __version__, inputs, shared_watch, records, [], key)
     return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
@@ -393,9 +397,22 @@ def _mirror(context: RunContext) -> dict[str, object]:
     return {
         "url": context.mirror,
         "offline": context.offline,
-        "checks_signatures": bool(context.alpine_keys),
+        # Which keys fetched indexes must be signed with: another folder, or a
+        # key added to it or changed, checks the dependencies again.
+        "trusted_keys": _keys_fingerprint(context.alpine_keys) if context.alpine_keys else None,
         "require_deps": context.require_deps,
     }
+
+
+def _keys_fingerprint(folder: str) -> str:
+    """A digest of the *.pub keys in a folder (their names and contents)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).glob("*.pub")):
+        try:
+            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        except OSError:
+            digest.update(path.name.encode() + b"\0unreadable\0")
+    return digest.hexdigest()
 
 
 def _source_date_epoch() -> int:

@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -532,3 +533,23 @@ def test_a_second_build_does_not_fetch_again(
     fresh = {e["step"] for e in events if e["event"] == "up-to-date"}
     assert {"tool:fetch-deps-build:x86_64", "tool:fetch-deps-runtime:x86_64"} <= fresh
     assert len(mirror.requests) == requests
+
+
+def test_which_keys_are_trusted_is_part_of_the_key(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, keys: Keys, tmp_path: Path
+) -> None:
+    def key_with(**settings: str) -> str:
+        return load(mirror.url, **settings).graph["tool:fetch-deps-build:x86_64"].key
+
+    same = tmp_path / "same"
+    shutil.copytree(keys.trusted_dir, same)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / keys.other.keyname).write_bytes(keys.other.public_pem)
+
+    trusted = key_with(alpine_keys=str(keys.trusted_dir))
+    assert key_with(alpine_keys=str(same)) == trusted  # the keys count, not where they are
+    assert key_with(alpine_keys=str(other)) != trusted
+    assert key_with() != trusted  # unchecked
+    (same / keys.other.keyname).write_bytes(keys.other.public_pem)
+    assert key_with(alpine_keys=str(same)) != trusted  # a key added
