@@ -36,10 +36,13 @@ VERSION = Rule(
     "suffixes _alpha, _beta, _pre, _rc, _cvs, _svn, _git, _hg or _p each with an "
     "optional number (e.g. 1.2.3, 2.0a, 1.4_rc2, 3.1_p1)",
 )
+# At most 100 characters, so that every file named after the package
+# (`<name>-openrc-<version>-r<release>.apk`, `<name>.pre-install`, ...) fits
+# in a file name (255 bytes).
 PACKAGE_NAME = Rule(
-    r"^[a-z0-9][a-z0-9+._-]*$",
+    r"^[a-z0-9][a-z0-9+._-]{0,99}$",
     "an Alpine package name: lower-case letters, digits, '+', '.', '_' and '-', "
-    "starting with a letter or digit",
+    "starting with a letter or digit, at most 100 characters",
 )
 DEPENDENCY = Rule(
     r"^!?([a-z0-9][a-z0-9._+-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*(@[A-Za-z0-9_-]+)?"

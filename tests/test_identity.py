@@ -112,6 +112,13 @@ def test_bad_names_are_refused(tmp_path: Path) -> None:
         resolve_identity(make_app(tmp_path), name="!!!", version="1.0.0", env={})
 
 
+def test_names_fit_in_file_names(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    assert resolve_identity(app, name="a" * 100, version="1.0.0", env={}).name == "a" * 100
+    with pytest.raises(ConfigError, match="at most 100 characters"):
+        resolve_identity(app, name="a" * 101, version="1.0.0", env={})
+
+
 def git(root: Path, *args: str) -> None:
     subprocess.run(
         ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
