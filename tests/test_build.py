@@ -350,3 +350,14 @@ def test_json_events(built: Path, key: KeyPair) -> None:
     kinds = {e["event"] for e in run.events}
     assert kinds == {"up-to-date", "summary"}
     assert all(isinstance(json.dumps(e), str) for e in run.events)
+
+
+def test_a_damaged_doit_database_is_replaced(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["greet"])
+    assert build(workspace, key).code == 0
+    (workspace / ".pakman/doit.sqlite3").write_bytes(b"garbage, not a database" * 100)
+    (workspace / ".pakman/repo/x86_64/greet-0.0.0-r0.apk").unlink()  # something to do
+    run = build(workspace, key)
+    assert run.code == 0, run.messages()
+    assert "doit.sqlite3 is damaged" in run.stderr
+    assert (workspace / ".pakman/repo/x86_64/greet-0.0.0-r0.apk").exists()

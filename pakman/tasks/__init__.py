@@ -12,6 +12,7 @@ exactly when its step's key changes, or an output is missing.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,12 +110,27 @@ def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:
     from pakman.progress import PakmanReporter
 
     layout.state.mkdir(parents=True, exist_ok=True)
+    _drop_if_damaged(layout.state / "doit.sqlite3")
     return {
         "dep_file": str(layout.state / "doit.sqlite3"),
         "backend": "sqlite3",
         "reporter": reporter or PakmanReporter,
         "verbosity": 2,
     }
+
+
+def _drop_if_damaged(database: Path) -> None:
+    """doit's database is a cache of what pakman's journal also knows: start a new one if damaged."""
+    import sqlite3
+
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        print(f"warning: {database} is damaged ({exc}); starting a new one", file=sys.stderr)
+        database.unlink()
 
 
 def load_doit_tasks(project: Project, only: set[str] | None = None) -> list[Task]:
