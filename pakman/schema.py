@@ -433,11 +433,12 @@ class _Assembler:
         dependencies = self.dependencies(self.section("dependencies") or {})
         build = self.build(self.section("build") or {})
         raw_run = data.get("run")
-        if isinstance(raw_run, dict) and not any(
-            raw_run.get(k) is not None for k in _LEGACY_RUN_KEYS
-        ):
+        mixed = False
+        if isinstance(raw_run, dict):
+            # Checked whatever else is wrong in `run`, so that one run reports it all.
+            mixed = self.check_run_shape(raw_run)
             self.check_run_names(raw_run)
-        run = self.run(self.section("run")) if self.section("run") else None
+        run = self.run(self.section("run")) if self.section("run") and not mixed else None
         app_type = AppType(data.get("type") or "default") if ctx.clean(("type",)) else None
         stack = data.get("stack")
         if stack is None:
@@ -518,16 +519,7 @@ class _Assembler:
         )
 
     def run(self, raw: dict[str, Any]) -> Run | None:
-        legacy = [k for k in _LEGACY_RUN_KEYS if raw.get(k) is not None]
-        if legacy:
-            if raw.get("services") or raw.get("commands"):
-                self.ctx.error(
-                    ("run", legacy[0]),
-                    "mixes the old shape (binary/start/process/command directly under run) "
-                    "with services/commands; use services and commands only",
-                    at_key=True,
-                )
-                return None
+        if any(raw.get(k) is not None for k in _LEGACY_RUN_KEYS):
             modern = self.modernize_run(raw)
             if modern is None:
                 return None
@@ -552,6 +544,19 @@ class _Assembler:
             for c in raw.get("commands") or ()
         )
         return Run(name=raw.get("name"), services=services, commands=commands)
+
+    def check_run_shape(self, raw: dict[str, Any]) -> bool:
+        """The old shape (binary/start/... under run) and the new one together: an error."""
+        legacy = [k for k in _LEGACY_RUN_KEYS if raw.get(k) is not None]
+        if legacy and (raw.get("services") or raw.get("commands")):
+            self.ctx.error(
+                ("run", legacy[0]),
+                "mixes the old shape (binary/start/process/command directly under run) "
+                "with services/commands; use services and commands only",
+                at_key=True,
+            )
+            return True
+        return False
 
     def check_run_names(self, raw: dict[str, Any]) -> None:
         """Names must be unique and commands must not shadow OpenRC or the shell.
