@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -193,13 +195,21 @@ def test_a_stopped_build_stops_the_build_command_and_keeps_nothing_half_done(
         stderr=subprocess.PIPE,
         text=True,
         env=subprocess_env(),
+        # A shell's background job starts with SIGINT ignored (so would pakman):
+        # give it the default, as a terminal does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while not (marker.exists() and marker.read_text().strip()) and time.monotonic() < deadline:
         time.sleep(0.05)
     sleeper = int(marker.read_text())
     process.send_signal(sig)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(sleeper, signal.SIGKILL)
 
     assert process.returncode == code, err
     assert "pakman: interrupted" in err
