@@ -14,7 +14,8 @@ import hashlib
 import os
 import pickle
 import stat
-from collections.abc import Iterator
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -32,6 +33,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 # included, so chmod and touch count) means the file must be looked at again.
 Signature = tuple[int, int, int, int, int]
 Watched = tuple[str, "Signature | None"]  # a path and its signature, None when absent
+# Many watched paths as the plan keeps them: the paths joined by NUL, and their
+# signatures as int64s, five a path (zeros for an absent path). marshal reads a
+# str and a bytes in a millisecond where 45,000 tuples of tuples take 30.
+Packed = tuple[str, bytes]
+_INO = (1 << 63) - 1  # an inode number is unsigned: an int64 keeps all but its top bit
+_ABSENT = (0, 0, 0, 0, 0)
 _CACHE_VERSION = 1
 
 
@@ -132,22 +139,50 @@ def watch(path: str | Path) -> Watched:
         return (str(path), None)
 
 
-def unchanged(watched: list[Watched]) -> bool:
-    """True when every watched path is exactly as it was (one lstat each)."""
-    lstat = os.lstat
+def pack(watched: Iterable[Watched]) -> Packed:
+    """Watched paths packed for the plan (see `Packed`)."""
+    names: list[str] = []
+    values = array("q")
     for path, known in watched:
+        names.append(path)
+        if known is None:
+            values.extend(_ABSENT)
+        else:
+            mode, ino, size, mtime, ctime = known
+            values.extend((mode, ino & _INO, size, mtime, ctime))
+    return "\0".join(names), values.tobytes()
+
+
+def unpack(packed: Packed) -> list[Watched]:
+    """The watched paths of a packed list, with their signatures (None when absent)."""
+    names, data = packed
+    if not data:
+        return []
+    values = array("q")
+    values.frombytes(data)
+    result: list[Watched] = []
+    for number, path in enumerate(names.split("\0")):
+        mode, ino, size, mtime, ctime = values[5 * number : 5 * number + 5]
+        result.append((path, None if mode == 0 else (mode, ino, size, mtime, ctime)))
+    return result
+
+
+def unchanged(packed: Packed) -> bool:
+    """True when every watched path is exactly as it was (one lstat each)."""
+    names, expected = packed
+    if not expected:
+        return True
+    values = array("q")
+    add = values.extend
+    lstat = os.lstat
+    for path in names.split("\0"):
         try:
             st = lstat(path)
         except (FileNotFoundError, NotADirectoryError):
-            if known is None:
-                continue
-            return False
-        if (
-            known is None
-            or (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns) != known
-        ):
-            return False
-    return True
+            add(_ABSENT)
+            continue
+        add((st.st_mode, st.st_ino & _INO, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return values.tobytes() == expected
 
 
 def template_digest(name: str) -> str:

@@ -21,7 +21,7 @@ from pakman.journal import is_done, read_journal
 from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 # The plan: the small part of the snapshot, plain data (read with marshal,
 # several times faster than unpickling objects), enough to tell that nothing

@@ -30,10 +30,12 @@ from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
 from pakman.fingerprint import (
     TEMPLATES,
+    Packed,
     SourceTree,
     StatCache,
     Watched,
     fingerprint_tree,
+    pack,
     template_digest,
     watch,
 )
@@ -76,7 +78,7 @@ class _AppRecord:
     """
 
     config_path: Path
-    watched: list[Watched]
+    watched: Packed
     app: AppBuild | None
     source: SourceTree | None
     warnings: list[Diagnostic]
@@ -97,7 +99,7 @@ class _Snapshot:
     format: int
     version: str
     inputs: str  # the settings and environment it was made with
-    watched: list[Watched]  # what every app shares: searched folders, pipeline, templates, key, git
+    watched: Packed  # what every app shares: searched folders, pipeline, templates, key, git
     records: list[_AppRecord]
     repository: list[Step]
     key: tuple[str, str, str]  # (file, name, fingerprint)
@@ -175,7 +177,7 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
         shared_watch.append(watch(folder))
         shared_watch.extend(watch(p) for p in sorted(folder.glob("*.pub")))
     key = _signing_key(settings, layout, apps, shared_watch, notes)
-    snapshot = _Snapshot(PLAN_FORMAT, __version__, inputs, shared_watch, records, [], key)
+    snapshot = _Snapshot(PLAN_FORMAT, __version__, inputs, pack(shared_watch), records, [], key)
     return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
 
 
@@ -186,7 +188,9 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppR
     from pakman.render import check_app_files
     from pakman.schema import load_app
 
-    watched = [watch(config_path)]  # before reading: a change while reading shows next time
+    # Before reading, so that a change while reading shows next time; absolute,
+    # as a watcher (`pakman watch`) must find it too.
+    watched = [watch(config_path.absolute())]
     config, warnings = load_app(config_path, strict=settings.strict)
     identity = resolve_identity(
         config,
@@ -203,7 +207,7 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppR
     cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".pickle"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
-    return _AppRecord(config_path, watched, AppBuild(config, identity), source, warnings)
+    return _AppRecord(config_path, pack(watched), AppBuild(config, identity), source, warnings)
 
 
 def _refresh(

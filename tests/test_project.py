@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
-from pakman.fingerprint import TEMPLATES
+from pakman.fingerprint import TEMPLATES, unpack
 from pakman.plan import inspect
 from pakman.project import load_project
 from pakman.settings import Settings
@@ -152,10 +152,10 @@ def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> 
     import marshal
 
     plan = marshal.loads((workspace / ".pakman/cache/project/plan.marshal").read_bytes())
-    watched = {path for path, _ in plan["watched"]}
+    watched = {path for path, _ in unpack(plan["watched"])}
     assert str(TEMPLATES / "APKBUILD") in watched
     assert str(key.private) in watched
     assert any(path.endswith("pipelines/default.yml") for path in watched)
-    app_paths = {path for app in plan["apps"] for path, _ in app["watched"]}
+    app_paths = {path for app in plan["apps"] for path, _ in unpack(app["watched"])}
     assert str(workspace / "apps/heartbeat/bin/heartbeat") in app_paths
-    assert "apps/heartbeat/instellar.yml" in app_paths  # as found, from the workspace
+    assert str(workspace / "apps/heartbeat/instellar.yml") in app_paths
