@@ -255,6 +255,19 @@ stops with an error instead of mixing the two.""",
     gc.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
     gc.set_defaults(handler=_gc)
 
+    watch = commands.add_parser(
+        "watch",
+        help="tell builds which apps changed (inotify), so they check only those",
+        description="Run in the foreground, watching (with inotify) every folder the apps of "
+        "this workspace were last prepared from. Builds in the workspace ask it, through "
+        ".pakman/watch.sock, which apps had any change since the build before, and look at "
+        "only those files instead of every file of every app; whenever it cannot be sure "
+        "(just started, events lost, a folder it cannot watch) they look at everything, as "
+        "without it. It follows the folders of each new build. Ctrl-C or SIGTERM stops it.",
+    )
+    watch.add_argument("-v", "--verbose", action="store_true", help="say what each build was told")
+    watch.set_defaults(handler=_watch)
+
     run_step = commands.add_parser(
         "run-step",
         help="run one step of the graph (what exported Makefiles call)",
@@ -892,6 +905,13 @@ def _gc(args: argparse.Namespace) -> int:
     kept_size = sum(e.size for e in kept) / 1e6
     print(f"{verb} {len(removed)} entries ({freed:.1f} MB); {len(kept)} kept ({kept_size:.1f} MB)")
     return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from pakman.layout import Layout
+    from pakman.watch import serve
+
+    return serve(Layout.at(Path(".")), sys.stdout, verbose=args.verbose)
 
 
 def _run_step(args: argparse.Namespace) -> int:

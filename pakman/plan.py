@@ -10,6 +10,7 @@ imported, which keeps a build with nothing to do fast.
 from __future__ import annotations
 
 import marshal
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,14 @@ from typing import Any
 
 from pakman import __version__
 from pakman.fingerprint import unchanged
+from pakman.fsutil import write_atomic
 from pakman.journal import is_done, read_journal
 from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
+from pakman.watch import Token, ask
 
 PLAN_FORMAT = 2
+TOKEN_FILE = "watch.token"  # the watcher's token for the plan (see pakman.watch)
 
 # The plan: the small part of the snapshot, plain data (read with marshal,
 # several times faster than unpickling objects), enough to tell that nothing
@@ -33,21 +37,52 @@ def snapshot_dir(layout: Layout) -> Path:
     return layout.state / "cache" / "project"
 
 
-def read_plan(layout: Layout, inputs: str) -> Plan | None:
-    """The plan, when this pakman made it with these inputs and its shared files are as they were."""
+def plan_signature(st: os.stat_result) -> list[int]:
+    """Which plan file this is: a new one is written beside and renamed over the old."""
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def read_token(layout: Layout, plan: list[int]) -> Token | None:
+    """The watcher's token kept for the plan with this signature (see pakman.watch)."""
+    import json
+
     try:
-        plan = marshal.loads((snapshot_dir(layout) / "plan.marshal").read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
+        kept = json.loads((snapshot_dir(layout) / TOKEN_FILE).read_bytes())
+    except (OSError, ValueError):
         return None
+    if not isinstance(kept, dict) or kept.get("plan") != plan:
+        return None
+    token: Token | None = kept.get("token")
+    return token
+
+
+def write_token(layout: Layout, plan: list[int], token: Token) -> None:
+    """Keep a token for the plan with this signature: what it lists was read after it."""
+    import json
+
+    data = json.dumps({"plan": plan, "token": token}).encode()
+    write_atomic(snapshot_dir(layout) / TOKEN_FILE, data, durable=False)
+
+
+def read_plan(layout: Layout, inputs: str) -> tuple[Plan | None, list[int] | None]:
+    """The plan when this pakman made it with these inputs, and its file's signature.
+
+    Nothing it lists is looked at yet: `inspect` asks the watcher first.
+    """
+    try:
+        with (snapshot_dir(layout) / "plan.marshal").open("rb") as handle:
+            signature = plan_signature(os.fstat(handle.fileno()))
+            plan = marshal.loads(handle.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None, None
     if (
         not isinstance(plan, dict)
         or plan.get("format") != PLAN_FORMAT
         or plan.get("version") != __version__
         or plan.get("inputs") != inputs
-        or not unchanged(plan["watched"])
     ):
-        return None
-    return plan
+        return None, None
+    return plan, signature
 
 
 def all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
@@ -68,6 +103,8 @@ class Inspection:
     changed: list[int] = field(default_factory=list)  # apps whose files changed
     done: set[int] = field(default_factory=set)  # unchanged apps whose steps are all done
     repository_done: bool = False
+    token: Token | None = None  # the watcher's, for the plan written next
+    checked: int = 0  # apps whose files were looked at (fewer with a watcher)
 
     @property
     def nothing_to_do(self) -> bool:
@@ -93,21 +130,35 @@ def inspect(settings: Settings) -> Inspection:
     """Read the small plan and check it: what changed, what is done.
 
     Reads no config, no source and no step objects: the plan, the journal,
-    an lstat per watched path and whether each output exists.
+    an lstat per watched path and whether each output exists. With
+    `pakman watch` running, only the apps it names are looked at.
     """
 
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
     inputs = inputs_digest(settings, layout)
-    plan = read_plan(layout, inputs)
-    if plan is None:
-        return Inspection(layout, inputs, None)
+    plan, signature = read_plan(layout, inputs)
+    # Asked before anything is looked at: all that is read from now on is
+    # newer than the token, which the plan written next keeps.
+    answer = ask(layout, signature, read_token(layout, signature) if signature else None)
+    token = answer.token if answer else None
+    if plan is None or signature is None or not unchanged(plan["watched"]):
+        return Inspection(layout, inputs, None, token=token)
+    dirty = answer.dirty if answer else None
     journal = read_journal(layout)
     changed: list[int] = []
     done: set[int] = set()
+    checked = 0
     for index, app in enumerate(plan["apps"]):
-        if not unchanged(app["watched"]):
-            changed.append(index)
-        elif all_done(app["steps"], journal):
+        if dirty is None or index in dirty:
+            checked += 1
+            if not unchanged(app["watched"]):
+                changed.append(index)
+                continue
+        if all_done(app["steps"], journal):
             done.add(index)
     repository_done = not changed and all_done(plan["repository"], journal)
-    return Inspection(layout, inputs, plan, changed, done, repository_done)
+    if answer is not None and not changed and (dirty is None or dirty):
+        # Every app was found as the plan says, after the token: keep it, so
+        # that the next build asks from here (the plan is not written again).
+        write_token(layout, signature, answer.token)
+    return Inspection(layout, inputs, plan, changed, done, repository_done, token, checked)

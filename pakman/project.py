@@ -39,7 +39,7 @@ from pakman.fingerprint import (
     template_digest,
     watch,
 )
-from pakman.fsutil import write_atomic
+from pakman.fsutil import open_atomic, write_atomic
 from pakman.graph import (
     AppBuild,
     Shared,
@@ -52,9 +52,18 @@ from pakman.graph import (
 )
 from pakman.layout import Layout
 from pakman.pipeline import Pipeline, load_pipeline, pipelines_dir
-from pakman.plan import PLAN_FORMAT, Inspection, Plan, inspect, snapshot_dir
+from pakman.plan import (
+    PLAN_FORMAT,
+    Inspection,
+    Plan,
+    inspect,
+    plan_signature,
+    snapshot_dir,
+    write_token,
+)
 from pakman.settings import KEY_NAME_VARIABLE, PASSPHRASE_VARIABLE, Settings, inputs_digest
 from pakman.steps import DEFAULT_MIRROR, RunContext
+from pakman.watch import Token
 
 
 @dataclass
@@ -127,13 +136,14 @@ def load_project(
                 return _project(settings, layout, snapshot, reused=len(snapshot.records))
             refreshed = _refresh(settings, layout, snapshot, changed)
             if refreshed is not None:
-                _write_snapshot(layout, refreshed, changed)
+                _write_snapshot(layout, refreshed, changed, inspection.token)
                 reused = len(refreshed.records) - len(changed)
                 return _project(settings, layout, refreshed, reused=reused)
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
     notes: list[str] = []
     snapshot = _prepare(settings, layout, inputs_digest(settings, layout), notes)
-    _write_snapshot(layout, snapshot, range(len(snapshot.records)))
+    token = inspection.token if inspection is not None else None
+    _write_snapshot(layout, snapshot, range(len(snapshot.records)), token)
     return _project(settings, layout, snapshot, reused=0, notes=notes)
 
 
@@ -342,8 +352,13 @@ def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapsho
     )
 
 
-def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int]) -> None:
-    """Write the records of the apps that changed, the repository's steps, then the plan."""
+def _write_snapshot(
+    layout: Layout, snapshot: _Snapshot, changed: Iterable[int], token: Token | None
+) -> None:
+    """Write the records of the apps that changed, the repository's steps, then the plan.
+
+    `token` is the watcher's answer from before anything was looked at (see pakman.watch).
+    """
     folder = snapshot_dir(layout)
     for index in changed:
         record = snapshot.records[index]
@@ -374,7 +389,12 @@ def _write_snapshot(layout: Layout, snapshot: _Snapshot, changed: Iterable[int])
         ],
         "repository": [_step_summary(s) for s in snapshot.repository],
     }
-    write_atomic(folder / "plan.marshal", marshal.dumps(plan), durable=False)
+    with open_atomic(folder / "plan.marshal", durable=False) as handle:
+        handle.write(marshal.dumps(plan))
+        handle.flush()
+        signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
+    if token is not None:
+        write_token(layout, signature, token)
 
 
 def _pipeline_path(name: str) -> Path:

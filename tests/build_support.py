@@ -7,6 +7,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,54 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{ROOT}:{path}" if path else str(ROOT), **extra}
+
+
+@dataclass
+class Watching:
+    """A `pakman watch -v` running in a workspace, and what it said."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def said(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+    def answers(self) -> list[str]:
+        """What it told each build: "N of M apps changed (...)" or "every app to check: why"."""
+        return [
+            line.removeprefix("pakman watch: ")
+            for line in self.said()
+            if " apps changed" in line or "every app to check" in line
+        ]
+
+
+@contextlib.contextmanager
+def watching(workspace: Path, *args: str) -> Iterator[Watching]:
+    """`pakman watch -v` in `workspace` until the block ends; it must then stop cleanly."""
+    import sys
+    import time
+
+    # Not beside the workspace: outside git, a build watches the folders above it.
+    log = workspace / ".pakman/watch-test.log"
+    log.parent.mkdir(exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pakman", "watch", "-v", *args],
+            cwd=workspace,
+            env=subprocess_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    watcher = Watching(process, log)
+    try:
+        deadline = time.monotonic() + 30
+        while not any("(Ctrl-C stops)" in line for line in watcher.said()):
+            assert process.poll() is None, f"pakman watch ended: {watcher.said()}"
+            assert time.monotonic() < deadline, f"pakman watch did not start: {watcher.said()}"
+            time.sleep(0.02)
+        yield watcher
+    finally:
+        process.terminate()
+        code = process.wait(timeout=30)
+    assert code == 0, watcher.said()
+    assert not (workspace / ".pakman/watch.sock").exists()

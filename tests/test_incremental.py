@@ -1,15 +1,19 @@
-"""Only what changed runs again: the change table, counted by the steps that actually execute."""
+"""Only what changed runs again: the change table, counted by the steps that actually execute.
+
+Every test runs twice: builds looking at every file (lstat), and builds
+told by `pakman watch` which apps changed.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from build_support import BuildRun, KeyPair, build, make_key, make_workspace
+from build_support import BuildRun, KeyPair, build, make_key, make_workspace, watching
 from support import EXAMPLES
 
 CHAIN = {"pyweb:package:x86_64", "repo:index:x86_64", "repo:sign:x86_64"}
@@ -20,13 +24,23 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
     return make_key(tmp_path_factory.mktemp("key"))
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, key: KeyPair) -> Path:
+@pytest.fixture(params=["lstat", "watch"])
+def workspace(tmp_path: Path, key: KeyPair, request: pytest.FixtureRequest) -> Iterator[Path]:
     root = make_workspace(tmp_path, ["pyweb", "heartbeat"])
     first = build(root, key)
     assert first.code == 0, first.messages()
     assert first.ran  # everything ran once
-    return root
+    if request.param == "lstat":
+        yield root
+        return
+    with watching(root) as watcher:
+        assert build(root, key).ran == set()  # its first answer: check everything
+        yield root
+    # The watcher was asked by every build, and its token was kept from the
+    # first on (another plan, as --release makes, is a reason to look at all).
+    answers = watcher.answers()
+    assert answers[0] == "every app to check: the plan was written without this watcher"
+    assert len(answers) >= 2 and all("without this watcher" not in a for a in answers[1:])
 
 
 def edit(path: Path, old: str, new: str) -> None:

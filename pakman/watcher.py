@@ -1,0 +1,279 @@
+"""The process behind `pakman watch` (see pakman.watch for what it promises).
+
+It keeps one inotify watch per folder the plan's apps were prepared from,
+and for each folder the clock of its last event. Its clock moves on after
+every answer, so an event read after an answer is newer than the token that
+answer gave. A folder it does not watch counts as changed at every clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import marshal
+import os
+import selectors
+import socket
+import stat
+import uuid
+from types import TracebackType
+from typing import Any, TextIO
+
+from inotify_simple import INotify, flags
+
+from pakman.errors import PakmanError
+from pakman.fingerprint import Packed, unpack
+from pakman.layout import Layout
+from pakman.plan import PLAN_FORMAT, plan_signature, snapshot_dir
+from pakman.watch import PROTOCOL, SOCKET, _address
+
+# Whatever may change what a build reads: content, metadata, entries coming
+# and going, and the folder itself going or moving.
+MASK = (
+    flags.MODIFY
+    | flags.ATTRIB
+    | flags.CLOSE_WRITE
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.CREATE
+    | flags.DELETE
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+    | flags.DONT_FOLLOW
+    | flags.EXCL_UNLINK
+    | flags.ONLYDIR
+)
+GONE = flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF
+NEVER = 1 << 62  # the clock of a folder that is not watched: newer than any token
+PLAN = "plan.marshal"
+
+
+def folders_of(packed: Packed) -> list[str]:
+    """The folders to watch for one app: each watched folder, and each file's folder."""
+    folders: set[str] = set()
+    for path, known in unpack(packed):
+        if known is not None and stat.S_ISDIR(known[0]):
+            folders.add(path)
+        else:
+            folders.add(os.path.dirname(path))
+    return sorted(folders)
+
+
+class Watcher:
+    """inotify watches on the folders of the plan's apps, and a socket that builds ask."""
+
+    def __init__(self, layout: Layout, out: TextIO, *, verbose: bool = False) -> None:
+        self.layout = layout
+        self.out = out
+        self.verbose = verbose
+        self.instance = uuid.uuid4().hex
+        self.clock = 1
+        self.overflowed_at = 0  # events before this clock may have been lost
+        self.wds: dict[str, int] = {}  # watched folder -> its watch
+        self.folders_by_wd: dict[int, list[str]] = {}  # one inode may be reached by two paths
+        self.changed_at: dict[str, int] = {}  # folder -> clock of its last event (or its watch)
+        self.apps: list[list[str]] = []  # the loaded plan's apps: their folders
+        self.names: list[str] = []  # and their names, for -v
+        self.plan: list[int] | None = None  # the signature of the loaded plan
+        self.known: dict[Packed, list[str]] = {}  # folders of each app, by its watched paths
+        self.warned_limit = False
+        self.plan_folder = snapshot_dir(layout)
+        self.plan_folder.mkdir(parents=True, exist_ok=True)
+        self.lock_file = (layout.state / "watch.lock").open("a")
+        try:
+            fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock_file.close()
+            raise PakmanError(
+                f"a watcher already runs in {layout.root} (see {layout.relative(layout.state)}/"
+                f"{SOCKET})"
+            ) from None
+        self.inotify = INotify()
+        # A new plan is loaded as soon as a build writes it, not when the next build asks.
+        self.plan_wd = self.inotify.add_watch(
+            self.plan_folder, flags.MOVED_TO | flags.CLOSE_WRITE | flags.ONLYDIR
+        )
+        self.socket_path = layout.state / SOCKET
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        address, folder = _address(self.socket_path)
+        try:
+            self.socket_path.unlink(missing_ok=True)  # left by a watcher that was killed
+            self.server.bind(address)
+        finally:
+            if folder is not None:
+                os.close(folder)
+        self.server.listen(16)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.socket_path.unlink(missing_ok=True)
+        self.server.close()
+        self.inotify.close()
+        self.lock_file.close()
+
+    def say(self, text: str) -> None:
+        print(f"pakman watch: {text}", file=self.out, flush=True)
+
+    # -- the plan ----------------------------------------------------------
+
+    def load_plan(self) -> None:
+        """Watch the folders of the plan's apps (and no others)."""
+        try:
+            with (self.plan_folder / PLAN).open("rb") as handle:
+                signature = plan_signature(os.fstat(handle.fileno()))
+                plan = marshal.loads(handle.read())
+            if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
+                raise ValueError("a plan of another format")
+            apps = [(str(a["name"]), a["watched"]) for a in plan["apps"]]
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            self.plan, self.apps, self.names = None, [], []
+            return
+        known: dict[Packed, list[str]] = {}
+        for _, watched in apps:
+            key = (watched[0], watched[1])
+            known[key] = self.known.get(key) or folders_of(key)
+        self.known = known
+        self.apps = [known[(watched[0], watched[1])] for _, watched in apps]
+        self.names = [name for name, _ in apps]
+        wanted = {folder for folders in self.apps for folder in folders}
+        for folder in [f for f in self.changed_at if f not in wanted]:
+            self.unwatch(folder)
+            del self.changed_at[folder]
+        for folder in sorted(wanted):
+            if folder not in self.wds:
+                self.watch(folder)
+        self.plan = signature
+        if self.verbose:
+            self.say(f"watching {len(self.wds)} folders of {len(self.apps)} apps")
+
+    def watch(self, folder: str) -> None:
+        self.changed_at[folder] = self.clock  # what happened before the watch is unknown
+        try:
+            wd = self.inotify.add_watch(folder, MASK)
+        except OSError as exc:
+            self.changed_at[folder] = NEVER
+            if exc.errno == errno.ENOSPC and not self.warned_limit:
+                self.warned_limit = True
+                self.say(
+                    "the system's limit of inotify watches is reached (sysctl "
+                    "fs.inotify.max_user_watches): apps with folders left unwatched are "
+                    "checked file by file"
+                )
+            return
+        self.wds[folder] = wd
+        self.folders_by_wd.setdefault(wd, []).append(folder)
+
+    def unwatch(self, folder: str) -> None:
+        wd = self.wds.pop(folder, None)
+        if wd is None:
+            return
+        sharing = self.folders_by_wd.get(wd, [])
+        if folder in sharing:
+            sharing.remove(folder)
+        if not sharing:
+            self.folders_by_wd.pop(wd, None)
+            with contextlib.suppress(OSError):  # the kernel removed it already (folder gone)
+                self.inotify.rm_watch(wd)
+
+    # -- events ------------------------------------------------------------
+
+    def read_events(self) -> None:
+        """Read every queued event, marking the folders they happened in."""
+        while events := self.inotify.read(timeout=0):
+            reload = False
+            for event in events:
+                if event.mask & flags.Q_OVERFLOW:
+                    self.overflowed_at = self.clock
+                elif event.wd == self.plan_wd:
+                    reload = reload or event.name == PLAN
+                else:
+                    for folder in list(self.folders_by_wd.get(event.wd, ())):
+                        self.changed_at[folder] = self.clock
+                        if event.mask & GONE:
+                            # Gone or moved: the path is not watched any more.
+                            self.unwatch(folder)
+                            self.changed_at[folder] = NEVER
+            if reload:
+                self.load_plan()
+
+    # -- builds asking -----------------------------------------------------
+
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        self.read_events()
+        if request.get("plan") is not None and request.get("plan") != self.plan:
+            self.load_plan()  # written and not yet loaded
+        since = request.get("since")
+        token = self.clock
+        self.clock += 1  # events read from now on are newer than this answer
+        reply: dict[str, Any] = {"instance": self.instance, "clock": token}
+        if request.get("protocol") != PROTOCOL:
+            reply["why"] = "another version of pakman asked"
+        elif self.plan is None or request.get("plan") != self.plan:
+            reply["why"] = "no plan, or not the one the watcher loaded"
+        elif not isinstance(since, list) or len(since) != 2 or since[0] != self.instance:
+            reply["why"] = "the plan was written without this watcher"
+        elif not isinstance(since[1], int) or since[1] < self.overflowed_at:
+            reply["why"] = "events were lost (the queue overflowed)"
+        else:
+            changed_at, after = self.changed_at, since[1]
+            reply["dirty"] = [
+                index
+                for index, folders in enumerate(self.apps)
+                if any(changed_at.get(folder, NEVER) > after for folder in folders)
+            ]
+        if self.verbose:
+            if "dirty" in reply:
+                names = ", ".join(self.names[i] for i in reply["dirty"][:5])
+                more = "..." if len(reply["dirty"]) > 5 else ""
+                told = f"{len(reply['dirty'])} of {len(self.apps)} apps changed"
+                self.say(f"{told}{f' ({names}{more})' if names else ''}")
+            else:
+                self.say(f"every app to check: {reply['why']}")
+        return reply
+
+    def serve_one(self) -> None:
+        connection, _ = self.server.accept()
+        with connection:
+            connection.settimeout(1.0)
+            try:
+                data = b""
+                while not data.endswith(b"\n") and len(data) < 65536:
+                    chunk = connection.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data)
+                if not isinstance(request, dict):
+                    raise ValueError("not a request")
+                connection.sendall(json.dumps(self.answer(request)).encode() + b"\n")
+            except (OSError, ValueError):
+                pass  # a client that went away or spoke nonsense: the next one is served
+
+    def run(self) -> None:
+        self.load_plan()
+        where = self.layout.root
+        if self.plan is None:
+            self.say(f"watching {where}; the first build there tells which folders (Ctrl-C stops)")
+        else:
+            self.say(
+                f"watching {len(self.wds)} folders of {len(self.apps)} apps in {where} "
+                "(Ctrl-C stops)"
+            )
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.inotify.fileno(), selectors.EVENT_READ, "events")
+            selector.register(self.server, selectors.EVENT_READ, "ask")
+            while True:
+                for key, _ in selector.select():
+                    if key.data == "events":
+                        self.read_events()
+                    else:
+                        self.serve_one()
