@@ -53,7 +53,7 @@ class Answer:
     why: str = ""  # when every app is to be checked, the reason
 
 
-def _address(path: Path) -> tuple[str, int | None]:
+def socket_address(path: Path) -> tuple[str, int | None]:
     """A socket address for `path`; long paths go through /proc/self/fd (108 bytes at most)."""
     text = str(path)
     if len(text.encode()) < 100:
@@ -70,14 +70,14 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
     import json
     import socket
 
-    address, folder = _address(path)
+    address, folder = socket_address(path)
     request = {"protocol": PROTOCOL, "plan": plan, "since": since}
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(ASK_TIMEOUT)
             connection.connect(address)
             connection.sendall(json.dumps(request).encode() + b"\n")
-            reply = json.loads(_read_line(connection))
+            reply = json.loads(read_line(connection))
     except TimeoutError:
         print(
             f"pakman: the watcher did not answer within {ASK_TIMEOUT:g} s; checking every file",
@@ -101,9 +101,10 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
         return None
 
 
-def _read_line(connection: socket.socket) -> bytes:
+def read_line(connection: socket.socket, limit: int = 1 << 20) -> bytes:
+    """One message: bytes up to a newline, the peer closing, or `limit`."""
     data = b""
-    while not data.endswith(b"\n"):
+    while not data.endswith(b"\n") and len(data) < limit:
         chunk = connection.recv(65536)
         if not chunk:
             break

@@ -27,7 +27,7 @@ from pakman.errors import PakmanError
 from pakman.fingerprint import Packed, unpack
 from pakman.layout import Layout
 from pakman.plan import PLAN_FORMAT, plan_signature, snapshot_dir
-from pakman.watch import PROTOCOL, SOCKET, _address
+from pakman.watch import PROTOCOL, SOCKET, read_line, socket_address
 
 # Whatever may change what a build reads: content, metadata, entries coming
 # and going, and the folder itself going or moving.
@@ -97,7 +97,7 @@ class Watcher:
         )
         self.socket_path = layout.state / SOCKET
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        address, folder = _address(self.socket_path)
+        address, folder = socket_address(self.socket_path)
         try:
             self.socket_path.unlink(missing_ok=True)  # left by a watcher that was killed
             self.server.bind(address)
@@ -133,16 +133,13 @@ class Watcher:
                 plan = marshal.loads(handle.read())
             if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
                 raise ValueError("a plan of another format")
-            apps = [(str(a["name"]), a["watched"]) for a in plan["apps"]]
+            apps = [(str(a["name"]), (a["watched"][0], a["watched"][1])) for a in plan["apps"]]
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             self.plan, self.apps, self.names = None, [], []
             return
-        known: dict[Packed, list[str]] = {}
-        for _, watched in apps:
-            key = (watched[0], watched[1])
-            known[key] = self.known.get(key) or folders_of(key)
-        self.known = known
-        self.apps = [known[(watched[0], watched[1])] for _, watched in apps]
+        # Only the apps whose watched paths changed are worked out again.
+        self.known = {w: self.known.get(w) or folders_of(w) for _, w in apps}
+        self.apps = [self.known[watched] for _, watched in apps]
         self.names = [name for name, _ in apps]
         wanted = {folder for folders in self.apps for folder in folders}
         for folder in [f for f in self.changed_at if f not in wanted]:
@@ -245,13 +242,7 @@ class Watcher:
         with connection:
             connection.settimeout(1.0)
             try:
-                data = b""
-                while not data.endswith(b"\n") and len(data) < 65536:
-                    chunk = connection.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                request = json.loads(data)
+                request = json.loads(read_line(connection, limit=65536))
                 if not isinstance(request, dict):
                     raise ValueError("not a request")
                 connection.sendall(json.dumps(self.answer(request)).encode() + b"\n")
