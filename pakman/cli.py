@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pakman import __version__
+from pakman import __version__, memory
 
 if TYPE_CHECKING:
     from pakman.errors import Diagnostic
@@ -574,7 +574,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:  # not the main thread (pakman called as a library): leave signals be
         previous = None
     try:
-        code: int = args.handler(args)
+        # The collector is paused until the project is loaded (see pakman.memory).
+        with memory.command():
+            code: int = args.handler(args)
     except PakmanError as exc:
         _print_error(exc, sys.stderr)
         return exc.exit_code
@@ -778,6 +780,7 @@ def _load(args: argparse.Namespace) -> Any:
     from pakman.project import load_project
 
     project = load_project(_settings(args))
+    memory.loaded()
     _show_project_messages(project)
     return project
 
@@ -808,6 +811,7 @@ def _build(args: argparse.Namespace) -> int:
     from pakman.tasks import run_build
 
     project = load_project(settings, lazy=not args.always, inspection=inspection)
+    memory.loaded()
     _show_project_messages(project)
     if args.explain:
         from pakman.explain import explain_steps
@@ -911,6 +915,7 @@ def _watch(args: argparse.Namespace) -> int:
     from pakman.layout import Layout
     from pakman.watch import serve
 
+    memory.loaded()  # it runs for days: the collector runs as usual
     return serve(Layout.at(Path(".")), sys.stdout, verbose=args.verbose)
 
 

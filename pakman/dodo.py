@@ -18,6 +18,7 @@ from typing import Any
 
 from pakman.layout import Layout
 from pakman.lock import hold_lock_until_exit
+from pakman.memory import loading
 from pakman.project import load_project
 from pakman.settings import Settings
 from pakman.tasks import doit_config, task_dicts
@@ -79,7 +80,9 @@ def tasks_for(*paths: str) -> dict[str, Any]:
     def task_pakman() -> Iterator[dict[str, Any]]:
         """Build the apps into a signed repository."""
         hold_lock_until_exit(layout)
-        yield from task_dicts(load_project(settings))
+        with loading():  # the project lives as long as doit runs (see pakman.memory)
+            project = load_project(settings)
+        yield from task_dicts(project)
 
     return {"DOIT_CONFIG": doit_config(layout), "task_pakman": task_pakman}
 
