@@ -92,7 +92,7 @@ def _manifest(path: Path) -> dict[str, Any] | None:
 
 
 def _reasons(
-    step: Step, manifest: Mapping[str, Any] | None, graph: StepGraph, journal: dict[str, str]
+    step: Step, manifest: Mapping[str, Any] | None, graph: StepGraph, journal: Mapping[str, str]
 ) -> list[str]:
     if manifest is None:
         return ["it has not run here yet (or its last run failed or was interrupted)"]

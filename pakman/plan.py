@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ def read_plan(layout: Layout, inputs: str) -> tuple[Plan | None, list[int] | Non
     return plan, signature
 
 
-def all_done(steps: Sequence[Sequence[Any]], journal: dict[str, str]) -> bool:
+def all_done(steps: Sequence[Sequence[Any]], journal: Mapping[str, str]) -> bool:
     return all(is_done(journal, step_id, key, outputs) for step_id, _, _, key, outputs in steps)
 
 

@@ -54,26 +54,11 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     return {"warnings": list(outcome.warnings), "restored": outcome.restored}
 
 
-_journal_cache: dict[Path, tuple[tuple[int, int], dict[str, str]]] = {}
-
-
 def outputs_intact(layout: Layout, step_id: str, key: str, outputs: tuple[str, ...]) -> bool:
-    """doit's check beside the key: the step's outputs are as it left them (see pakman.journal).
-
-    The journal is read once, and again only when it changes.
-    """
+    """doit's check beside the key: the step's outputs are as it left them (see pakman.journal)."""
     from pakman.journal import is_done, read_journal
 
-    path = layout.state / "journal"
-    try:
-        st = path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
-    except OSError:
-        stamp = (0, 0)
-    cached = _journal_cache.get(path)
-    if cached is None or cached[0] != stamp:
-        cached = _journal_cache[path] = (stamp, read_journal(layout))
-    return is_done(cached[1], step_id, key, outputs)
+    return is_done(read_journal(layout), step_id, key, outputs)
 
 
 def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[str, Any]]:
@@ -215,7 +200,7 @@ def run_build(
         else:
             reporter.complete_run()
         if code == 0 and not reporter.failed:
-            compact_journal(layout, {**read_journal(layout)})
+            compact_journal(layout)
     if reporter.invalid_input:
         return 3, reporter
     return (1 if code else 0), reporter
