@@ -81,10 +81,17 @@ class Step:
     def summary(
         cls, step_id: str, stage: str, arch: str | None, key: str, outputs: tuple[str, ...]
     ) -> Step:
-        """A step known only by its id, key and outputs (from the snapshot's plan)."""
-        return cls(
-            step_id, stage, "", "", None, arch, None, outputs, FrozenDict(), key=key, complete=False
-        )
+        """A step known only by its id, key and outputs (from the snapshot's plan).
+
+        A build makes one for every step of every app that did not change
+        (3,000 at 200 apps). Its fields are filled in directly, which is four
+        times faster than the frozen dataclass's `__init__`; the result is
+        equal to `Step(step_id, stage, "", "", None, arch, None, outputs,
+        FrozenDict(), key=key, complete=False)`.
+        """
+        step = object.__new__(cls)
+        step.__dict__.update(_SUMMARY, id=step_id, stage=stage, arch=arch, key=key, outputs=outputs)
+        return step
 
     @property
     def namespace(self) -> str:
@@ -95,6 +102,21 @@ class Step:
     def local_name(self) -> str:
         """The step's name inside its namespace: `build:x86_64`."""
         return self.id.split(":", 1)[1]
+
+
+# What a summary holds besides its id, stage, arch, key and outputs.
+_SUMMARY: dict[str, Any] = {
+    "action": "",
+    "description": "",
+    "app": None,
+    "item": None,
+    "reads": FrozenDict(),
+    "upstream": (),
+    "inputs": (),
+    "upstream_keys": (),
+    "source": None,
+    "complete": False,
+}
 
 
 def config_data(app: AppConfig) -> dict[str, Any]:

@@ -136,7 +136,7 @@ def load_project(
                 return _project(settings, layout, snapshot, reused=len(snapshot.records))
             refreshed = _refresh(settings, layout, snapshot, changed)
             if refreshed is not None:
-                _write_snapshot(layout, refreshed, changed, inspection.token)
+                _write_snapshot(layout, refreshed, changed, inspection.token, inspection.plan)
                 reused = len(refreshed.records) - len(changed)
                 return _project(settings, layout, refreshed, reused=reused)
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
@@ -353,13 +353,20 @@ def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapsho
 
 
 def _write_snapshot(
-    layout: Layout, snapshot: _Snapshot, changed: Iterable[int], token: Token | None
+    layout: Layout,
+    snapshot: _Snapshot,
+    changed: Iterable[int],
+    token: Token | None,
+    previous: Plan | None = None,
 ) -> None:
     """Write the records of the apps that changed, the repository's steps, then the plan.
 
-    `token` is the watcher's answer from before anything was looked at (see pakman.watch).
+    `token` is the watcher's answer from before anything was looked at (see
+    pakman.watch). The other apps' entries are taken from the `previous`
+    plan, which the snapshot was read from.
     """
     folder = snapshot_dir(layout)
+    changed = set(changed)
     for index in changed:
         record = snapshot.records[index]
         data = pickle.dumps(record, protocol=5)
@@ -376,7 +383,9 @@ def _write_snapshot(
         "watched": snapshot.watched,
         "key": list(snapshot.key),
         "apps": [
-            {
+            previous["apps"][index]
+            if previous is not None and index not in changed
+            else {
                 "config": str(r.config_path),
                 "watched": r.watched,
                 "name": r.name,
@@ -385,7 +394,7 @@ def _write_snapshot(
                 "steps": [_step_summary(s) for s in r.steps],
                 "warnings": [str(w) for w in r.warnings],
             }
-            for r in snapshot.records
+            for index, r in enumerate(snapshot.records)
         ],
         "repository": [_step_summary(s) for s in snapshot.repository],
     }

@@ -11,10 +11,10 @@ import pytest
 
 from pakman.errors import ConfigError
 from pakman.fingerprint import StatCache, fingerprint_tree
-from pakman.graph import AppBuild, StepGraph, compile_graph
+from pakman.graph import AppBuild, Step, StepGraph, compile_graph
 from pakman.identity import resolve_identity
 from pakman.layout import Layout
-from pakman.model import Identity
+from pakman.model import FrozenDict, Identity
 from pakman.pipeline import load_pipeline
 from pakman.schema import load_app
 from support import EXAMPLES
@@ -207,3 +207,26 @@ def test_an_app_cannot_be_named_repo(workspace: Callable[..., list[Path]], tmp_p
             template_digest=digest,
         )
     assert isinstance(identity, Identity)
+
+
+def test_a_summary_is_the_step_its_init_would_make() -> None:
+    outputs = ("/ws/.pakman/build/web/stage/x86_64/",)
+    made = Step.summary("web:collect:x86_64", "collect", "x86_64", "ab" * 32, outputs)
+    expected = Step(
+        "web:collect:x86_64",
+        "collect",
+        "",
+        "",
+        None,
+        "x86_64",
+        None,
+        outputs,
+        FrozenDict(),
+        key="ab" * 32,
+        complete=False,
+    )
+    # Every field, the ones equality skips too (a field added to Step must be added to summaries).
+    assert vars(made) == vars(expected)
+    assert made == expected
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.key = "other"  # type: ignore[misc]

@@ -159,3 +159,17 @@ def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> 
     app_paths = {path for app in plan["apps"] for path, _ in unpack(app["watched"])}
     assert str(workspace / "apps/heartbeat/bin/heartbeat") in app_paths
     assert str(workspace / "apps/heartbeat/instellar.yml") in app_paths
+
+
+def test_a_refreshed_plan_is_the_plan_prepared_from_scratch(workspace: Path, key: KeyPair) -> None:
+    import marshal
+
+    plan_file = workspace / ".pakman/cache/project/plan.marshal"
+    (workspace / "apps/heartbeat/bin/heartbeat").write_text("#!/bin/sh\necho changed\n")
+    with working_directory(workspace):
+        refreshed = load_project(settings(workspace, key))  # greet's entry is carried over
+        assert refreshed.reused == 1
+        after_refresh = marshal.loads(plan_file.read_bytes())
+        load_project(settings(workspace, key), use_snapshot=False)
+        from_scratch = marshal.loads(plan_file.read_bytes())
+    assert after_refresh == from_scratch
