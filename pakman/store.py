@@ -27,16 +27,25 @@ _FORMAT = 1
 
 
 def _tree(root: Path) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative path, lstat) of everything under a folder, parents first."""
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        base = Path(folder)
-        for name in sorted(dirs) + sorted(files):
-            path = base / name
-            yield path.relative_to(root).as_posix(), path.lstat()
+    """(relative path, lstat) of everything under a folder, parents first.
+
+    With scandir and plain strings: the published repository folder of 200
+    apps (400 packages) is stored on every build that changes it.
+    """
+    folders = [""]
+    while folders:
+        relative = folders.pop()
+        with os.scandir(os.path.join(root, relative)) as found:
+            entries = sorted(found, key=lambda e: e.name)
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            info = entry.stat(follow_symlinks=False)
+            yield path, info
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(path)
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
     try:
         os.link(source, target)
     except OSError:
@@ -46,10 +55,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _copy_tree(source: Path, target: Path, entries: Sequence[list[Any]]) -> None:
     """Recreate `source` at `target`: folders made, links remade, files hard-linked."""
     target.mkdir(parents=True, exist_ok=True)
+    src_root, dst_root = str(source), str(target)
     for relative, kind, mode, *_ in entries:
-        src, dst = source / relative, target / relative
+        src, dst = f"{src_root}/{relative}", f"{dst_root}/{relative}"
         if kind == "d":
-            dst.mkdir(exist_ok=True)
+            os.makedirs(dst, exist_ok=True)
             os.chmod(dst, mode)
         elif kind == "l":
             os.symlink(os.readlink(src), dst)

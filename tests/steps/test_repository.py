@@ -92,3 +92,22 @@ def test_only_replaces_its_apps_packages_and_keeps_the_others(tmp_path: Path, ke
     assert build(workspace, key).code == 0  # every app again, release 0
     assert listing(arch) == everything
     assert indexed(arch) == everything - {"APKINDEX.tar.gz"}
+
+
+def test_sign_refuses_an_index_whose_packages_are_missing(tmp_path: Path, key: KeyPair) -> None:
+    from build_support import working_directory
+    from pakman.errors import StepFailed
+    from pakman.project import load_project
+    from pakman.settings import Settings
+    from pakman.steps.repository import sign
+
+    workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
+    assert build(workspace, key).code == 0
+    (workspace / ".pakman/build/_repo/x86_64/greet-0.0.0-r0.apk").unlink()
+    settings = Settings(paths=("apps",), root=".", offline=True, key_file=str(key.private))
+    with working_directory(workspace):
+        project = load_project(settings)
+        with pytest.raises(StepFailed, match=r"lacks greet-0\.0\.0-r0\.apk, which its index lists"):
+            sign(project.graph["repo:sign:x86_64"], project.context)
+    # What was published is left as it was.
+    assert "greet-0.0.0-r0.apk" in listing(workspace / ".pakman/repo/x86_64")
