@@ -130,3 +130,23 @@ def test_a_step_is_done_while_its_outputs_are_as_it_left_them(
     assert not is_done(read_journal(layout), "a:build", "key1", [str(output)])
     output.unlink()
     assert not is_done(read_journal(layout), "a:build", "key1", [str(output)])
+
+
+def test_an_unchanged_journal_is_not_opened_again(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    append(layout, "a:build k1 sig1\n")
+    read_journal(layout)
+    opened: list[Path] = []
+    real_open = Path.open
+
+    def spying_open(self: Path, *args: object, **kwargs: object) -> object:
+        opened.append(self)
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", spying_open)
+    assert read_journal(layout) == {"a:build": "k1 sig1"}
+    assert opened == []
+    monkeypatch.undo()
+    append(layout, "b:build k2 sig2\n")
+    assert read_journal(layout) == {"a:build": "k1 sig1", "b:build": "k2 sig2"}

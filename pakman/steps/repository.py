@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
-from pakman.apk.reader import parse_index_text
+from pakman.apk.index import parse_index_entries
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
@@ -89,22 +89,13 @@ def index(step: Step, context: RunContext) -> None:
     write_atomic(text_path, text.encode(), durable=False)
 
 
-def _listed_files(text: str) -> list[str]:
-    """The file names an index lists (`<P>-<V>.apk`), without reading whole entries."""
-    files = []
-    for block in parse_index_text(text):
-        fields = dict(block)
-        files.append(f"{fields['P']}-{fields['V']}.apk")
-    return files
-
-
 def sign(step: Step, context: RunContext) -> None:
     """Publish REPO/<arch>/: the packages the index lists and the index, signed."""
     out = Path(step.outputs[0].rstrip("/"))
     index_path = Path(upstream_outputs(step, "index")[0])
     text = index_path.read_text(encoding="utf-8")
     signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
-    listed = {name: index_path.parent / name for name in _listed_files(text)}
+    listed = {e.filename: index_path.parent / e.filename for e in parse_index_entries(text)}
     with os.scandir(index_path.parent) as found:
         present = {e.name for e in found if e.is_file()}
     missing = sorted(listed.keys() - present)
