@@ -5,10 +5,19 @@ the signature of every path the project was prepared from, the steps' ids,
 keys and outputs, and the warnings to repeat. Checking it costs one lstat per
 watched path and reading the journal, with none of the heavier modules
 imported, which keeps a build with nothing to do fast.
+
+Each app's watched paths (most of the plan's bytes: a path and a signature
+per source file) are kept apart, in a file named after the digest of its
+content under `watched/`, and the plan names that file. So a build that
+changed one app writes one small file and a plan without the others' paths,
+and a build told by `pakman watch` which apps changed reads only theirs. A
+name never stands for other content, so a plan is never paired with the
+paths of another; a file that is missing counts as a change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import marshal
 import os
 from collections.abc import Mapping, Sequence
@@ -17,14 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from pakman import __version__
-from pakman.fingerprint import unchanged
+from pakman.fingerprint import Packed, unchanged
 from pakman.fsutil import write_atomic
 from pakman.journal import is_done, read_journal
 from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 from pakman.watch import Token, ask
 
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3
 TOKEN_FILE = "watch.token"  # the watcher's token for the plan (see pakman.watch)
 
 # The plan: the small part of the snapshot, plain data (read with marshal,
@@ -35,6 +44,53 @@ Plan = dict[str, Any]
 
 def snapshot_dir(layout: Layout) -> Path:
     return layout.state / "cache" / "project"
+
+
+def watched_dir(layout: Layout) -> Path:
+    return snapshot_dir(layout) / "watched"
+
+
+def write_watched(folder: Path, packed: Packed) -> str:
+    """Keep an app's watched paths in `folder`, in a file named after their digest; its name."""
+    data = marshal.dumps(packed)
+    name = hashlib.sha256(data).hexdigest()[:32]
+    # Written even when it is there: it may be why the app is prepared again (damaged).
+    write_atomic(folder / name, data, durable=False)
+    return name
+
+
+def read_watched(folder: Path, name: str) -> Packed | None:
+    """The watched paths kept under `name`; None when they are not there (or not readable)."""
+    try:
+        packed = marshal.loads((folder / name).read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if (
+        not isinstance(packed, tuple)
+        or len(packed) != 2
+        or not isinstance(packed[0], str)
+        or not isinstance(packed[1], bytes)
+    ):
+        return None
+    return packed[0], packed[1]
+
+
+def prune_watched(folder: Path, keep: set[str]) -> None:
+    """Remove the kept watched lists not in `keep`, once they outnumber those twice over.
+
+    Another process may be about to name one of them in its plan: the build
+    that reads that plan finds the file missing and prepares that app again.
+    """
+    try:
+        with os.scandir(folder) as found:
+            names = [e.name for e in found if not e.name.startswith(".")]
+    except OSError:
+        return
+    if len(names) <= 2 * len(keep) + 64:
+        return
+    for name in names:
+        if name not in keep:
+            (folder / name).unlink(missing_ok=True)
 
 
 def plan_signature(st: os.stat_result) -> list[int]:
@@ -145,13 +201,15 @@ def inspect(settings: Settings) -> Inspection:
         return Inspection(layout, inputs, None, token=token)
     dirty = answer.dirty if answer else None
     journal = read_journal(layout)
+    folder = watched_dir(layout)
     changed: list[int] = []
     done: set[int] = set()
     checked = 0
     for index, app in enumerate(plan["apps"]):
         if dirty is None or index in dirty:
             checked += 1
-            if not unchanged(app["watched"]):
+            watched = read_watched(folder, app["watched"])
+            if watched is None or not unchanged(watched):
                 changed.append(index)
                 continue
         if all_done(app["steps"], journal):

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
@@ -58,8 +59,11 @@ from pakman.plan import (
     Plan,
     inspect,
     plan_signature,
+    prune_watched,
     snapshot_dir,
+    watched_dir,
     write_token,
+    write_watched,
 )
 from pakman.settings import KEY_NAME_VARIABLE, PASSPHRASE_VARIABLE, Settings, inputs_digest
 from pakman.steps import DEFAULT_MIRROR, RunContext
@@ -87,7 +91,7 @@ class _AppRecord:
     """
 
     config_path: Path
-    watched: Packed
+    watched: Packed | None  # None in a summary
     app: AppBuild | None
     source: SourceTree | None
     warnings: list[Diagnostic]
@@ -328,7 +332,7 @@ def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapsho
             records.append(
                 _AppRecord(
                     config_path,
-                    app["watched"],
+                    None,  # not needed: the plan's entry for it is carried over as it is
                     None,
                     None,
                     [],
@@ -376,26 +380,30 @@ def _write_snapshot(
         pickle.dumps(snapshot.repository, protocol=5),
         durable=False,
     )
+
+    def entry(index: int, record: _AppRecord) -> dict[str, Any]:
+        if previous is not None and index not in changed:
+            kept: dict[str, Any] = previous["apps"][index]
+            return kept
+        assert record.watched is not None, "an app prepared again is not a summary"
+        return {
+            "config": str(record.config_path),
+            "watched": write_watched(watched_dir(layout), record.watched),  # names its file
+            "name": record.name,
+            "packages": list(record.package_names),
+            "architectures": list(record.architectures),
+            "steps": [_step_summary(s) for s in record.steps],
+            "warnings": [str(w) for w in record.warnings],
+        }
+
+    apps = [entry(index, r) for index, r in enumerate(snapshot.records)]
     plan = {
         "format": snapshot.format,
         "version": snapshot.version,
         "inputs": snapshot.inputs,
         "watched": snapshot.watched,
         "key": list(snapshot.key),
-        "apps": [
-            previous["apps"][index]
-            if previous is not None and index not in changed
-            else {
-                "config": str(r.config_path),
-                "watched": r.watched,
-                "name": r.name,
-                "packages": list(r.package_names),
-                "architectures": list(r.architectures),
-                "steps": [_step_summary(s) for s in r.steps],
-                "warnings": [str(w) for w in r.warnings],
-            }
-            for index, r in enumerate(snapshot.records)
-        ],
+        "apps": apps,
         "repository": [_step_summary(s) for s in snapshot.repository],
     }
     with open_atomic(folder / "plan.marshal", durable=False) as handle:
@@ -404,6 +412,8 @@ def _write_snapshot(
         signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
     if token is not None:
         write_token(layout, signature, token)
+    if changed:
+        prune_watched(watched_dir(layout), {app["watched"] for app in apps})
 
 
 def _pipeline_path(name: str) -> Path:

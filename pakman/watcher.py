@@ -26,7 +26,7 @@ from inotify_simple import INotify, flags
 from pakman.errors import PakmanError
 from pakman.fingerprint import Packed, unpack
 from pakman.layout import Layout
-from pakman.plan import PLAN_FORMAT, plan_signature, snapshot_dir
+from pakman.plan import PLAN_FORMAT, plan_signature, read_watched, snapshot_dir, watched_dir
 from pakman.watch import PROTOCOL, SOCKET, read_line, socket_address
 
 # Whatever may change what a build reads: content, metadata, entries coming
@@ -74,10 +74,10 @@ class Watcher:
         self.wds: dict[str, int] = {}  # watched folder -> its watch
         self.folders_by_wd: dict[int, list[str]] = {}  # one inode may be reached by two paths
         self.changed_at: dict[str, int] = {}  # folder -> clock of its last event (or its watch)
-        self.apps: list[list[str]] = []  # the loaded plan's apps: their folders
+        self.apps: list[list[str] | None] = []  # the loaded plan's apps: their folders
         self.names: list[str] = []  # and their names, for -v
         self.plan: list[int] | None = None  # the signature of the loaded plan
-        self.known: dict[Packed, list[str]] = {}  # folders of each app, by its watched paths
+        self.known: dict[str, list[str] | None] = {}  # folders of each app, by its watched file
         self.warned_limit = False
         self.plan_folder = snapshot_dir(layout)
         self.plan_folder.mkdir(parents=True, exist_ok=True)
@@ -133,15 +133,15 @@ class Watcher:
                 plan = marshal.loads(handle.read())
             if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
                 raise ValueError("a plan of another format")
-            apps = [(str(a["name"]), (a["watched"][0], a["watched"][1])) for a in plan["apps"]]
+            apps = [(str(a["name"]), str(a["watched"])) for a in plan["apps"]]
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             self.plan, self.apps, self.names = None, [], []
             return
-        # Only the apps whose watched paths changed are worked out again.
-        self.known = {w: self.known.get(w) or folders_of(w) for _, w in apps}
+        # Only the apps whose watched paths changed (a new file) are worked out again.
+        self.known = {w: self.known.get(w) or self.folders(w) for _, w in apps}
         self.apps = [self.known[watched] for _, watched in apps]
         self.names = [name for name, _ in apps]
-        wanted = {folder for folders in self.apps for folder in folders}
+        wanted = {folder for folders in self.apps if folders for folder in folders}
         for folder in [f for f in self.changed_at if f not in wanted]:
             self.unwatch(folder)
             del self.changed_at[folder]
@@ -151,6 +151,11 @@ class Watcher:
         self.plan = signature
         if self.verbose:
             self.say(f"watching {len(self.wds)} folders of {len(self.apps)} apps")
+
+    def folders(self, name: str) -> list[str] | None:
+        """The folders of the app whose watched paths are kept under `name`; None if unknown."""
+        packed = read_watched(watched_dir(self.layout), name)
+        return None if packed is None else folders_of(packed)
 
     def watch(self, folder: str) -> None:
         self.changed_at[folder] = self.clock  # what happened before the watch is unknown
@@ -225,7 +230,8 @@ class Watcher:
             reply["dirty"] = [
                 index
                 for index, folders in enumerate(self.apps)
-                if any(changed_at.get(folder, NEVER) > after for folder in folders)
+                # An app whose folders are unknown is always to be checked.
+                if folders is None or any(changed_at.get(f, NEVER) > after for f in folders)
             ]
         if self.verbose:
             if "dirty" in reply:

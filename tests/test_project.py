@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
 from pakman.fingerprint import TEMPLATES, unpack
-from pakman.plan import inspect
+from pakman.plan import inspect, prune_watched, read_watched, write_watched
 from pakman.project import load_project
 from pakman.settings import Settings
 from pakman.tasks import run_build
@@ -156,9 +157,72 @@ def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> 
     assert str(TEMPLATES / "APKBUILD") in watched
     assert str(key.private) in watched
     assert any(path.endswith("pipelines/default.yml") for path in watched)
-    app_paths = {path for app in plan["apps"] for path, _ in unpack(app["watched"])}
+    folder = workspace / ".pakman/cache/project/watched"
+    app_paths = set()
+    for app in plan["apps"]:
+        packed = read_watched(folder, app["watched"])
+        assert packed is not None
+        app_paths |= {path for path, _ in unpack(packed)}
     assert str(workspace / "apps/heartbeat/bin/heartbeat") in app_paths
     assert str(workspace / "apps/heartbeat/instellar.yml") in app_paths
+
+
+def test_an_apps_watched_paths_are_kept_by_digest(workspace: Path, key: KeyPair) -> None:
+    import marshal
+
+    folder = workspace / ".pakman/cache/project"
+    names = [
+        app["watched"] for app in marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    ]
+    assert sorted(p.name for p in (folder / "watched").iterdir()) == sorted(names)
+    # A change to one app writes one new file, named after its content.
+    (workspace / "apps/heartbeat/bin/heartbeat").write_text("#!/bin/sh\necho changed\n")
+    assert ran(workspace, key) == {
+        "heartbeat:build:x86_64",
+        "heartbeat:collect:x86_64",
+        "heartbeat:package:x86_64",
+        "repo:index:x86_64",
+        "repo:sign:x86_64",
+    }
+    after = [
+        app["watched"] for app in marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    ]
+    assert after[0] == names[0] and after[1] != names[1]  # greet, heartbeat
+    data = (folder / "watched" / after[1]).read_bytes()
+    assert hashlib.sha256(data).hexdigest()[:32] == after[1]
+
+
+@pytest.mark.parametrize("damage", ["remove", "empty", "garbage"])
+def test_a_missing_or_damaged_watched_file_counts_as_a_change(
+    workspace: Path, key: KeyPair, damage: str
+) -> None:
+    import marshal
+
+    folder = workspace / ".pakman/cache/project"
+    apps = marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    kept = folder / "watched" / apps[1]["watched"]  # heartbeat's
+    if damage == "remove":
+        kept.unlink()
+    else:
+        kept.write_bytes(b"" if damage == "empty" else b"\x00garbage")
+    with working_directory(workspace):
+        assert inspect(settings(workspace, key)).changed == [1]
+    assert ran(workspace, key) == set()  # prepared again, and nothing else changed
+    with working_directory(workspace):
+        assert inspect(settings(workspace, key)).nothing_to_do
+
+
+def test_watched_files_no_plan_names_are_pruned(tmp_path: Path) -> None:
+    folder = tmp_path / "watched"
+    keep = {write_watched(folder, (f"/app{i}", b"x" * i)) for i in range(3)}
+    for i in range(67):
+        write_watched(folder, (f"/old{i}", b""))
+    prune_watched(folder, keep)  # 70 files is not yet more than 2 * 3 + 64
+    assert len(list(folder.iterdir())) == 70
+    write_watched(folder, ("/one-more", b""))
+    prune_watched(folder, keep)
+    assert {p.name for p in folder.iterdir()} == keep
+    assert read_watched(folder, sorted(keep)[0]) is not None
 
 
 def test_a_refreshed_plan_is_the_plan_prepared_from_scratch(workspace: Path, key: KeyPair) -> None:

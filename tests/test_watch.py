@@ -233,3 +233,32 @@ def test_garbled_requests_are_dropped(watcher: Watcher, workspace: Path) -> None
             assert client.recv(100) == b""  # closed without an answer
     thread.join(timeout=10)
     assert not thread.is_alive()
+
+
+def test_an_app_whose_watched_paths_are_missing_is_always_changed(workspace: Path) -> None:
+    import marshal
+
+    folder = workspace / ".pakman/cache/project"
+    apps = marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    kept = folder / "watched" / apps[0]["watched"]
+    data = kept.read_bytes()
+    kept.unlink()
+    with Watcher(Layout.at(workspace), io.StringIO()) as watcher:
+        watcher.load_plan()
+        assert watcher.apps[0] is None and watcher.apps[1]
+        first = watcher.answer({"protocol": watch.PROTOCOL, "plan": watcher.plan, "since": None})
+        since = [first["instance"], first["clock"]]
+        for _ in range(2):
+            reply = watcher.answer(
+                {"protocol": watch.PROTOCOL, "plan": watcher.plan, "since": since}
+            )
+            assert reply["dirty"] == [0]
+        kept.write_bytes(data)  # back (as a build writes it): known from the next plan loaded
+        watcher.load_plan()
+        assert watcher.apps[0]
+        # Watched only now: what happened to it before is unknown, then it is known.
+        reply = watcher.answer({"protocol": watch.PROTOCOL, "plan": watcher.plan, "since": since})
+        assert reply["dirty"] == [0]
+        since = [reply["instance"], reply["clock"]]
+        reply = watcher.answer({"protocol": watch.PROTOCOL, "plan": watcher.plan, "since": since})
+        assert reply["dirty"] == []
