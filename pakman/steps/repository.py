@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
-from pakman.apk.index import parse_index_entries
+from pakman.apk.index import index_filenames
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
@@ -27,13 +27,14 @@ from pakman.steps import RunContext, upstream_outputs
 _PACKAGE_FILE = re.compile(r"^(?P<name>.+)-[^-]+-r\d+\.apk$")
 
 
-def _packages(step: Step) -> dict[str, Path]:
-    """The .apk files of the upstream package steps, by file name."""
-    packages: dict[str, Path] = {}
+def _packages(step: Step) -> dict[str, tuple[str, int]]:
+    """The .apk files of the upstream package steps: (path, inode) by file name."""
+    packages: dict[str, tuple[str, int]] = {}
     for folder in upstream_outputs(step, "package"):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".apk") and not name.startswith("."):
-                packages[name] = Path(folder, name)
+        with os.scandir(folder) as found:
+            for entry in found:
+                if entry.name.endswith(".apk") and not entry.name.startswith("."):
+                    packages[entry.name] = (entry.path, entry.inode())
     return packages
 
 
@@ -52,17 +53,21 @@ def _replaces(step: Step) -> Callable[[str], bool]:
 
 
 def _link_all(
-    packages: dict[str, Path], folder: Path, remove: Callable[[str], bool] | None = None
+    packages: dict[str, tuple[str, int]],
+    folder: Path,
+    remove: Callable[[str], bool] | None = None,
 ) -> None:
-    """Put these packages into `folder`, hard-linked when possible; then remove the others.
+    """Put these packages ((path, inode) by name) into `folder`, hard-linked when possible.
 
     Each is added or replaced atomically (by rename); one already linked
-    there (same inode) costs a stat. Of the packages already there and not
-    given, those `remove` accepts are removed (none when it is None).
+    there (same inode, as its folder's entry tells without a stat) costs
+    nothing. Of the packages already there and not given, those `remove`
+    accepts are removed (none when it is None).
     """
-    present = {e.name: e.inode() for e in os.scandir(folder) if e.name.endswith(".apk")}
-    for name, package in packages.items():
-        if present.get(name) == os.stat(package).st_ino:
+    with os.scandir(folder) as found:
+        present = {e.name: e.inode() for e in found if e.name.endswith(".apk")}
+    for name, (package, inode) in packages.items():
+        if present.get(name) == inode:
             continue
         tmp = folder / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
@@ -95,10 +100,10 @@ def sign(step: Step, context: RunContext) -> None:
     index_path = Path(upstream_outputs(step, "index")[0])
     text = index_path.read_text(encoding="utf-8")
     signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
-    listed = {e.filename: index_path.parent / e.filename for e in parse_index_entries(text)}
+    listed = dict.fromkeys(index_filenames(text))  # in order, and quick to ask
     with os.scandir(index_path.parent) as found:
-        present = {e.name for e in found if e.is_file()}
-    missing = sorted(listed.keys() - present)
+        present = {e.name: (e.path, e.inode()) for e in found if e.is_file()}
+    missing = sorted(listed.keys() - present.keys())
     if missing:
         raise StepFailed(
             f"{index_path.parent} lacks {', '.join(missing)}, which its index lists; "
@@ -109,7 +114,7 @@ def sign(step: Step, context: RunContext) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # In place, in the order a reader can follow: new packages first, then
     # the index that lists them, then the removal of what it does not list.
-    _link_all(listed, out)
+    _link_all({name: present[name] for name in listed}, out)
     write_atomic(out / "APKINDEX.tar.gz", signed)
     for entry in os.scandir(out):  # what the index does not list, and leftovers
         if entry.name not in listed and entry.name != "APKINDEX.tar.gz":

@@ -31,7 +31,13 @@ from pakman.apk import (
 from pakman.apk import index as index_module
 from pakman.apk.errors import ArchiveError
 from pakman.apk.gzipper import gzip_bytes
-from pakman.apk.index import CACHE_FILE, parse_index_entries, read_index_entry, write_index
+from pakman.apk.index import (
+    CACHE_FILE,
+    index_filenames,
+    parse_index_entries,
+    read_index_entry,
+    write_index,
+)
 from pakman.apk.package import control_tar
 from pakman.apk.pkginfo import render_pkginfo
 from pakman.apk.reader import read_index_file
@@ -111,6 +117,10 @@ def test_index_text_reads_back_into_the_entries_it_was_written_from(
         parse_index_entries("C:Q1abc=\nV:1.0-r0\n\n")
     with pytest.raises(ArchiveError, match="not a number"):
         parse_index_entries("P:a\nV:1.0-r0\nS:big\n\n")
+    assert index_filenames(text) == [e.filename for e in parse_index_entries(text)]
+    assert sorted(index_filenames(text)) == sorted(p.name for p in arch_dir.glob("*.apk"))
+    with pytest.raises(ArchiveError, match="without P: or V:"):
+        index_filenames("C:Q1abc=\nV:1.0-r0\n\n")
 
 
 def test_index_is_signed_verifiable_and_readable_by_tools(
@@ -188,6 +198,25 @@ def test_unchanged_packages_are_reused_changed_ones_reread(
     assert third.reused == 3 and reads == [changed]
     assert f"C:{read_index_entry(changed).identity}" in index_text(third.path)
     assert verify_file(third.path, key_pair.trusted).status == "ok"
+
+
+def test_a_folder_renamed_to_another_arch_does_not_reuse_its_blocks(
+    tmp_path: Path, key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index_module, "RACY_MARGIN_NS", -(10**12))  # every record trusted
+    root = tmp_path / "repo"
+    (root / "x86_64").mkdir(parents=True)
+    write_file(tmp_path / "tree/usr/share/doc/a", "a\n")
+    write_package(
+        tmp_path / "tree",
+        PackageInfo("docs", "1.0", "noarch", builddate=EPOCH),
+        root / "x86_64",
+        key_pair.key,
+    )
+    assert "A:x86_64\n" in index_text(write_index(root / "x86_64", key_pair.key).path)
+    (root / "x86_64").rename(root / "aarch64")  # same files, same inodes, cache and all
+    report = write_index(root / "aarch64", key_pair.key)
+    assert report.reused == 0 and "A:aarch64\n" in index_text(report.path)
 
 
 def test_a_corrupt_cache_is_ignored(tmp_path: Path, key_pair: KeyPair) -> None:
