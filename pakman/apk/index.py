@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -187,17 +187,6 @@ class IndexEntry:
                 lines.append(f"{letter}:{' '.join(values)}")
         return "\n".join(lines) + "\n\n"
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready form (for the reuse cache)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IndexEntry:
-        """The inverse of `to_json`."""
-        for key in ("depends", "provides", "install_if"):
-            data[key] = tuple(data[key])
-        return cls(**data)
-
 
 class DataMismatchError(ArchiveError):
     """A package's data is not what its `.PKGINFO` `datahash` says (truncated or corrupted)."""
@@ -228,7 +217,7 @@ def read_index_entry(path: str | Path) -> IndexEntry:
 
 
 def parse_index_entries(text: str) -> list[IndexEntry]:
-    """The entries of an APKINDEX text (as `render_index` writes it, or Alpine's own)."""
+    """The entries of an APKINDEX text (as `index_text` writes it, or Alpine's own)."""
     return [IndexEntry.from_fields(block) for block in parse_index_text(text)]
 
 
@@ -247,14 +236,13 @@ def index_filenames(text: str) -> list[str]:
     return names
 
 
+def _apk_order(name: str, version: str) -> tuple[str, str, Any]:
+    return (name.lower(), name, version_key(version))
+
+
 def sort_entries(entries: list[IndexEntry]) -> list[IndexEntry]:
     """Entries in apk's index order: by name (case-insensitive, then exact), then version."""
-    return sorted(entries, key=lambda e: (e.name.lower(), e.name, version_key(e.version)))
-
-
-def render_index(entries: list[IndexEntry], folder_arch: str | None = None) -> str:
-    """The APKINDEX text of `entries`, sorted as apk sorts them."""
-    return "".join(entry.render(folder_arch) for entry in sort_entries(entries))
+    return sorted(entries, key=lambda e: _apk_order(e.name, e.version))
 
 
 def index_bytes(text: str, key: SigningKey, mtime: int, description: str | None = None) -> bytes:
@@ -413,10 +401,6 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
             {"format": _CACHE_FORMAT, "arch": folder_arch, "packages": new_cache}, sort_keys=True
         )
         write_atomic(cache_path, cache_text.encode() + b"\n", durable=False)
-    # apk's order (see sort_entries), from the records alone.
-    records = sorted(
-        new_cache.values(),
-        key=lambda r: (r[_NAME].lower(), r[_NAME], version_key(r[_VERSION])),
-    )
+    records = sorted(new_cache.values(), key=lambda r: _apk_order(r[_NAME], r[_VERSION]))
     text = "".join(record[_BLOCK] for record in records)
     return text, IndexReport(arch_dir / INDEX_FILE, len(records), reused)
