@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -178,3 +180,31 @@ def test_gc_command(tmp_path: Path, key: KeyPair) -> None:
         check=False,
     )
     assert bad.returncode == 3 and "use a size such as 500M" in bad.stderr
+
+
+def test_sign_after_a_restored_index_publishes_the_packages_it_lists(
+    tmp_path: Path, key: KeyPair
+) -> None:
+    from pakman.apk import PublicKey, verify_file
+
+    workspace = make_workspace(tmp_path / "ws", ["heartbeat"])
+    script = workspace / "apps/heartbeat/bin/heartbeat"
+    original = script.read_text()
+    assert build(workspace, key).code == 0
+    script.write_text(original + "# B\n")
+    assert build(workspace, key).code == 0
+    script.write_text(original)  # A again: every step restored, the index's text only
+    run = build(workspace, key)
+    restored = {e["step"] for e in run.events if e["event"] == "restored"}
+    assert run.ran == set() and "repo:index:x86_64" in restored
+    # The published folder's entry is gone (gc keeps what fits), so sign runs,
+    # while the index's work folder still holds B's package.
+    sign_key = json.loads((workspace / ".pakman/steps/repo/sign/x86_64.json").read_text())["key"]
+    Store(workspace / ".pakman/store").drop(sign_key)
+    shutil.rmtree(workspace / ".pakman/repo")
+    run = build(workspace, key)
+    assert run.code == 0 and run.ran == {"repo:sign:x86_64"}
+    public = PublicKey.from_file(key.public)
+    index = workspace / ".pakman/repo/x86_64/APKINDEX.tar.gz"
+    verdict = verify_file(index, {public.keyname: public})
+    assert verdict.status == "ok", verdict.problems

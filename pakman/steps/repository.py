@@ -103,11 +103,16 @@ def sign(step: Step, context: RunContext) -> None:
     listed = dict.fromkeys(index_filenames(text))  # in order, and quick to ask
     with os.scandir(index_path.parent) as found:
         present = {e.name: (e.path, e.inode()) for e in found if e.is_file()}
+    # The packages this build made are taken from their steps, not from the
+    # index's work folder: an index restored from the store brings back its
+    # text alone, and the folder may still hold the packages of another build.
+    # (Under --only, the other apps' packages are found there only.)
+    present.update(_packages(step))
     missing = sorted(listed.keys() - present.keys())
     if missing:
         raise StepFailed(
-            f"{index_path.parent} lacks {', '.join(missing)}, which its index lists; "
-            "build again with --always"
+            f"{', '.join(missing)}, which the index lists, is neither in {index_path.parent} "
+            "nor made by a package step of this build; build again with --always"
         )
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         out.unlink()
