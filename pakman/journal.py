@@ -113,6 +113,32 @@ def read_journal(layout: Layout) -> Mapping[str, str]:
     return reading.done
 
 
+def journal_position() -> list[int | str] | None:
+    """Where the last `read_journal` stopped: [device, inode, first bytes (hex), offset].
+
+    Kept with the watcher's token: a journal that still starts there (the same
+    file, only appended to) says of every step at least what it said then.
+    """
+    if _last is None:
+        return None
+    device, inode, head = _last.file
+    return [device, inode, head.hex(), _last.offset]
+
+
+def journal_continues(position: object) -> bool:
+    """The journal last read is the file at `position`, and only appended to since."""
+    now = journal_position()
+    return (
+        now is not None
+        and isinstance(position, list)
+        and len(position) == 4
+        and position[:3] == now[:3]
+        and isinstance(position[3], int)
+        and isinstance(now[3], int)
+        and position[3] <= now[3]
+    )
+
+
 def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 

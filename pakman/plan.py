@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import marshal
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 from pakman import __version__
 from pakman.fingerprint import Packed, unchanged
 from pakman.fsutil import write_atomic
-from pakman.journal import is_done, read_journal
+from pakman.journal import is_done, journal_continues, journal_position, read_journal
 from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 from pakman.watch import Token, ask
@@ -98,8 +98,17 @@ def plan_signature(st: os.stat_result) -> list[int]:
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def read_token(layout: Layout, plan: list[int]) -> Token | None:
-    """The watcher's token kept for the plan with this signature (see pakman.watch)."""
+@dataclass(frozen=True)
+class Kept:
+    """What a build kept with the watcher's token for a plan (see pakman.watch)."""
+
+    token: Token
+    done: frozenset[int] = frozenset()  # apps found with every step done, after the token
+    journal: object = None  # the journal's position then (see journal_position)
+
+
+def read_token(layout: Layout, plan: list[int]) -> Kept | None:
+    """The watcher's token kept for the plan with this signature, and what came with it."""
     import json
 
     try:
@@ -108,16 +117,30 @@ def read_token(layout: Layout, plan: list[int]) -> Token | None:
         return None
     if not isinstance(kept, dict) or kept.get("plan") != plan:
         return None
-    token: Token | None = kept.get("token")
-    return token
+    token, done = kept.get("token"), kept.get("done")
+    if not isinstance(token, list):
+        return None
+    if not isinstance(done, list) or not all(isinstance(i, int) for i in done):
+        done = []
+    return Kept(token, frozenset(done), kept.get("journal"))
 
 
-def write_token(layout: Layout, plan: list[int], token: Token) -> None:
-    """Keep a token for the plan with this signature: what it lists was read after it."""
+def write_token(
+    layout: Layout,
+    plan: list[int],
+    token: Token,
+    done: Iterable[int] = (),
+    journal: object = None,
+) -> None:
+    """Keep a token for the plan with this signature: what it lists was read after it.
+
+    `done`: the apps found with every step done after the token, when the
+    journal was at `journal`.
+    """
     import json
 
-    data = json.dumps({"plan": plan, "token": token}).encode()
-    write_atomic(snapshot_dir(layout) / TOKEN_FILE, data, durable=False)
+    record = {"plan": plan, "token": token, "done": sorted(done), "journal": journal}
+    write_atomic(snapshot_dir(layout) / TOKEN_FILE, json.dumps(record).encode(), durable=False)
 
 
 def read_plan(layout: Layout, inputs: str) -> tuple[Plan | None, list[int] | None]:
@@ -161,6 +184,7 @@ class Inspection:
     repository_done: bool = False
     token: Token | None = None  # the watcher's, for the plan written next
     checked: int = 0  # apps whose files were looked at (fewer with a watcher)
+    journal: object = None  # the journal's position when `done` was found
 
     @property
     def nothing_to_do(self) -> bool:
@@ -195,12 +219,20 @@ def inspect(settings: Settings) -> Inspection:
     plan, signature = read_plan(layout, inputs)
     # Asked before anything is looked at: all that is read from now on is
     # newer than the token, which the plan written next keeps.
-    answer = ask(layout, signature, read_token(layout, signature) if signature else None)
+    kept = read_token(layout, signature) if signature else None
+    answer = ask(layout, signature, kept.token if kept else None)
     token = answer.token if answer else None
     if plan is None or signature is None or not unchanged(plan["watched"]):
         return Inspection(layout, inputs, None, token=token)
     dirty = answer.dirty if answer else None
     journal = read_journal(layout)
+    position = journal_position()
+    # Found done after the kept token, and no event since in the app's folders
+    # or its outputs' folders, with the same journal only appended to: still done.
+    continues = kept is not None and journal_continues(kept.journal)
+    trusted: frozenset[int] = frozenset()
+    if kept is not None and answer is not None and answer.touched is not None and continues:
+        trusted = kept.done - answer.touched
     folder = watched_dir(layout)
     changed: list[int] = []
     done: set[int] = set()
@@ -212,11 +244,17 @@ def inspect(settings: Settings) -> Inspection:
             if watched is None or not unchanged(watched):
                 changed.append(index)
                 continue
+        elif index in trusted:
+            done.add(index)
+            continue
         if all_done(app["steps"], journal):
             done.add(index)
     repository_done = not changed and all_done(plan["repository"], journal)
-    if answer is not None and not changed and (dirty is None or dirty):
+    renew = dirty is None or bool(dirty) or kept is None or kept.done != done or not continues
+    if answer is not None and not changed and renew:
         # Every app was found as the plan says, after the token: keep it, so
         # that the next build asks from here (the plan is not written again).
-        write_token(layout, signature, answer.token)
-    return Inspection(layout, inputs, plan, changed, done, repository_done, token, checked)
+        write_token(layout, signature, answer.token, done, position)
+    return Inspection(
+        layout, inputs, plan, changed, done, repository_done, token, checked, position
+    )

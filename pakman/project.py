@@ -140,7 +140,14 @@ def load_project(
                 return _project(settings, layout, snapshot, reused=len(snapshot.records))
             refreshed = _refresh(settings, layout, snapshot, changed)
             if refreshed is not None:
-                _write_snapshot(layout, refreshed, changed, inspection.token, inspection.plan)
+                _write_snapshot(
+                    layout,
+                    refreshed,
+                    changed,
+                    inspection.token,
+                    inspection.plan,
+                    done=(inspection.done, inspection.journal),
+                )
                 reused = len(refreshed.records) - len(changed)
                 return _project(settings, layout, refreshed, reused=reused)
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
@@ -362,12 +369,14 @@ def _write_snapshot(
     changed: Iterable[int],
     token: Token | None,
     previous: Plan | None = None,
+    done: tuple[Iterable[int], object] = ((), None),
 ) -> None:
     """Write the records of the apps that changed, the repository's steps, then the plan.
 
     `token` is the watcher's answer from before anything was looked at (see
     pakman.watch). The other apps' entries are taken from the `previous`
-    plan, which the snapshot was read from.
+    plan, which the snapshot was read from. `done`: the apps found with
+    every step done after the token, and the journal's position then.
     """
     folder = snapshot_dir(layout)
     changed = set(changed)
@@ -411,7 +420,7 @@ def _write_snapshot(
         handle.flush()
         signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
     if token is not None:
-        write_token(layout, signature, token)
+        write_token(layout, signature, token, *done)
     if changed:
         prune_watched(watched_dir(layout), {app["watched"] for app in apps})
 

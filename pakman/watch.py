@@ -8,6 +8,12 @@ socket `.pakman/watch.sock`, which apps had any event since the build that
 wrote the plan, checks those apps with lstat exactly as before, and takes the
 others as they were.
 
+It watches the folders of the apps' step outputs too, and says which apps
+had an event there ("touched"). A build trusts that an app found with all
+its steps done, and neither changed nor touched since, is still done: it
+skips that app's lstat of each output against the journal, as long as the
+journal is the file it read then, only appended to since.
+
 The answer only ever narrows what is checked, and every doubt widens it back
 to everything: no watcher, another watcher since (its instance differs), an
 event queue that overflowed, a folder it could not watch or began watching
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
 
 SOCKET = "watch.sock"
 ASK_TIMEOUT = 2.0  # seconds a build waits for the watcher before checking everything
-PROTOCOL = 1
+PROTOCOL = 2
 
 Token = list[Any]  # [watcher instance, clock]
 
@@ -51,6 +57,7 @@ class Answer:
     token: Token  # what the plan written next keeps, to ask "since" next time
     dirty: frozenset[int] | None  # the plan's apps to check; None: check every app
     why: str = ""  # when every app is to be checked, the reason
+    touched: frozenset[int] | None = None  # apps with events in their outputs' folders
 
 
 def socket_address(path: Path) -> tuple[str, int | None]:
@@ -91,11 +98,12 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
             os.close(folder)
     try:
         token = [str(reply["instance"]), int(reply["clock"])]
-        dirty = reply.get("dirty")
+        dirty, touched = reply.get("dirty"), reply.get("touched")
         return Answer(
             token,
             None if dirty is None else frozenset(int(i) for i in dirty),
             str(reply.get("why", "")),
+            None if dirty is None or touched is None else frozenset(int(i) for i in touched),
         )
     except (KeyError, TypeError, ValueError):
         return None

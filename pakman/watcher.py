@@ -1,7 +1,8 @@
 """The process behind `pakman watch` (see pakman.watch for what it promises).
 
-It keeps one inotify watch per folder the plan's apps were prepared from,
-and for each folder the clock of its last event. Its clock moves on after
+It keeps one inotify watch per folder the plan's apps were prepared from
+and per folder of their steps' outputs, and for each folder the clock of its
+last event. Its clock moves on after
 every answer, so an event read after an answer is newer than the token that
 answer gave. A folder it does not watch counts as changed at every clock.
 """
@@ -18,6 +19,7 @@ import selectors
 import socket
 import stat
 import uuid
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -61,6 +63,21 @@ def folders_of(packed: Packed) -> list[str]:
     return sorted(folders)
 
 
+def output_folders(outputs: Iterable[str]) -> list[str]:
+    """The folders to watch for a step's outputs: each one's folder, and each output folder.
+
+    An output's signature (see pakman.journal) is its own lstat: an output
+    replaced, removed, written or touched is an event in its folder, and an
+    output folder's entries coming and going are events in it.
+    """
+    folders: set[str] = set()
+    for output in outputs:
+        folders.add(os.path.dirname(output))
+        if os.path.isdir(output):
+            folders.add(output)
+    return sorted(folders)
+
+
 class Watcher:
     """inotify watches on the folders of the plan's apps, and a socket that builds ask."""
 
@@ -75,6 +92,7 @@ class Watcher:
         self.folders_by_wd: dict[int, list[str]] = {}  # one inode may be reached by two paths
         self.changed_at: dict[str, int] = {}  # folder -> clock of its last event (or its watch)
         self.apps: list[list[str] | None] = []  # the loaded plan's apps: their folders
+        self.outputs: list[list[str]] = []  # and the folders of their steps' outputs
         self.names: list[str] = []  # and their names, for -v
         self.plan: list[int] | None = None  # the signature of the loaded plan
         self.known: dict[str, list[str] | None] = {}  # folders of each app, by its watched file
@@ -134,14 +152,17 @@ class Watcher:
             if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
                 raise ValueError("a plan of another format")
             apps = [(str(a["name"]), str(a["watched"])) for a in plan["apps"]]
-        except (OSError, EOFError, ValueError, TypeError, KeyError):
-            self.plan, self.apps, self.names = None, [], []
+            outputs = [tuple(str(o) for s in a["steps"] for o in s[4]) for a in plan["apps"]]
+        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+            self.plan, self.apps, self.outputs, self.names = None, [], [], []
             return
         # Only the apps whose watched paths changed (a new file) are worked out again.
         self.known = {w: self.known.get(w) or self.folders(w) for _, w in apps}
         self.apps = [self.known[watched] for _, watched in apps]
+        self.outputs = [output_folders(paths) for paths in outputs]
         self.names = [name for name, _ in apps]
         wanted = {folder for folders in self.apps if folders for folder in folders}
+        wanted.update(folder for folders in self.outputs for folder in folders)
         for folder in [f for f in self.changed_at if f not in wanted]:
             self.unwatch(folder)
             del self.changed_at[folder]
@@ -227,6 +248,11 @@ class Watcher:
             reply["why"] = "events were lost (the queue overflowed)"
         else:
             changed_at, after = self.changed_at, since[1]
+            reply["touched"] = [
+                index
+                for index, folders in enumerate(self.outputs)
+                if any(changed_at.get(f, NEVER) > after for f in folders)
+            ]
             reply["dirty"] = [
                 index
                 for index, folders in enumerate(self.apps)

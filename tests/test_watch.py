@@ -7,6 +7,7 @@ are the watcher's own cases.
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +28,7 @@ from build_support import (
     watching,
     working_directory,
 )
+from pakman import plan as plan_module
 from pakman import watch
 from pakman.cli import _settings, build_parser
 from pakman.layout import Layout
@@ -80,6 +83,64 @@ def test_builds_look_at_only_the_apps_it_names(workspace: Path, key: KeyPair) ->
         "1 of 2 apps changed (heartbeat)",  # the build asks again
         "0 of 2 apps changed",
     ]
+
+
+def apps_checked_for_done(workspace: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many apps the next build would check output by output against the journal."""
+    calls: list[int] = []
+    real = plan_module.all_done
+
+    def counting(steps: Any, journal: Any) -> bool:
+        calls.append(1)
+        return real(steps, journal)
+
+    monkeypatch.setattr(plan_module, "all_done", counting)
+    checked(workspace, key)
+    monkeypatch.setattr(plan_module, "all_done", real)
+    return len(calls) - 1  # the repository's steps are always checked
+
+
+def test_apps_found_done_and_untouched_are_not_checked_again(
+    workspace: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with watching(workspace):
+        assert checked(workspace, key) == (2, [])  # the first answer: everything
+        assert apps_checked_for_done(workspace, key, monkeypatch) == 0
+        # A journal that is not the file read then (compacted, replaced): check again.
+        journal = workspace / ".pakman/journal"
+        copy = journal.with_name("journal.copy")
+        copy.write_bytes(journal.read_bytes())
+        copy.replace(journal)
+        assert apps_checked_for_done(workspace, key, monkeypatch) == 2
+        assert apps_checked_for_done(workspace, key, monkeypatch) == 0
+        # Appended to (a step ran): still the same journal.
+        with journal.open("a") as handle:
+            handle.write("other:step:x86_64 key\n")
+        assert apps_checked_for_done(workspace, key, monkeypatch) == 0
+
+
+@pytest.mark.parametrize("change", ["touch", "remove", "add"])
+def test_an_output_changed_under_the_watcher_is_made_again(
+    workspace: Path, key: KeyPair, change: str
+) -> None:
+    with watching(workspace):
+        assert build(workspace, key).ran == set()
+        assert build(workspace, key).ran == set()  # found done, after the watcher's token
+        lock = workspace / ".pakman/build/pyweb/deps/build-x86_64.json"
+        collect = workspace / ".pakman/build/heartbeat/collect-x86_64"
+        if change == "touch":
+            os.utime(lock, ns=(1, 1))
+            expected = {"pyweb:fetch-deps-build:x86_64"}
+        elif change == "remove":
+            shutil.rmtree(collect)
+            expected = {"heartbeat:collect:x86_64"}
+        else:
+            (collect / "stray").write_text("not made by the step\n")
+            expected = {"heartbeat:collect:x86_64"}
+        run = build(workspace, key)
+        restored = {str(e["step"]) for e in run.events if e["event"] == "restored"}
+        assert run.code == 0 and restored | run.ran == expected  # offline deps: not stored
+        assert build(workspace, key).ran == set()
 
 
 def test_a_new_folder_then_a_file_in_it_then_its_removal(workspace: Path, key: KeyPair) -> None:
