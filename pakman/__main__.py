@@ -1,7 +1,5 @@
 """`python -m pakman` runs the CLI."""
 
-import sys
+from pakman.cli import run
 
-from pakman.cli import main
-
-sys.exit(main())
+run()

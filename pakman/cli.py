@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from pakman import __version__, memory
 
@@ -549,6 +549,24 @@ def _days(text: str) -> float:
     if not 0 <= value < 1e6:
         raise argparse.ArgumentTypeError(f"{text} days: give a number from 0 to 999999")
     return value
+
+
+def run() -> NoReturn:
+    """The `pakman` command (and `python -m pakman`): `main`, then end the process at once.
+
+    A normal interpreter exit collects and frees every object the command
+    loaded: about 80 ms after a build of 200 apps, more than its plan took to
+    check. Every file pakman writes is closed by the time `main` returns (the
+    journal, the records, doit's database), so only the output streams are
+    flushed before `os._exit`.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a reader that went away: nothing more can reach it
+            code = code or 141
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

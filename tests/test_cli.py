@@ -180,3 +180,19 @@ def test_gc_refuses_sizes_that_are_not_sizes(
 ) -> None:
     assert main(["gc", "--max-size", size]) == 3
     assert "use a size such as 500M" in capsys.readouterr().err
+
+
+def test_the_command_ends_with_all_its_output_written() -> None:
+    """`python -m pakman` ends with os._exit (see cli.run): what it printed must all be there."""
+    env = subprocess_env()
+    env.pop("PYTHONUNBUFFERED", None)  # output to a pipe is buffered, as by default
+    result = subprocess.run(
+        [sys.executable, "-m", "pakman", "check", str(EXAMPLES)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(": ok") == len(list(EXAMPLES.glob("*/instellar.yml")))
+    assert result.stdout.rstrip().endswith("(0 errors, 0 warnings)")
