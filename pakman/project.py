@@ -146,7 +146,8 @@ def load_project(
                     changed,
                     inspection.token,
                     inspection.plan,
-                    done=(inspection.done, inspection.journal),
+                    done=inspection.done,
+                    journal=inspection.journal,
                 )
                 reused = len(refreshed.records) - len(changed)
                 return _project(settings, layout, refreshed, reused=reused)
@@ -369,14 +370,15 @@ def _write_snapshot(
     changed: Iterable[int],
     token: Token | None,
     previous: Plan | None = None,
-    done: tuple[Iterable[int], object] = ((), None),
+    done: Iterable[int] = (),
+    journal: object = None,
 ) -> None:
     """Write the records of the apps that changed, the repository's steps, then the plan.
 
     `token` is the watcher's answer from before anything was looked at (see
     pakman.watch). The other apps' entries are taken from the `previous`
     plan, which the snapshot was read from. `done`: the apps found with
-    every step done after the token, and the journal's position then.
+    every step done after the token, when the journal was at `journal`.
     """
     folder = snapshot_dir(layout)
     changed = set(changed)
@@ -420,7 +422,7 @@ def _write_snapshot(
         handle.flush()
         signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
     if token is not None:
-        write_token(layout, signature, token, *done)
+        write_token(layout, signature, token, done, journal)
     if changed:
         prune_watched(watched_dir(layout), {app["watched"] for app in apps})
 

@@ -2,9 +2,9 @@
 
 It keeps one inotify watch per folder the plan's apps were prepared from
 and per folder of their steps' outputs, and for each folder the clock of its
-last event. Its clock moves on after
-every answer, so an event read after an answer is newer than the token that
-answer gave. A folder it does not watch counts as changed at every clock.
+last event. Its clock moves on after every answer, so an event read after an
+answer is newer than the token that answer gave. A folder it does not watch
+counts as changed at every clock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import selectors
 import socket
 import stat
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -247,18 +247,8 @@ class Watcher:
         elif not isinstance(since[1], int) or since[1] < self.overflowed_at:
             reply["why"] = "events were lost (the queue overflowed)"
         else:
-            changed_at, after = self.changed_at, since[1]
-            reply["touched"] = [
-                index
-                for index, folders in enumerate(self.outputs)
-                if any(changed_at.get(f, NEVER) > after for f in folders)
-            ]
-            reply["dirty"] = [
-                index
-                for index, folders in enumerate(self.apps)
-                # An app whose folders are unknown is always to be checked.
-                if folders is None or any(changed_at.get(f, NEVER) > after for f in folders)
-            ]
+            reply["touched"] = self.changed_since(self.outputs, since[1])
+            reply["dirty"] = self.changed_since(self.apps, since[1])
         if self.verbose:
             if "dirty" in reply:
                 names = ", ".join(self.names[i] for i in reply["dirty"][:5])
@@ -268,6 +258,15 @@ class Watcher:
             else:
                 self.say(f"every app to check: {reply['why']}")
         return reply
+
+    def changed_since(self, apps: Sequence[Sequence[str] | None], clock: int) -> list[int]:
+        """The apps with an event after `clock` in any of their folders (all, when unknown)."""
+        changed_at = self.changed_at
+        return [
+            index
+            for index, folders in enumerate(apps)
+            if folders is None or any(changed_at.get(f, NEVER) > clock for f in folders)
+        ]
 
     def serve_one(self) -> None:
         connection, _ = self.server.accept()
