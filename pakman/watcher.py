@@ -63,19 +63,25 @@ def folders_of(packed: Packed) -> list[str]:
     return sorted(folders)
 
 
-def output_folders(outputs: Iterable[str]) -> list[str]:
+def output_folders(outputs: Iterable[str]) -> tuple[list[str], bool]:
     """The folders to watch for a step's outputs: each one's folder, and each output folder.
 
     An output's signature (see pakman.journal) is its own lstat: an output
     replaced, removed, written or touched is an event in its folder, and an
-    output folder's entries coming and going are events in it.
+    output folder's entries coming and going are events in it. Also says
+    whether every output exists (otherwise whether it is a folder is not
+    known yet).
     """
     folders: set[str] = set()
+    complete = True
     for output in outputs:
         folders.add(os.path.dirname(output))
-        if os.path.isdir(output):
-            folders.add(output)
-    return sorted(folders)
+        try:
+            if stat.S_ISDIR(os.stat(output).st_mode):
+                folders.add(output)
+        except OSError:
+            complete = False
+    return sorted(folders), complete
 
 
 class Watcher:
@@ -96,6 +102,7 @@ class Watcher:
         self.names: list[str] = []  # and their names, for -v
         self.plan: list[int] | None = None  # the signature of the loaded plan
         self.known: dict[str, list[str] | None] = {}  # folders of each app, by its watched file
+        self.known_outputs: dict[tuple[str, ...], list[str]] = {}  # by an app's outputs
         self.warned_limit = False
         self.plan_folder = snapshot_dir(layout)
         self.plan_folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +166,19 @@ class Watcher:
         # Only the apps whose watched paths changed (a new file) are worked out again.
         self.known = {w: self.known.get(w) or self.folders(w) for _, w in apps}
         self.apps = [self.known[watched] for _, watched in apps]
-        self.outputs = [output_folders(paths) for paths in outputs]
+        # A build writes its plan before its steps run: the outputs of the apps
+        # it did not change are as in the last plan. They are looked at again
+        # only until they all exist (until then, which are folders is unknown).
+        known_outputs: dict[tuple[str, ...], list[str]] = {}
+        self.outputs = []
+        for paths in outputs:
+            folders, complete = self.known_outputs.get(paths), True
+            if folders is None:
+                folders, complete = output_folders(paths)
+            if complete:
+                known_outputs[paths] = folders
+            self.outputs.append(folders)
+        self.known_outputs = known_outputs
         self.names = [name for name, _ in apps]
         wanted = {folder for folders in self.apps if folders for folder in folders}
         wanted.update(folder for folders in self.outputs for folder in folders)

@@ -30,6 +30,7 @@ from build_support import (
 )
 from pakman import plan as plan_module
 from pakman import watch
+from pakman import watcher as watcher_module
 from pakman.cli import _settings, build_parser
 from pakman.layout import Layout
 from pakman.plan import inspect
@@ -323,3 +324,28 @@ def test_an_app_whose_watched_paths_are_missing_is_always_changed(workspace: Pat
         since = [reply["instance"], reply["clock"]]
         reply = watcher.answer({"protocol": watch.PROTOCOL, "plan": watcher.plan, "since": since})
         assert reply["dirty"] == []
+
+
+def test_output_folders_are_worked_out_again_only_while_an_output_is_missing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collect = Path(os.path.realpath(workspace)) / ".pakman/build/heartbeat/collect-x86_64"
+    shutil.rmtree(collect)  # which outputs are folders is known once they exist
+    asked: list[tuple[str, ...]] = []
+    real = watcher_module.output_folders
+
+    def counting(paths: tuple[str, ...]) -> tuple[list[str], bool]:
+        asked.append(paths)
+        return real(paths)
+
+    monkeypatch.setattr(watcher_module, "output_folders", counting)
+    with Watcher(Layout.at(workspace), io.StringIO()) as watcher:
+        watcher.load_plan()
+        assert len(asked) == 2 and str(collect) not in watcher.wds
+        watcher.load_plan()  # as after every build: only heartbeat's outputs again
+        assert len(asked) == 3 and str(collect) in asked[-1]
+        collect.mkdir()
+        watcher.load_plan()
+        assert len(asked) == 4 and str(collect) in watcher.wds
+        watcher.load_plan()
+        assert len(asked) == 4
