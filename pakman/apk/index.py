@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +222,10 @@ def parse_index_entries(text: str) -> list[IndexEntry]:
     return [IndexEntry.from_fields(block) for block in parse_index_text(text)]
 
 
+_NAME_FIELD = re.compile(r"^P:(.*)$", re.MULTILINE)
+_VERSION_FIELD = re.compile(r"^V:(.*)$", re.MULTILINE)
+
+
 def index_filenames(text: str) -> list[str]:
     """The file names (`<P:>-<V:>.apk`) of the packages an APKINDEX text lists, in its order.
 
@@ -228,11 +233,13 @@ def index_filenames(text: str) -> list[str]:
     needs only their names.
     """
     names = []
-    for block in parse_index_text(text):
-        values = dict(block)
-        if not values.get("P") or not values.get("V"):
+    for block in text.split("\n\n"):
+        if not block.strip("\n"):
+            continue
+        name, version = _NAME_FIELD.search(block), _VERSION_FIELD.search(block)
+        if not name or not version or not name[1] or not version[1]:
             raise ArchiveError("APKINDEX: an entry without P: or V:")
-        names.append(f"{values['P']}-{values['V']}.apk")
+        names.append(f"{name[1]}-{version[1]}.apk")
     return names
 
 

@@ -24,6 +24,9 @@ from pakman.fsutil import write_atomic
 from pakman.graph import Step
 from pakman.steps import RunContext, upstream_outputs
 
+# In the index's work folder: the key of the index step that made the folder
+# hold exactly the packages its text lists (see sign).
+LINKED = ".linked"
 _PACKAGE_FILE = re.compile(r"^(?P<name>.+)-[^-]+-r\d+\.apk$")
 
 
@@ -56,16 +59,17 @@ def _link_all(
     packages: dict[str, tuple[str, int]],
     folder: Path,
     remove: Callable[[str], bool] | None = None,
-) -> None:
+) -> list[Path]:
     """Put these packages ((path, inode) by name) into `folder`, hard-linked when possible.
 
     Each is added or replaced atomically (by rename); one already linked
     there (same inode, as its folder's entry tells without a stat) costs
     nothing. Of the packages already there and not given, those `remove`
-    accepts are removed (none when it is None).
+    accepts are removed (none when it is None). Returns what else the folder
+    held before (sorted), which stays unless removed here.
     """
     with os.scandir(folder) as found:
-        present = {e.name: e.inode() for e in found if e.name.endswith(".apk")}
+        present = {e.name: e.inode() for e in found}
     for name, (package, inode) in packages.items():
         if present.get(name) == inode:
             continue
@@ -76,10 +80,12 @@ def _link_all(
         except OSError:
             shutil.copy2(package, tmp)
         os.replace(tmp, folder / name)
+    others = sorted(present.keys() - packages.keys())
     if remove is not None:
-        for name in present.keys() - packages.keys():
-            if remove(name):
+        for name in others:
+            if name.endswith(".apk") and remove(name):
                 (folder / name).unlink(missing_ok=True)
+    return [folder / name for name in others]
 
 
 def index(step: Step, context: RunContext) -> None:
@@ -87,41 +93,54 @@ def index(step: Step, context: RunContext) -> None:
     text_path = Path(step.outputs[0])
     folder = text_path.parent  # .pakman/build/_repo/<arch>/, named after the arch as apk wants
     folder.mkdir(parents=True, exist_ok=True)
+    linked = folder / LINKED
+    linked.unlink(missing_ok=True)  # the folder is changing: not vouched for until done
     _link_all(_packages(step), folder, remove=_replaces(step))
     # Entries of unchanged packages are reused (a cache in that folder); the
     # packages are pakman's own, replaced but never edited in place.
     text, _ = index_text(folder, immutable=True)
     write_atomic(text_path, text.encode(), durable=False)
+    write_atomic(linked, step.key.encode(), durable=False)
 
 
 def sign(step: Step, context: RunContext) -> None:
     """Publish REPO/<arch>/: the packages the index lists and the index, signed."""
     out = Path(step.outputs[0].rstrip("/"))
+    index_key = next(k for step_id, k in step.upstream_keys if step_id.split(":")[1] == "index")
     index_path = Path(upstream_outputs(step, "index")[0])
+    work = index_path.parent
     text = index_path.read_text(encoding="utf-8")
     signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
     listed = dict.fromkeys(index_filenames(text))  # in order, and quick to ask
-    with os.scandir(index_path.parent) as found:
+    with os.scandir(work) as found:
         present = {e.name: (e.path, e.inode()) for e in found if e.is_file()}
-    # The packages this build made are taken from their steps, not from the
-    # index's work folder: an index restored from the store brings back its
-    # text alone, and the folder may still hold the packages of another build.
-    # (Under --only, the other apps' packages are found there only.)
-    present.update(_packages(step))
+    if _read_text(work / LINKED) != index_key:
+        # An index restored from the store brings back its text alone, and
+        # the work folder may hold the packages of another build: this
+        # build's packages are taken from their steps. (Under --only, the
+        # other apps' packages are found in the work folder only.)
+        present.update(_packages(step))
     missing = sorted(listed.keys() - present.keys())
     if missing:
         raise StepFailed(
-            f"{', '.join(missing)}, which the index lists, is neither in {index_path.parent} "
+            f"{', '.join(missing)}, which the index lists, is neither in {work} "
             "nor made by a package step of this build; build again with --always"
         )
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         out.unlink()
     out.mkdir(parents=True, exist_ok=True)
     # In place, in the order a reader can follow: new packages first, then
-    # the index that lists them, then the removal of what it does not list.
-    _link_all({name: present[name] for name in listed}, out)
+    # the index that lists them, then the removal of what it does not list
+    # (and of leftovers).
+    unlisted = _link_all({name: present[name] for name in listed}, out)
     write_atomic(out / "APKINDEX.tar.gz", signed)
-    for entry in os.scandir(out):  # what the index does not list, and leftovers
-        if entry.name not in listed and entry.name != "APKINDEX.tar.gz":
-            path = Path(entry.path)
-            shutil.rmtree(path) if entry.is_dir(follow_symlinks=False) else path.unlink()
+    for path in unlisted:
+        if path.name != "APKINDEX.tar.gz":
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None

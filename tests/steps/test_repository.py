@@ -114,3 +114,48 @@ def test_sign_refuses_an_index_whose_packages_are_missing(tmp_path: Path, key: K
             sign(project.graph["repo:sign:x86_64"], project.context)
     # What was published is left as it was.
     assert "greet-0.0.0-r0.apk" in listing(workspace / ".pakman/repo/x86_64")
+
+
+def test_sign_trusts_the_work_folder_only_when_its_index_made_it(
+    tmp_path: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from build_support import working_directory
+    from pakman.graph import Step
+    from pakman.project import load_project
+    from pakman.settings import Settings
+    from pakman.steps import repository
+
+    workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
+    assert build(workspace, key).code == 0
+    settings = Settings(paths=("apps",), root=".", offline=True, key_file=str(key.private))
+    with working_directory(workspace):
+        project = load_project(settings)
+    work = workspace / ".pakman/build/_repo/x86_64"
+    arch = workspace / ".pakman/repo/x86_64"
+    assert (work / ".linked").read_text() == project.graph["repo:index:x86_64"].key
+    listed: list[str] = []
+    real = repository._packages
+
+    def counting(step: Step) -> dict[str, tuple[str, int]]:
+        listed.append(step.id)
+        return real(step)
+
+    monkeypatch.setattr(repository, "_packages", counting)
+    public = PublicKey.from_file(key.public)
+
+    def publish() -> None:
+        shutil.rmtree(arch)
+        with working_directory(workspace):
+            repository.sign(project.graph["repo:sign:x86_64"], project.context)
+        verdict = verify_file(arch / "APKINDEX.tar.gz", {public.keyname: public})
+        assert verdict.passed(), verdict.summary()
+        assert listing(arch) == indexed(arch) | {"APKINDEX.tar.gz"}
+
+    publish()
+    assert listed == []  # the folder holds what the index's text lists: no package folder read
+    # Left by an index of another key (or one interrupted while linking):
+    # this build's packages are taken from their steps.
+    (work / ".linked").write_text("another key")
+    (work / "greet-0.0.0-r0.apk").unlink()
+    publish()
+    assert listed == ["repo:sign:x86_64"]
