@@ -8,6 +8,7 @@ Only this module prints. Subcommand modules are imported when used, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -246,7 +247,7 @@ stops with an error instead of mixing the two.""",
         help="prune the store of step outputs",
         description="Remove entries of the step store (.pakman/store/) unused for longer than "
         "--max-age, then the least recently used ones until the rest fit in --max-size, and "
-        "leftovers of interrupted builds.",
+        "leftovers of interrupted builds (in the store and in .pakman/trash/).",
     )
     gc.add_argument(
         "--max-age", type=_days, default=30.0, metavar="DAYS", help="default 30 (0: any age)"
@@ -613,7 +614,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _wait_for_trash()
     return code
+
+
+def _wait_for_trash() -> None:
+    """Let the folders this command discarded be deleted before it ends (see pakman.trash)."""
+    trash = sys.modules.get("pakman.trash")
+    if trash is not None:
+        with contextlib.suppress(KeyboardInterrupt):  # what is left, the next build deletes
+            trash.wait_all()
 
 
 def _print_error(exc: Exception, out: TextIO) -> None:
@@ -919,6 +929,10 @@ def _gc(args: argparse.Namespace) -> int:
     removed, kept = store.collect_garbage(
         max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run
     )
+    if not args.dry_run:
+        from pakman.trash import trash
+
+        trash(Path(".pakman") / "trash").empty()  # old outputs a killed build did not delete
     verb = "would remove" if args.dry_run else "removed"
     for entry in removed:
         print(f"{verb} {entry.key[:16]} ({entry.size / 1e6:.1f} MB)")

@@ -161,6 +161,9 @@ def test_gc_command(tmp_path: Path, key: KeyPair) -> None:
         check=True,
     )
     assert "would remove" in result.stdout and "0 kept" in result.stdout
+    left = workspace / ".pakman/trash/0123abcd"  # old outputs a killed build did not delete
+    (left / "sub").mkdir(parents=True)
+    (left / "sub/file").write_text("old")
     result = subprocess.run(
         [sys.executable, "-m", "pakman", "gc", "--max-size", "0"],
         cwd=workspace,
@@ -171,6 +174,7 @@ def test_gc_command(tmp_path: Path, key: KeyPair) -> None:
     )
     assert "; 0 kept" in result.stdout
     assert Store(workspace / ".pakman/store").entries() == []
+    assert list((workspace / ".pakman/trash").iterdir()) == []
     bad = subprocess.run(
         [sys.executable, "-m", "pakman", "gc", "--max-size", "lots"],
         cwd=workspace,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pakman.graph import Step, StepGraph
 from pakman.journal import journal_line
 from pakman.layout import Layout
 from pakman.settings import PASSPHRASE_VARIABLE
+from pakman.trash import trash
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
@@ -186,21 +186,20 @@ def upstream_output(step: Step, stage: str) -> str:
     return path
 
 
-def replace_dir(tmp: Path, final: Path) -> None:
+def discard(path: Path, context: RunContext) -> None:
+    """Remove what is at `path` now; a folder's files are deleted in the background."""
+    trash(context.layout.state / "trash").discard(path)
+
+
+def replace_dir(tmp: Path, final: Path, context: RunContext) -> None:
     """Move a finished folder into place, replacing the old one."""
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
+    discard(final.with_name(final.name + ".old"), context)  # left by an older pakman
+    discard(final, context)
     os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
 
 
-def fresh_dir(path: Path) -> Path:
-    """An empty folder at `path` (its contents removed first)."""
-    if path.exists() or path.is_symlink():
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+def fresh_dir(path: Path, context: RunContext) -> Path:
+    """An empty folder at `path` (what was there removed first)."""
+    discard(path, context)
     path.mkdir(parents=True)
     return path

@@ -30,7 +30,7 @@ def run_build(step: Step, context: RunContext) -> None:
     assert step.app is not None and step.source is not None and step.arch is not None
     # Built in place (not renamed afterwards), so paths a build writes into
     # its files stay true; the step's manifest, written last, marks it done.
-    out = fresh_dir(Path(step.outputs[0]))
+    out = fresh_dir(Path(step.outputs[0]), context)
     copy_source(step.source, out)
     identity = step.app.identity
     variables = {

@@ -14,9 +14,9 @@ def collect(step: Step, context: RunContext) -> None:
     assert step.app is not None
     build_dir = Path(upstream_output(step, "build"))
     out = Path(step.outputs[0])
-    tmp = fresh_dir(out.with_name(out.name + ".tmp"))
+    tmp = fresh_dir(out.with_name(out.name + ".tmp"), context)
     home = tmp / "var" / "lib" / step.app.name
     home.mkdir(parents=True)
     home.chmod(0o755)
     collect_destinations(build_dir, step.app.config.build.destinations, home)
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, context)

@@ -21,7 +21,14 @@ from pakman.graph import Step
 from pakman.model import AppType
 from pakman.render import runtime_dependencies
 from pakman.staging import stage_service_files
-from pakman.steps import RunContext, fresh_dir, replace_dir, upstream_output, upstream_outputs
+from pakman.steps import (
+    RunContext,
+    discard,
+    fresh_dir,
+    replace_dir,
+    upstream_output,
+    upstream_outputs,
+)
 from pakman.steps.shell import run_shell, shell_variables
 
 LICENSE = "MIT"  # what the original writes
@@ -36,15 +43,15 @@ def package(step: Step, context: RunContext) -> None:
     work = out.parent.parent
     build_dir = Path(upstream_output(step, "build"))
     render_dir = work / "render"
-    pkgdir = fresh_dir(work / f"pkgdir-{arch}")
+    pkgdir = fresh_dir(work / f"pkgdir-{arch}", context)
     owners: dict[str, tuple[str, str]] = {}
     if app.package is not None:
         # The body runs in copies: what it changes in $srcdir or $startdir must
         # not reach the build's and render's outputs, which other steps and the
         # store share.
-        srcdir = fresh_dir(work / f"srcdir-{arch}")
+        srcdir = fresh_dir(work / f"srcdir-{arch}", context)
         shutil.copytree(build_dir, srcdir, symlinks=True, dirs_exist_ok=True)
-        startdir = fresh_dir(work / f"startdir-{arch}")
+        startdir = fresh_dir(work / f"startdir-{arch}", context)
         shutil.copytree(render_dir, startdir, symlinks=True, dirs_exist_ok=True)
         variables = {
             "srcdir": str(srcdir),
@@ -92,18 +99,18 @@ def package(step: Step, context: RunContext) -> None:
         owners=owners,
         builddate=context.source_date_epoch,
     )
-    tmp = fresh_dir(out.with_name(out.name + ".tmp"))
+    tmp = fresh_dir(out.with_name(out.name + ".tmp"), context)
     key = context.signing_key()
     level = context.level or DEFAULT_LEVEL
     if app.type is AppType.DEFAULT:
-        sub_tree = fresh_dir(work / f"pkgdir-{arch}-openrc")
-        shutil.rmtree(sub_tree)
+        sub_tree = work / f"pkgdir-{arch}-openrc"
+        discard(sub_tree, context)  # split_package makes it
         info, sub_info = split_package(pkgdir, sub_tree, info, OPENRC)
         if sub_info is not None:
             write_package(sub_tree, sub_info, tmp, key, level=level)
     write_package(pkgdir, info, tmp, key, level=level)
     _write_apkbuild(render_dir / "APKBUILD", tmp / "APKBUILD", identity.release)
-    replace_dir(tmp, out)
+    replace_dir(tmp, out, context)
 
 
 def _write_apkbuild(rendered: Path, target: Path, release: int) -> None:
