@@ -176,9 +176,12 @@ class StepGraph:
 
     def __init__(self, steps: Iterable[Step], pipeline: Pipeline) -> None:
         rank = {stage.name: i for i, stage in enumerate(pipeline.stages)}
-        ordered = sorted(
-            steps, key=lambda s: (s.namespace == REPOSITORY, s.namespace, rank[s.stage], s.id)
-        )
+
+        def place(step: Step) -> tuple[bool, str, int, str]:
+            namespace = step.id.partition(":")[0]  # 3,000 steps at 200 apps: not the property
+            return (namespace == REPOSITORY, namespace, rank[step.stage], step.id)
+
+        ordered = sorted(steps, key=place)
         self.steps: dict[str, Step] = {s.id: s for s in ordered}
 
     @functools.cached_property

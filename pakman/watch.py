@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pakman.layout import Layout
 
 if TYPE_CHECKING:
-    import socket
+    import _socket
 
 SOCKET = "watch.sock"
 ASK_TIMEOUT = 2.0  # seconds a build waits for the watcher before checking everything
@@ -74,17 +74,22 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
     path = layout.state / SOCKET
     if not os.path.exists(path):
         return None
+    # The C module: `socket` takes 3 ms to import (its enums), a build with a
+    # watcher pays it on every run, and a plain connection needs none of it.
+    import _socket
     import json
-    import socket
 
     address, folder = socket_address(path)
     request = {"protocol": PROTOCOL, "plan": plan, "since": since}
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             connection.settimeout(ASK_TIMEOUT)
             connection.connect(address)
             connection.sendall(json.dumps(request).encode() + b"\n")
             reply = json.loads(read_line(connection))
+        finally:
+            connection.close()
     except TimeoutError:
         print(
             f"pakman: the watcher did not answer within {ASK_TIMEOUT:g} s; checking every file",
@@ -109,7 +114,7 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
         return None
 
 
-def read_line(connection: socket.socket, limit: int = 1 << 20) -> bytes:
+def read_line(connection: _socket.socket, limit: int = 1 << 20) -> bytes:
     """One message: bytes up to a newline, the peer closing, or `limit`."""
     data = b""
     while not data.endswith(b"\n") and len(data) < limit:
