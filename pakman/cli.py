@@ -556,9 +556,10 @@ def run() -> NoReturn:
     """The `pakman` command (and `python -m pakman`): `main`, then end the process at once.
 
     A normal interpreter exit collects and frees every object the command
-    loaded: about 40 ms after a one-file build of 200 apps. Every file pakman writes is closed by the time `main` returns (the
-    journal, the records, doit's database), so only the output streams are
-    flushed before `os._exit`.
+    loaded: about 40 ms after a one-file build of 200 apps. Every file
+    pakman writes is closed by the time `main` returns (the journal, the
+    records, doit's database), so only the output streams are flushed
+    before `os._exit`.
     """
     code = main()
     for stream in (sys.stdout, sys.stderr):
@@ -930,9 +931,10 @@ def _gc(args: argparse.Namespace) -> int:
         max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run
     )
     if not args.dry_run:
-        from pakman.trash import trash
+        from pakman.layout import Layout
+        from pakman.trash import workspace_trash
 
-        trash(Path(".pakman") / "trash").empty()  # old outputs a killed build did not delete
+        workspace_trash(Layout.at(Path("."))).empty()  # what a killed build did not delete
     verb = "would remove" if args.dry_run else "removed"
     for entry in removed:
         print(f"{verb} {entry.key[:16]} ({entry.size / 1e6:.1f} MB)")

@@ -24,6 +24,8 @@ import threading
 import uuid
 from pathlib import Path
 
+from pakman.layout import Layout
+
 _lock = threading.Lock()
 _trashes: dict[str, Trash] = {}
 
@@ -94,8 +96,11 @@ class Trash:
 
 
 def _delete(paths: list[str]) -> None:
-    """Delete these folders, in `rm` (deleting with shutil in this process's thread would
-    take the interpreter's lock from the build for every file)."""
+    """Delete these folders, in `rm`.
+
+    Deleting them with shutil in this process's thread would take the
+    interpreter's lock from the build for every file.
+    """
     try:
         done = subprocess.run(
             ["rm", "-rf", "--", *paths],
@@ -121,6 +126,11 @@ def trash(folder: Path) -> Trash:
         if found is None:
             found = _trashes[key] = Trash(Path(key))
         return found
+
+
+def workspace_trash(layout: Layout) -> Trash:
+    """The workspace's trash: `.pakman/trash/`."""
+    return trash(layout.state / "trash")
 
 
 def wait_all() -> None:

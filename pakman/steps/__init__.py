@@ -24,7 +24,7 @@ from pakman.graph import Step, StepGraph
 from pakman.journal import journal_line
 from pakman.layout import Layout
 from pakman.settings import PASSPHRASE_VARIABLE
-from pakman.trash import trash
+from pakman.trash import workspace_trash
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
@@ -188,7 +188,7 @@ def upstream_output(step: Step, stage: str) -> str:
 
 def discard(path: Path, context: RunContext) -> None:
     """Remove what is at `path` now; a folder's files are deleted in the background."""
-    trash(context.layout.state / "trash").discard(path)
+    workspace_trash(context.layout).discard(path)
 
 
 def replace_dir(tmp: Path, final: Path, context: RunContext) -> None:
