@@ -1,4 +1,4 @@
-"""The repository steps: REPO/<arch>/ holds exactly the build's packages, updated in place."""
+"""The repository steps: REPO/<arch>/ holds exactly the build's packages, published whole."""
 
 from __future__ import annotations
 
