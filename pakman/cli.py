@@ -414,8 +414,9 @@ def _apk_commands(commands: Any) -> None:
         help="write the signed APKINDEX.tar.gz of a repository folder",
         description="Write REPO/ARCH/APKINDEX.tar.gz for the .apk files in that folder, signed, "
         "as abuild does. noarch packages are listed with the folder's architecture. Entries of "
-        "packages that did not change since the last run are reused from a cache beside the "
-        "index (.pakman-index-cache.json). Time stamps come from SOURCE_DATE_EPOCH. Exit 0 "
+        "packages that did not change since the last run are reused from a cache kept outside "
+        "the folder, in $XDG_CACHE_HOME/pakman/index/ (default ~/.cache): nothing but "
+        "APKINDEX.tar.gz is written into the folder. Time stamps come from SOURCE_DATE_EPOCH. Exit 0 "
         "when written, 3 when a package is misnamed, in the wrong folder, truncated or corrupted "
         "(its data does not match its datahash), or the key is bad.",
     )
@@ -499,9 +500,14 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _index(args: argparse.Namespace) -> int:
     from pakman.apk import write_index
+    from pakman.apk.index import CACHE_FILE, user_cache_file
 
     key = _load_key_from_args(args)
-    report = write_index(args.folder, key, description=args.description)
+    cache = user_cache_file(args.folder)
+    report = write_index(args.folder, key, description=args.description, cache=cache)
+    # Older versions kept their cache in the folder, which is published.
+    with contextlib.suppress(OSError):
+        (Path(args.folder) / CACHE_FILE).unlink()
     print(
         f"{report.path}: {report.packages} package{'s' * (report.packages != 1)} "
         f"({report.packages - report.reused} read, {report.reused} unchanged), "

@@ -2,7 +2,7 @@
 
 `execute_step` appends to it; a build reads it to tell which steps are done
 without doit: their key is the journal's, and their outputs are as the step
-left them. That is one lstat per output: a file or folder's inode, size and
+left them. That is one stat per output: a file or folder's inode, size and
 mtime, so a deleted output, or a file deleted from or added to an output
 folder (the folder's mtime moves), makes the step run again.
 """
@@ -23,11 +23,16 @@ if TYPE_CHECKING:
 
 
 def output_signature(outputs: Iterable[str]) -> str:
-    """The state of a step's outputs as left behind: inode, size and mtime of each ("" if one is missing)."""
+    """The state of a step's outputs as left behind: inode, size and mtime of each ("" if one is missing).
+
+    An output that is a link is followed: the repository's folders are links
+    to their publication (pakman.publication), whose entries coming and going
+    must count. (Steps write no other links as outputs.)
+    """
     parts = []
     for output in outputs:
         try:
-            st = os.lstat(output.rstrip("/"))
+            st = os.stat(output)
         except OSError:
             return ""
         parts.append(f"{st.st_ino:x}.{st.st_size:x}.{st.st_mtime_ns:x}")

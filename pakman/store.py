@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pakman.publication import Repository
+
 RECORD = "entry.json"
 _FORMAT = 1
 
@@ -144,8 +146,14 @@ class Store:
 
     # restoring --------------------------------------------------------------
 
-    def restore(self, key: str, outputs: Sequence[Path]) -> bool:
-        """Put a stored step's outputs in place; False (and the entry dropped) if unusable."""
+    def restore(
+        self, key: str, outputs: Sequence[Path], repository: Repository | None = None
+    ) -> bool:
+        """Put a stored step's outputs in place; False (and the entry dropped) if unusable.
+
+        A folder of the repository is published anew from the entry (see
+        pakman.publication), never changed in place.
+        """
         entry = self.entry(key)
         try:
             record = json.loads((entry / RECORD).read_text())
@@ -160,6 +168,10 @@ class Store:
             return False
         for index, (output, info) in enumerate(zip(outputs, described, strict=True)):
             source = entry / str(index)
+            if repository is not None and repository.holds(output) and info["kind"] == "dir":
+                with repository.publish(output) as folder:
+                    _copy_tree(source, folder, info["entries"])
+                continue
             staging = output.with_name(f".{output.name}.restore")
             _remove(staging)
             output.parent.mkdir(parents=True, exist_ok=True)

@@ -66,7 +66,7 @@ def folders_of(packed: Packed) -> list[str]:
 def output_folders(outputs: Iterable[str]) -> tuple[list[str], bool]:
     """The folders to watch for a step's outputs: each one's folder, and each output folder.
 
-    An output's signature (see pakman.journal) is its own lstat: an output
+    An output's signature (see pakman.journal) is its own stat: an output
     replaced, removed, written or touched is an event in its folder, and an
     output folder's entries coming and going are events in it. Also says
     whether every output exists (otherwise whether it is a folder is not

@@ -13,8 +13,8 @@ runs `apk index --rewrite-arch $CARCH` for the same reason); its identity
 `C:` is unchanged because `.PKGINFO` is not rewritten. Any other package
 must sit in the folder of its own arch.
 
-Reuse: a small cache file beside the index (`.pakman-index-cache.json`)
-keeps each package's block of the index, as rendered for that folder, with
+Reuse: a small cache file, kept where the caller says and never in the
+folder itself (which is published), keeps each package's block of the index, as rendered for that folder, with
 the file's size, mtime, ctime, inode and device. A block is reused only when
 all of these are unchanged and the file had not changed for a while before
 it was read (so a rewrite within the file system's time-stamp granularity
@@ -26,6 +26,7 @@ parsing: at 400 packages the index of one new package takes a few ms.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -243,6 +244,22 @@ def index_filenames(text: str) -> list[str]:
     return names
 
 
+def user_cache_file(arch_dir: str | Path) -> Path | None:
+    """Where `pakman index` keeps a folder's reuse cache (None: nowhere to keep it).
+
+    `$XDG_CACHE_HOME/pakman/index/` (default `~/.cache`), named after the
+    folder's absolute path (not resolved: a repository's folder is a link
+    that moves at each publication). Never in the folder, which is published.
+    """
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        root = Path(base) if os.path.isabs(base) else Path.home() / ".cache"
+    except RuntimeError:  # no home folder
+        return None
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(arch_dir))).hexdigest()[:32]
+    return root / "pakman" / "index" / f"{digest}.json"
+
+
 def _apk_order(name: str, version: str) -> tuple[str, str, Any]:
     return (name.lower(), name, version_key(version))
 
@@ -323,24 +340,29 @@ def write_index(
     *,
     description: str | None = None,
     builddate: int | None = None,
+    cache: Path | None = None,
 ) -> IndexReport:
     """Write a signed `APKINDEX.tar.gz` for the `*.apk` files in `arch_dir` (named after its arch).
 
-    Entries of unchanged packages come from the reuse cache. A package whose
+    Nothing else is written there. Entries of unchanged packages come from
+    the reuse cache file `cache` (none: every package is read). A package whose
     file name is not `<pkgname>-<pkgver>.apk`, or whose arch is neither the
     folder's nor noarch, is an error (apk could not fetch it).
     """
-    text, report = index_text(arch_dir)
+    text, report = index_text(arch_dir, cache=cache)
     write_atomic(report.path, index_bytes(text, key, resolve_builddate(builddate), description))
     return report
 
 
-def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, IndexReport]:
+def index_text(
+    arch_dir: str | Path, *, immutable: bool = False, cache: Path | None = None
+) -> tuple[str, IndexReport]:
     """The APKINDEX text for the `*.apk` files in `arch_dir`, and what it took.
 
     The first half of `write_index`: it reads (or reuses) every package's
     entry and checks that apk could fetch it; signing is the second half.
-    `immutable` says the files are never edited in place (only replaced).
+    `immutable` says the files are never edited in place (only replaced);
+    `cache` is the reuse cache's file.
     """
     arch_dir = Path(arch_dir)
     folder_arch = arch_dir.resolve().name
@@ -352,8 +374,7 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
             f"({', '.join(a for a in ARCHITECTURES if a != 'noarch')}); noarch packages "
             "go into the folder of each real architecture"
         )
-    cache_path = arch_dir / CACHE_FILE
-    cache = _load_cache(cache_path, folder_arch)
+    known = {} if cache is None else _load_cache(cache, folder_arch)
     new_cache: dict[str, list[Any]] = {}
     problems: list[str] = []
     reused = 0
@@ -371,7 +392,7 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
         stat = found_entry.stat()
         stat_key = _stat_key(stat, immutable)
         changed_ns = stat.st_mtime_ns if immutable else max(stat.st_mtime_ns, stat.st_ctime_ns)
-        cached = cache.get(name)
+        cached = known.get(name)
         record: list[Any]
         if _reusable(cached, stat_key, changed_ns):
             record = cached
@@ -403,11 +424,12 @@ def index_text(arch_dir: str | Path, *, immutable: bool = False) -> tuple[str, I
             problems.append(f"{name}: arch {arch!r} does not belong in {folder_arch}/")
     if problems:
         raise PackageInputError([Diagnostic(str(arch_dir), 0, 0, "", p) for p in problems])
-    if new_cache != cache:
+    if cache is not None and new_cache != known:
         cache_text = json.dumps(
             {"format": _CACHE_FORMAT, "arch": folder_arch, "packages": new_cache}, sort_keys=True
         )
-        write_atomic(cache_path, cache_text.encode() + b"\n", durable=False)
+        with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
+            write_atomic(cache, cache_text.encode() + b"\n", durable=False)
     records = sorted(new_cache.values(), key=lambda r: _apk_order(r[_NAME], r[_VERSION]))
     text = "".join(record[_BLOCK] for record in records)
     return text, IndexReport(arch_dir / INDEX_FILE, len(records), reused)

@@ -23,6 +23,7 @@ from pakman.fsutil import write_atomic
 from pakman.graph import Step, StepGraph
 from pakman.journal import journal_line
 from pakman.layout import Layout
+from pakman.publication import Repository
 from pakman.settings import PASSPHRASE_VARIABLE
 from pakman.trash import workspace_trash
 
@@ -60,6 +61,10 @@ class RunContext:
             keyname=self.key_name or None,
             passphrase=os.environ.get(PASSPHRASE_VARIABLE) or None,
         )
+
+    def repository(self) -> Repository:
+        """The repository, whose architecture folders are published whole."""
+        return Repository(self.layout.repo, workspace_trash(self.layout).discard)
 
     def log_path(self, step: Step) -> Path:
         return self.layout.state / "logs" / (step.id.replace(":", "/") + ".log")
@@ -111,14 +116,16 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     # A repository step under --only also keeps packages its key does not cover
     # (the other apps'): what it made is not reused by key.
     use_store = context.use_store and "only" not in step.reads
-    restored = use_store and store.restore(step.key, outputs)
+    repository = context.repository()
+    restored = use_store and store.restore(step.key, outputs, repository)
     warnings: list[str] = []
     if not restored:
         warnings = resolve_action(step.action)(step, context) or []
         if isinstance(warnings, Provisional):
             return Outcome(tuple(warnings), provisional=True)
         if use_store:
-            store.save(step.key, outputs)
+            # A published folder is stored as what its link points to.
+            store.save(step.key, [o.resolve() if repository.holds(o) else o for o in outputs])
     record = {
         "id": step.id,
         "key": step.key,

@@ -4,9 +4,10 @@ The repository folder is pakman's: after a build, REPO/<arch>/ holds exactly
 the packages its index lists (noarch ones in every architecture's folder)
 and the signed APKINDEX.tar.gz. That is every app's packages; a build with
 `--only` replaces the packages of the apps it builds and keeps the others
-as they were published. The folder is updated in place, in an order that
-keeps it usable throughout: new packages first, then the index, then the
-removal of packages the index no longer lists.
+as they were published. Each publication is a new folder of hard links to
+the packages and the index, and REPO/<arch> is switched to it at once (see
+pakman.publication), so a reader never sees an index with packages that do
+not belong to it, and nothing but packages and the index is ever in it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
-from pakman.apk.index import index_filenames
+from pakman.apk.index import CACHE_FILE, INDEX_FILE, index_filenames
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
@@ -58,15 +59,14 @@ def _replaces(step: Step) -> Callable[[str], bool]:
 def _link_all(
     packages: dict[str, tuple[str, int]],
     folder: Path,
-    remove: Callable[[str], bool] | None = None,
-) -> list[Path]:
+    remove: Callable[[str], bool],
+) -> None:
     """Put these packages ((path, inode) by name) into `folder`, hard-linked when possible.
 
     Each is added or replaced atomically (by rename); one already linked
     there (same inode, as its folder's entry tells without a stat) costs
     nothing. Of the packages already there and not given, those `remove`
-    accepts are removed (none when it is None). Returns what else the folder
-    held before (sorted), which stays unless removed here.
+    accepts are removed; the rest stay.
     """
     with os.scandir(folder) as found:
         present = {e.name: e.inode() for e in found}
@@ -75,17 +75,11 @@ def _link_all(
             continue
         tmp = folder / f".{name}.tmp"
         tmp.unlink(missing_ok=True)
-        try:
-            os.link(package, tmp)
-        except OSError:
-            shutil.copy2(package, tmp)
+        _link_or_copy(package, tmp)
         os.replace(tmp, folder / name)
-    others = sorted(present.keys() - packages.keys())
-    if remove is not None:
-        for name in others:
-            if name.endswith(".apk") and remove(name):
-                (folder / name).unlink(missing_ok=True)
-    return [folder / name for name in others]
+    for name in sorted(present.keys() - packages.keys()):
+        if name.endswith(".apk") and remove(name):
+            (folder / name).unlink(missing_ok=True)
 
 
 def index(step: Step, context: RunContext) -> None:
@@ -98,7 +92,7 @@ def index(step: Step, context: RunContext) -> None:
     _link_all(_packages(step), folder, remove=_replaces(step))
     # Entries of unchanged packages are reused (a cache in that folder); the
     # packages are pakman's own, replaced but never edited in place.
-    text, _ = index_text(folder, immutable=True)
+    text, _ = index_text(folder, immutable=True, cache=folder / CACHE_FILE)
     write_atomic(text_path, text.encode(), durable=False)
     write_atomic(linked, step.key.encode(), durable=False)
 
@@ -126,17 +120,17 @@ def sign(step: Step, context: RunContext) -> None:
             f"{', '.join(missing)}, which the index lists, is neither in {work} "
             "nor made by a package step of this build; build again with --always"
         )
-    if out.is_symlink() or (out.exists() and not out.is_dir()):
-        out.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    # In place, in the order a reader can follow: new packages first, then
-    # the index that lists them, then the removal of what it does not list
-    # (and of leftovers).
-    unlisted = _link_all({name: present[name] for name in listed}, out)
-    write_atomic(out / "APKINDEX.tar.gz", signed)
-    for path in unlisted:
-        if path.name != "APKINDEX.tar.gz":
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    with context.repository().publish(out) as folder:
+        for name in listed:
+            _link_or_copy(present[name][0], folder / name)
+        write_atomic(folder / INDEX_FILE, signed)
+
+
+def _link_or_copy(source: str, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
 
 
 def _read_text(path: Path) -> str | None:

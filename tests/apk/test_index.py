@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import subprocess
@@ -32,7 +33,6 @@ from pakman.apk import index as index_module
 from pakman.apk.errors import ArchiveError
 from pakman.apk.gzipper import gzip_bytes
 from pakman.apk.index import (
-    CACHE_FILE,
     index_filenames,
     parse_index_entries,
     read_index_entry,
@@ -169,9 +169,10 @@ def test_unchanged_packages_are_reused_changed_ones_reread(
     tmp_path: Path, key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arch_dir = pyweb_repository(tmp_path, key_pair)
-    first = write_index(arch_dir, key_pair.key, builddate=EPOCH)
+    cache = tmp_path / "cache" / "index.json"
+    first = write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache)
     # Files written moments ago are not trusted from the cache (time-stamp granularity)...
-    assert write_index(arch_dir, key_pair.key, builddate=EPOCH).reused == 0
+    assert write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache).reused == 0
     # ...but once they are old enough, they are.
     monkeypatch.setattr(index_module, "RACY_MARGIN_NS", -(10**12))
     reads: list[Path] = []
@@ -182,9 +183,10 @@ def test_unchanged_packages_are_reused_changed_ones_reread(
         return real_read(path)
 
     monkeypatch.setattr(index_module, "read_index_entry", counting_read)
-    write_index(arch_dir, key_pair.key, builddate=EPOCH)  # records trustworthy read times
+    # records trustworthy read times
+    write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache)
     reads.clear()
-    second = write_index(arch_dir, key_pair.key, builddate=EPOCH)
+    second = write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache)
     assert (second.packages, second.reused, reads) == (4, 4, [])
     assert second.path.read_bytes() == first.path.read_bytes()
 
@@ -194,7 +196,7 @@ def test_unchanged_packages_are_reused_changed_ones_reread(
         "helper", "1.9.2", "x86_64", depends=("pyweb",), provides=("cmd:helper",), builddate=EPOCH
     )
     changed = write_package(tmp_path / "helper-1.9.2", info, arch_dir, key_pair.key)
-    third = write_index(arch_dir, key_pair.key, builddate=EPOCH)
+    third = write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache)
     assert third.reused == 3 and reads == [changed]
     assert f"C:{read_index_entry(changed).identity}" in index_text(third.path)
     assert verify_file(third.path, key_pair.trusted).status == "ok"
@@ -205,6 +207,7 @@ def test_a_folder_renamed_to_another_arch_does_not_reuse_its_blocks(
 ) -> None:
     monkeypatch.setattr(index_module, "RACY_MARGIN_NS", -(10**12))  # every record trusted
     root = tmp_path / "repo"
+    cache = tmp_path / "index-cache.json"  # the same cache for both
     (root / "x86_64").mkdir(parents=True)
     write_file(tmp_path / "tree/usr/share/doc/a", "a\n")
     write_package(
@@ -213,16 +216,18 @@ def test_a_folder_renamed_to_another_arch_does_not_reuse_its_blocks(
         root / "x86_64",
         key_pair.key,
     )
-    assert "A:x86_64\n" in index_text(write_index(root / "x86_64", key_pair.key).path)
+    assert "A:x86_64\n" in index_text(write_index(root / "x86_64", key_pair.key, cache=cache).path)
     (root / "x86_64").rename(root / "aarch64")  # same files, same inodes, cache and all
-    report = write_index(root / "aarch64", key_pair.key)
+    report = write_index(root / "aarch64", key_pair.key, cache=cache)
     assert report.reused == 0 and "A:aarch64\n" in index_text(report.path)
 
 
 def test_a_corrupt_cache_is_ignored(tmp_path: Path, key_pair: KeyPair) -> None:
     arch_dir = pyweb_repository(tmp_path, key_pair)
-    (arch_dir / CACHE_FILE).write_text("{not json")
-    assert write_index(arch_dir, key_pair.key, builddate=EPOCH).packages == 4
+    cache = tmp_path / "index-cache.json"
+    cache.write_text("{not json")
+    assert write_index(arch_dir, key_pair.key, builddate=EPOCH, cache=cache).packages == 4
+    assert json.loads(cache.read_text())["format"] == index_module._CACHE_FORMAT
 
 
 def test_misnamed_package_and_wrong_arch_are_refused(tmp_path: Path, key_pair: KeyPair) -> None:
@@ -342,8 +347,9 @@ def test_the_data_is_checked_when_read_not_when_reused(
     tmp_path: Path, key_pair: KeyPair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     arch_dir = pyweb_repository(tmp_path, key_pair)
+    cache = tmp_path / "index-cache.json"
     monkeypatch.setattr(index_module, "RACY_MARGIN_NS", -(10**12))
-    assert index_module.index_text(arch_dir, immutable=True)[1].reused == 0
+    assert index_module.index_text(arch_dir, immutable=True, cache=cache)[1].reused == 0
     # corrupted in place with the same size and mtime: an immutable folder's cache
     # still trusts the entry (the file is not read again, so not hashed again)...
     package = arch_dir / "helper-1.9.2-r0.apk"
@@ -351,9 +357,9 @@ def test_the_data_is_checked_when_read_not_when_reused(
     data = package.read_bytes()
     package.write_bytes(data[:-20] + bytes([data[-20] ^ 0x55]) + data[-19:])
     os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))
-    assert index_module.index_text(arch_dir, immutable=True)[1].reused == 4
+    assert index_module.index_text(arch_dir, immutable=True, cache=cache)[1].reused == 4
     # ...while a folder whose files may be edited sees the new ctime, reads and refuses it
     with pytest.raises(
         PackageInputError, match=re.escape("helper-1.9.2-r0.apk: the data does not match")
     ):
-        index_module.index_text(arch_dir)
+        index_module.index_text(arch_dir, cache=cache)

@@ -1,4 +1,4 @@
-"""The repository steps: REPO/<arch>/ holds exactly the build's packages, updated in place."""
+"""The repository steps: REPO/<arch>/ holds exactly the build's packages, published whole."""
 
 from __future__ import annotations
 
@@ -144,7 +144,7 @@ def test_sign_trusts_the_work_folder_only_when_its_index_made_it(
     public = PublicKey.from_file(key.public)
 
     def publish() -> None:
-        shutil.rmtree(arch)
+        arch.unlink()  # the link to the publication
         with working_directory(workspace):
             repository.sign(project.graph["repo:sign:x86_64"], project.context)
         verdict = verify_file(arch / "APKINDEX.tar.gz", {public.keyname: public})
