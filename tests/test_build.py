@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,9 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from build_support import KeyPair, build, make_key, make_workspace, subprocess_env
+from build_support import (
+    KeyPair,
+    build,
+    make_key,
+    make_workspace,
+    subprocess_env,
+    working_directory,
+)
 from pakman.apk import PublicKey, verify_file
 from pakman.apk.reader import read_package_control
+from pakman.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +275,8 @@ def test_without_a_key_a_workspace_key_is_made_once(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "created a signing key for this workspace: .pakman/keys/pakman-" in first.stderr
     keys = sorted((workspace / ".pakman/keys").iterdir())
-    assert [k.suffix for k in keys] == [".rsa", ".pub"] or len(keys) == 2
+    assert len(keys) == 2 and re.fullmatch(r"pakman-[0-9a-f]{8}\.rsa", keys[0].name), keys
+    assert keys[1].name == keys[0].name + ".pub"
     again = subprocess.run(
         [sys.executable, "-m", "pakman", "build", "apps", "--offline"],
         cwd=workspace,
@@ -356,10 +367,17 @@ def test_plain_doit_runs_the_same_tasks(built: Path, key: KeyPair) -> None:
 
 
 def test_json_events(built: Path, key: KeyPair) -> None:
-    run = build(built, key)
-    kinds = {e["event"] for e in run.events}
-    assert kinds == {"up-to-date", "summary"}
-    assert all(isinstance(json.dumps(e), str) for e in run.events)
+    out = io.StringIO()
+    with working_directory(built), contextlib.redirect_stdout(out):
+        code = main(["build", "apps", "--offline", "--key", str(key.private), "--json"])
+    assert code == 0
+    # Every line of stdout is one JSON object naming its event, nothing else.
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events)
+    assert {e["event"] for e in events} == {"up-to-date", "summary"}
+    assert events[-1]["event"] == "summary"
+    up_to_date = [e["step"] for e in events if e["event"] == "up-to-date"]
+    assert len(up_to_date) == len(set(up_to_date)) == events[-1]["up_to_date"]
 
 
 def test_a_damaged_doit_database_is_replaced(tmp_path: Path, key: KeyPair) -> None:
