@@ -389,3 +389,41 @@ def test_a_damaged_doit_database_is_replaced(tmp_path: Path, key: KeyPair) -> No
     assert run.code == 0, run.messages()
     assert "doit.sqlite3 is damaged" in run.stderr
     assert (workspace / ".pakman/repo/x86_64/greet-0.0.0-r0.apk").exists()
+
+
+def _as_checked_out_under(root: Path, umask: int) -> None:
+    """Modes as a checkout made under `umask` has them (git keeps only the executable bit)."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o777 & ~umask)
+        for name in files:
+            path = os.path.join(folder, name)
+            executable = os.stat(path).st_mode & 0o100
+            os.chmod(path, (0o777 if executable else 0o666) & ~umask)
+
+
+def test_the_builders_umask_does_not_change_a_byte(tmp_path: Path, key: KeyPair) -> None:
+    packages: dict[int, dict[str, bytes]] = {}
+    for umask in (0o022, 0o002, 0o077):
+        old = os.umask(umask)
+        try:
+            workspace = make_workspace(tmp_path / f"umask-{umask:03o}")
+            _as_checked_out_under(workspace / "apps", umask)
+            run = build(workspace, key)
+        finally:
+            os.umask(old)
+        assert run.code == 0, run.messages()
+        repo = workspace / ".pakman/repo"
+        packages[umask] = {
+            p.relative_to(repo).as_posix(): p.read_bytes() for p in sorted(repo.glob("*/*"))
+        }
+    assert len(packages[0o022]) == 10
+    for umask in (0o002, 0o077):
+        different = [p for p in packages[0o022] if packages[umask].get(p) != packages[0o022][p]]
+        assert different == [], f"umask {umask:03o}"
+    # What the service user runs is readable and executable by it (and by everyone, as abuild makes it).
+    with tarfile.open(workspace / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk", "r:gz") as archive:
+        modes = {m.name: m.mode for m in archive.getmembers() if not m.name.startswith(".")}
+    assert modes["var"] == modes["var/lib"] == modes["var/lib/pyweb/bin"] == 0o755
+    assert modes["var/lib/pyweb/bin/pyweb"] == 0o755
+    assert modes["var/lib/pyweb/src/main.py"] == 0o644
