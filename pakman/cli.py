@@ -21,6 +21,7 @@ from pakman import __version__, memory
 
 if TYPE_CHECKING:
     from pakman.errors import Diagnostic
+    from pakman.layout import Layout
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -823,6 +824,7 @@ def _build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     inspection = inspect(settings)
+    _delete_leftovers(inspection.layout)
     if inspection.nothing_to_do and not (args.explain or args.always):
         # Nothing changed since the last build: say so without preparing it.
         from pakman.progress import PakmanReporter
@@ -851,6 +853,23 @@ def _build(args: argparse.Namespace) -> int:
         project, jobs=args.jobs, json_events=args.json, wait=not args.no_wait, always=args.always
     )
     return code
+
+
+def _delete_leftovers(layout: Layout) -> None:
+    """Delete, while the build goes on, what a killed build left in `.pakman/trash/`.
+
+    One scandir when there is nothing to delete; the command waits for the
+    deletion before it ends (see `_wait_for_trash`).
+    """
+    try:
+        with os.scandir(layout.state / "trash") as entries:
+            if next(entries, None) is None:
+                return
+    except OSError:  # no trash folder: nothing was ever discarded
+        return
+    from pakman.trash import workspace_trash
+
+    workspace_trash(layout).delete_leftovers()
 
 
 def _graph(args: argparse.Namespace) -> int:
