@@ -208,12 +208,14 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppR
     from pakman.identity import resolve_identity
     from pakman.lint import lint_app
     from pakman.render import check_app_files
-    from pakman.schema import load_app
+    from pakman.schema import validate
+    from pakman.source import load_file
 
     # Before reading, so that a change while reading shows next time; absolute,
     # as a watcher (`pakman watch`) must find it too.
     watched = [watch(config_path.absolute())]
-    config, warnings = load_app(config_path, strict=settings.strict)
+    document = load_file(config_path)  # kept for the lint's positions, as `check` does
+    config, warnings = validate(document, file=config_path, strict=settings.strict)
     identity = resolve_identity(
         config,
         name=settings.name,
@@ -223,7 +225,9 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppR
         url=settings.url,
     )
     check_app_files(config)
-    warnings = [*warnings, *lint_app(config, identity)]
+    warnings = sorted(
+        [*warnings, *lint_app(config, identity, document)], key=lambda d: (d.line, d.column)
+    )
     prefix = os.path.relpath(config.root, layout.root) + "/"
     # One stat cache per app, so refreshing one app reads and writes only its own.
     cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".pickle"))

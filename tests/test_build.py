@@ -427,3 +427,32 @@ def test_the_builders_umask_does_not_change_a_byte(tmp_path: Path, key: KeyPair)
     assert modes["var"] == modes["var/lib"] == modes["var/lib/pyweb/bin"] == 0o755
     assert modes["var/lib/pyweb/bin/pyweb"] == 0o755
     assert modes["var/lib/pyweb/src/main.py"] == 0o644
+
+
+def test_build_and_graph_print_warnings_located_as_check_does(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    config = workspace / "apps/heartbeat/instellar.yml"
+    text = config.read_text()
+    assert "    rc-update add heartbeat\n" in text
+    config.write_text(
+        text.replace("    rc-update add heartbeat\n", "    rc-service heartbeat frobnicate\n", 1)
+    )
+
+    def warnings(*args: str) -> list[str]:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            working_directory(workspace),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            assert main(list(args)) == 0
+        said = (out.getvalue() + err.getvalue()).splitlines()
+        return [line for line in said if "frobnicate" in line]
+
+    built = ("apps", "--offline", "--key", str(key.private))
+    checked = warnings("check", "apps")
+    assert len(checked) == 1, checked
+    assert re.match(r"apps/heartbeat/instellar\.yml:\d+:\d+: warning: hook\.", checked[0])
+    assert warnings("build", *built) == checked
+    assert warnings("build", *built) == checked  # the no-op build, from the plan
+    assert warnings("graph", *built, "--format", "json", "-o", "graph.json") == checked
