@@ -974,7 +974,7 @@ def _watch(args: argparse.Namespace) -> int:
 def _run_step(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
     from pakman.lock import run_lock
-    from pakman.steps import execute_step, require_upstream
+    from pakman.steps import execute_step, record_provisional, require_upstream
 
     project = _load(args)
     if args.step not in project.graph.steps:
@@ -988,6 +988,8 @@ def _run_step(args: argparse.Namespace) -> int:
     with run_lock(project.layout, out=sys.stderr, shared=True):
         require_upstream(step, project.graph, project.layout)
         outcome = execute_step(step, project.context)
+        if outcome.provisional:  # the mirror could not be reached: the steps after it go on
+            record_provisional(step, project.layout)
     for warning in outcome.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     # One write: make -j and ninja run several of these at once on one output,
