@@ -44,7 +44,6 @@ class RunContext:
     require_deps: bool = False
     verbose: bool = False
     alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
-    source_date_epoch: int = 0
     level: int | None = None  # gzip level for packages (None: the packer's default)
     use_store: bool = True  # restore outputs of keys built before instead of running
     # Names one build run, so that steps in one process share what they fetched

@@ -73,5 +73,5 @@ def run_build(step: Step, context: RunContext) -> None:
             log=context.log_path(step),
             what=f"build of {identity.name} ({step.arch})",
             verbose=context.verbose,
-            env={"SOURCE_DATE_EPOCH": str(context.source_date_epoch)},
+            env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
         )
