@@ -21,6 +21,7 @@ from pakman import __version__, memory
 
 if TYPE_CHECKING:
     from pakman.errors import Diagnostic
+    from pakman.layout import Layout
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -829,6 +830,7 @@ def _build(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     inspection = inspect(settings)
+    _delete_leftovers(inspection.layout)
     if inspection.nothing_to_do and not (args.explain or args.always):
         # Nothing changed since the last build: say so without preparing it.
         from pakman.progress import PakmanReporter
@@ -857,6 +859,23 @@ def _build(args: argparse.Namespace) -> int:
         project, jobs=args.jobs, json_events=args.json, wait=not args.no_wait, always=args.always
     )
     return code
+
+
+def _delete_leftovers(layout: Layout) -> None:
+    """Delete, while the build goes on, what a killed build left in `.pakman/trash/`.
+
+    One scandir when there is nothing to delete; the command waits for the
+    deletion before it ends (see `_wait_for_trash`).
+    """
+    try:
+        with os.scandir(layout.state / "trash") as entries:
+            if next(entries, None) is None:
+                return
+    except OSError:  # no trash folder: nothing was ever discarded
+        return
+    from pakman.trash import workspace_trash
+
+    workspace_trash(layout).delete_leftovers()
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -961,7 +980,7 @@ def _watch(args: argparse.Namespace) -> int:
 def _run_step(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
     from pakman.lock import run_lock
-    from pakman.steps import execute_step, require_upstream
+    from pakman.steps import execute_step, record_provisional, require_upstream
 
     project = _load(args)
     if args.step not in project.graph.steps:
@@ -975,6 +994,8 @@ def _run_step(args: argparse.Namespace) -> int:
     with run_lock(project.layout, out=sys.stderr, shared=True):
         require_upstream(step, project.graph, project.layout)
         outcome = execute_step(step, project.context)
+        if outcome.provisional:  # the mirror could not be reached: the steps after it go on
+            record_provisional(step, project.layout)
     for warning in outcome.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     # One write: make -j and ninja run several of these at once on one output,

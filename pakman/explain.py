@@ -96,6 +96,8 @@ def _reasons(
 ) -> list[str]:
     if manifest is None:
         return ["it has not run here yet (or its last run failed or was interrupted)"]
+    if manifest.get("provisional") and manifest.get("key") == step.key:
+        return ["its last run could not reach the mirror: it checks the dependencies again"]
     if manifest.get("key") == step.key:
         missing = [o for o in step.outputs if not Path(o.rstrip("/")).exists()]
         if missing:

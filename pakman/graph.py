@@ -212,7 +212,6 @@ class Shared:
     layout: Layout
     provided: frozenset[str]  # package names the apps of this build produce
     key_fingerprint: str
-    epoch: int
     mirror: Mapping[str, Any]  # where indexes come from, and whether the build is offline
     template_digest: Callable[[str], str]
     # Only some of the workspace's apps (--only): the repository keeps the others' packages.
@@ -226,7 +225,6 @@ def compile_graph(
     *,
     sources: Mapping[str, SourceTree],
     key_fingerprint: str = "",
-    epoch: int = 0,
     mirror: Mapping[str, Any] | None = None,
     template_digest: Callable[[str], str],
 ) -> StepGraph:
@@ -234,7 +232,7 @@ def compile_graph(
     apps = sorted(apps, key=lambda a: a.name)
     check_names(apps)
     provided = frozenset(name for app in apps for name in app.package_names())
-    shared = Shared(layout, provided, key_fingerprint, epoch, dict(mirror or {}), template_digest)
+    shared = Shared(layout, provided, key_fingerprint, dict(mirror or {}), template_digest)
     app_steps = [
         step for app in apps for step in compile_app(app, pipeline, shared, sources[app.name])
     ]
@@ -381,8 +379,8 @@ def _make_step(
         reads["templates"] = {t: shared.template_digest(t) for t in stage.reads.templates}
     if stage.reads.key:
         reads["key"] = shared.key_fingerprint
-    if stage.reads.epoch:
-        reads["epoch"] = shared.epoch
+    if stage.reads.epoch and app is not None:
+        reads["epoch"] = app.identity.epoch
     if stage.reads.mirror:
         reads["mirror"] = shared.mirror
     if app is None and shared.partial:

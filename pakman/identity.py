@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pakman.errors import ConfigError
@@ -179,6 +179,59 @@ def version_inputs(root: Path) -> list[Path]:
     if tags.is_dir():
         paths.extend(p for p in tags.rglob("*"))
     return paths
+
+
+EARLIEST_EPOCH = 315532800  # 1980-01-01: zip files (shiv, wheels) cannot hold earlier times
+
+
+def epoch_variable(env: Mapping[str, str] | None = None) -> int | None:
+    """SOURCE_DATE_EPOCH from the environment, or None when it is not set."""
+    env = os.environ if env is None else env
+    text = env.get("SOURCE_DATE_EPOCH", "").strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigError(
+            f"SOURCE_DATE_EPOCH={text!r} is not allowed: seconds since 1970, e.g. 1700000000"
+        )
+    return int(text)
+
+
+def last_commit_times(roots: Sequence[Path]) -> dict[Path, int | None]:
+    """When each folder last changed in git (`git log -1 --format=%ct -- .` in it, as
+    abuild dates a build), or None outside git or for a folder never committed.
+
+    One git process per folder, a few at once: only a build that prepares
+    every app asks (the plan keeps the answers while git's refs stay put).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(roots, pool.map(_last_commit_time, roots), strict=True))
+
+
+def _last_commit_time(root: Path) -> int | None:
+    if git_dir(root) is None:
+        return None
+    try:
+        result = subprocess.run(
+            ["git", "log", "-1", "--format=%ct", "--", "."],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isascii() and text.isdigit() else None
+
+
+def build_epoch(variable: int | None, committed: int | None, now: int) -> int:
+    """An app's SOURCE_DATE_EPOCH: the variable, else its last commit, else `now`; never before 1980."""
+    value = variable if variable is not None else committed if committed is not None else now
+    return max(value, EARLIEST_EPOCH)
 
 
 def _release(explicit: int | str | None, env: Mapping[str, str]) -> int:

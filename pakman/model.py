@@ -199,6 +199,8 @@ class Identity:
     version: str
     release: int = 0
     url: str = ""  # the project's home page (APKBUILD url=, .PKGINFO url)
+    # SOURCE_DATE_EPOCH of its build: file times and build date (see pakman.identity).
+    epoch: int = 0
 
     @property
     def full_version(self) -> str:

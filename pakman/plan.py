@@ -33,7 +33,7 @@ from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 from pakman.watch import Token, ask
 
-PLAN_FORMAT = 3
+PLAN_FORMAT = 4
 TOKEN_FILE = "watch.token"  # the watcher's token for the plan (see pakman.watch)
 
 # The plan: the small part of the snapshot, plain data (read with marshal,

@@ -21,6 +21,7 @@ import hashlib
 import marshal
 import os
 import pickle
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -160,7 +161,7 @@ def load_project(
 
 
 def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
-    from pakman.identity import clear_version_cache, version_inputs
+    from pakman.identity import clear_version_cache, epoch_variable, git_dir, version_inputs
     from pakman.workspace import find_configs
 
     clear_version_cache()  # git is asked again: its refs may have changed since
@@ -171,9 +172,10 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
         raise ConfigError("--package-name names one app, but several were found; use --only")
     records: list[_AppRecord] = []
     errors: list[Diagnostic] = []
+    epochs = _epochs(configs, layout)
     for config_path in configs:
         try:
-            records.append(_prepare_app(config_path, settings, layout))
+            records.append(_prepare_app(config_path, settings, layout, epochs[config_path]))
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
     if errors:
@@ -191,9 +193,16 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     shared_watch.append(watch(_pipeline_path(settings.pipeline)))
     shared_watch.append(watch(TEMPLATES))
     shared_watch.extend(watch(t) for t in sorted(TEMPLATES.iterdir()))
+    # git's refs: a commit or a tag changes the version, a commit the apps'
+    # epochs (outside git, the folders a .git could appear in: for the version).
+    roots = [r.config_path.parent for r in records]
     if settings.version is None:
-        repositories = {str(p) for r in records for p in version_inputs(r.config_path.parent)}
-        shared_watch.extend(watch(p) for p in sorted(repositories))
+        repositories = {str(p) for root in roots for p in version_inputs(root)}
+    elif epoch_variable() is None:
+        repositories = {str(p) for root in roots if git_dir(root) for p in version_inputs(root)}
+    else:
+        repositories = set()
+    shared_watch.extend(watch(p) for p in sorted(repositories))
     if settings.alpine_keys:
         folder = Path(settings.alpine_keys)
         shared_watch.append(watch(folder))
@@ -203,17 +212,19 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
 
 
-def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppRecord:
-    """Read, validate and name one app, and fingerprint its source."""
+def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: int) -> _AppRecord:
+    """Read, validate and name one app (built at `epoch`), and fingerprint its source."""
     from pakman.identity import resolve_identity
     from pakman.lint import lint_app
     from pakman.render import check_app_files
-    from pakman.schema import load_app
+    from pakman.schema import validate
+    from pakman.source import load_file
 
     # Before reading, so that a change while reading shows next time; absolute,
     # as a watcher (`pakman watch`) must find it too.
     watched = [watch(config_path.absolute())]
-    config, warnings = load_app(config_path, strict=settings.strict)
+    document = load_file(config_path)  # kept for the lint's positions, as `check` does
+    config, warnings = validate(document, file=config_path, strict=settings.strict)
     identity = resolve_identity(
         config,
         name=settings.name,
@@ -222,8 +233,11 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout) -> _AppR
         release=settings.release,
         url=settings.url,
     )
+    identity = replace(identity, epoch=epoch)
     check_app_files(config)
-    warnings = [*warnings, *lint_app(config, identity)]
+    warnings = sorted(
+        [*warnings, *lint_app(config, identity, document)], key=lambda d: (d.line, d.column)
+    )
     prefix = os.path.relpath(config.root, layout.root) + "/"
     # One stat cache per app, so refreshing one app reads and writes only its own.
     cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".pickle"))
@@ -239,7 +253,14 @@ def _refresh(
     records = list(snapshot.records)
     for index in changed:
         old = records[index]
-        fresh = _prepare_app(old.config_path, settings, layout)
+        # git's refs are as when it was prepared (else everything is prepared
+        # again), so its last commit is too: git is not asked again.
+        epoch = (
+            old.app.identity.epoch
+            if old.app is not None
+            else _epochs([old.config_path], layout)[old.config_path]
+        )
+        fresh = _prepare_app(old.config_path, settings, layout, epoch)
         if fresh.package_names != old.package_names:
             return None  # other apps' steps know which packages the build makes
         records[index] = fresh
@@ -260,7 +281,6 @@ def _compile(
         layout,
         frozenset(name for r in snapshot.records for name in r.package_names),
         snapshot.key[2],
-        context.source_date_epoch,
         _mirror(context),
         template_digest,
         partial=bool(settings.only),
@@ -441,7 +461,6 @@ def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> R
         require_deps=settings.require_deps,
         verbose=settings.verbose,
         alpine_keys=settings.alpine_keys or "",
-        source_date_epoch=_source_date_epoch(),
         level=settings.level,
         run_id=uuid.uuid4().hex,
     )
@@ -469,16 +488,49 @@ def _keys_fingerprint(folder: str) -> str:
     return digest.hexdigest()
 
 
-def _source_date_epoch() -> int:
-    """SOURCE_DATE_EPOCH, or 0 so that builds do not depend on when they ran."""
-    text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if not text:
-        return 0
-    if not text.isdigit():
-        raise ConfigError(
-            f"SOURCE_DATE_EPOCH={text!r} is not allowed: seconds since 1970, e.g. 1700000000"
-        )
-    return int(text)
+def _epochs(configs: Sequence[Path], layout: Layout) -> dict[Path, int]:
+    """Each app's SOURCE_DATE_EPOCH, by its config: see `pakman.identity.build_epoch`."""
+    from pakman.identity import build_epoch, epoch_variable, last_commit_times
+
+    variable = epoch_variable()
+    if variable is not None:
+        return {config: build_epoch(variable, None, 0) for config in configs}
+    committed = last_commit_times([config.parent for config in configs])
+    now = 0 if all(t is not None for t in committed.values()) else _first_build_time(layout)
+    return {config: build_epoch(None, committed[config.parent], now) for config in configs}
+
+
+def _first_build_time(layout: Layout) -> int:
+    """Outside git: the time of the workspace's first build, kept in `.pakman/cache/epoch`.
+
+    Kept so that every build and run-step of this workspace gives its steps
+    the same keys; such packages are not reproducible elsewhere (set
+    SOURCE_DATE_EPOCH for that).
+    """
+    path = layout.state / "cache" / "epoch"
+    for _ in range(2):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        if text.isascii() and text.isdigit() and len(text) < 12:
+            return int(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created whole, once: processes preparing at once (make -j) agree on it.
+        tmp = path.with_name(f".epoch.{uuid.uuid4().hex}")
+        tmp.write_text(f"{int(time.time())}\n", encoding="ascii")
+        try:
+            if text:
+                os.replace(tmp, path)  # damaged: this one replaces it
+            else:
+                os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: read it
+        except OSError:  # no hard links here: the last writer wins
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return int(time.time())
 
 
 def _signing_key(

@@ -1,16 +1,18 @@
 """The default `package()` of the generated APKBUILD, in Python.
 
-`stage_package` builds in a staging folder exactly the tree that the
-APKBUILD's default `package()` builds in `$pkgdir` under abuild (`umask 022`):
+The collect step (`collect_destinations`) and the package step
+(`stage_service_files`) build together exactly the tree that the APKBUILD's
+default `package()` builds in `$pkgdir` under abuild (`umask 022`):
 
     install -d -m 755 -o "$pkgusers" -g "$pkggroups" "$pkgdir/var/lib/$pkgname"
     cp -r "$srcdir"/<destination> "$pkgdir/var/lib/$pkgname"      (each destination)
     install -D -m 755 "$startdir/$pkgname.initd" "$pkgdir/etc/init.d/$pkgname"   (...)
 
-so that the native packager packs what abuild would. The tests run the
-APKBUILD's functions in a shell and compare the two trees. Ownership is not
-applied (the app's user does not exist on the build machine); it is returned
-by name for the packager to write into the archive.
+so that the native packager packs what abuild would, whatever this process's
+umask. A test runs the APKBUILD's functions in a shell and compares the tree
+with the packages `pakman build` writes. Ownership is not applied (the app's
+user does not exist on the build machine); the package step writes it into
+the archive by name.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import glob
 import os
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pakman.errors import PakmanError
@@ -125,14 +127,14 @@ def _make_room(target: Path, source: Path) -> None:
 
 def _install(source: Path, target: Path, mode: int) -> None:
     """`install -D -m MODE source target`: parent folders 0755, the file replaced."""
-    _make_dirs(target.parent)
+    make_dirs(target.parent)
     if target.is_symlink():
         target.unlink()
     shutil.copyfile(source, target)
     os.chmod(target, mode)
 
 
-def _make_dirs(path: Path) -> None:
+def make_dirs(path: Path) -> None:
     """`mkdir -p` under umask 022, whatever this process's umask is."""
     missing = []
     while not path.exists():
@@ -165,26 +167,10 @@ def stage_service_files(
             _install(source, pkgdir / target.format(name=name), mode)
 
 
-def stage_package(
-    app: AppConfig, identity: Identity, srcdir: Path, rendered_dir: Path, pkgdir: Path
-) -> Mapping[str, tuple[str, str]]:
-    """Stage what the default package() installs; returns owners by path (user, group)."""
-    if app.package is not None:
-        raise StagingError(
-            "this app writes its own package() body, which only a shell can run; "
-            "stage it by running that body with $srcdir and $pkgdir"
-        )
-    home = Path("var/lib") / identity.name
-    _make_dirs(pkgdir / home)
-    collect_destinations(srcdir, app.build.destinations, pkgdir / home)
-    stage_service_files(app, identity, srcdir, rendered_dir, pkgdir)
-    return {home.as_posix(): (identity.name, identity.name)}
-
-
 __all__ = [
     "INSTALLED_FILES",
     "StagingError",
     "collect_destinations",
-    "stage_package",
+    "make_dirs",
     "stage_service_files",
 ]

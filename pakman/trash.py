@@ -79,6 +79,10 @@ class Trash:
             if None in batch:
                 return
 
+    def delete_leftovers(self) -> None:
+        """Start deleting what earlier processes left here (`wait` waits for it)."""
+        self._start()
+
     def empty(self) -> None:
         """Delete what earlier processes left here, and wait until it is done."""
         if self.folder.is_dir() and any(self.folder.iterdir()):

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from support import updating_goldens
+from support import TEST_EPOCH, updating_goldens
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ["SOURCE_DATE_EPOCH"] = TEST_EPOCH  # see support.TEST_EPOCH
     # One switch for every golden test, including those that read the variable.
     if config.getoption("--update-goldens"):
         os.environ["PAKMAN_UPDATE_GOLDENS"] = "1"

@@ -24,6 +24,12 @@ def example_configs() -> list[Path]:
     return sorted(EXAMPLES.glob("*/instellar.yml"))
 
 
+# Builds outside git are dated by their workspace's first build; the suite
+# dates every build alike, so that builds in different folders compare byte
+# for byte (tests of the default unset it).
+TEST_EPOCH = "1700000000"
+
+
 def copy_examples(workspace: Path) -> Path:
     """`examples/` (with its .pakmanignore, which leaves rails-seed out of builds) in `workspace`."""
     target = workspace / "examples"
@@ -39,6 +45,7 @@ def subprocess_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) and k != "SOURCE_DATE_EPOCH"
     }
+    env["SOURCE_DATE_EPOCH"] = TEST_EPOCH  # the suite's, not the developer's (see conftest)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 

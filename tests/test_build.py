@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,9 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from build_support import KeyPair, build, make_key, make_workspace, subprocess_env
+from build_support import (
+    KeyPair,
+    build,
+    make_key,
+    make_workspace,
+    subprocess_env,
+    working_directory,
+)
 from pakman.apk import PublicKey, verify_file
 from pakman.apk.reader import read_package_control
+from pakman.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +275,8 @@ def test_without_a_key_a_workspace_key_is_made_once(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert "created a signing key for this workspace: .pakman/keys/pakman-" in first.stderr
     keys = sorted((workspace / ".pakman/keys").iterdir())
-    assert [k.suffix for k in keys] == [".rsa", ".pub"] or len(keys) == 2
+    assert len(keys) == 2 and re.fullmatch(r"pakman-[0-9a-f]{8}\.rsa", keys[0].name), keys
+    assert keys[1].name == keys[0].name + ".pub"
     again = subprocess.run(
         [sys.executable, "-m", "pakman", "build", "apps", "--offline"],
         cwd=workspace,
@@ -356,10 +367,17 @@ def test_plain_doit_runs_the_same_tasks(built: Path, key: KeyPair) -> None:
 
 
 def test_json_events(built: Path, key: KeyPair) -> None:
-    run = build(built, key)
-    kinds = {e["event"] for e in run.events}
-    assert kinds == {"up-to-date", "summary"}
-    assert all(isinstance(json.dumps(e), str) for e in run.events)
+    out = io.StringIO()
+    with working_directory(built), contextlib.redirect_stdout(out):
+        code = main(["build", "apps", "--offline", "--key", str(key.private), "--json"])
+    assert code == 0
+    # Every line of stdout is one JSON object naming its event, nothing else.
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert all(isinstance(e, dict) and isinstance(e.get("event"), str) for e in events)
+    assert {e["event"] for e in events} == {"up-to-date", "summary"}
+    assert events[-1]["event"] == "summary"
+    up_to_date = [e["step"] for e in events if e["event"] == "up-to-date"]
+    assert len(up_to_date) == len(set(up_to_date)) == events[-1]["up_to_date"]
 
 
 def test_a_damaged_doit_database_is_replaced(tmp_path: Path, key: KeyPair) -> None:
@@ -371,3 +389,70 @@ def test_a_damaged_doit_database_is_replaced(tmp_path: Path, key: KeyPair) -> No
     assert run.code == 0, run.messages()
     assert "doit.sqlite3 is damaged" in run.stderr
     assert (workspace / ".pakman/repo/x86_64/greet-0.0.0-r0.apk").exists()
+
+
+def _as_checked_out_under(root: Path, umask: int) -> None:
+    """Modes as a checkout made under `umask` has them (git keeps only the executable bit)."""
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            os.chmod(os.path.join(folder, name), 0o777 & ~umask)
+        for name in files:
+            path = os.path.join(folder, name)
+            executable = os.stat(path).st_mode & 0o100
+            os.chmod(path, (0o777 if executable else 0o666) & ~umask)
+
+
+def test_the_builders_umask_does_not_change_a_byte(tmp_path: Path, key: KeyPair) -> None:
+    packages: dict[int, dict[str, bytes]] = {}
+    for umask in (0o022, 0o002, 0o077):
+        old = os.umask(umask)
+        try:
+            workspace = make_workspace(tmp_path / f"umask-{umask:03o}")
+            _as_checked_out_under(workspace / "apps", umask)
+            run = build(workspace, key)
+        finally:
+            os.umask(old)
+        assert run.code == 0, run.messages()
+        repo = workspace / ".pakman/repo"
+        packages[umask] = {
+            p.relative_to(repo).as_posix(): p.read_bytes() for p in sorted(repo.glob("*/*"))
+        }
+    assert len(packages[0o022]) == 10
+    for umask in (0o002, 0o077):
+        different = [p for p in packages[0o022] if packages[umask].get(p) != packages[0o022][p]]
+        assert different == [], f"umask {umask:03o}"
+    # What the service user runs is readable and executable by it (and by everyone, as abuild makes it).
+    with tarfile.open(workspace / ".pakman/repo/x86_64/pyweb-0.0.0-r0.apk", "r:gz") as archive:
+        modes = {m.name: m.mode for m in archive.getmembers() if not m.name.startswith(".")}
+    assert modes["var"] == modes["var/lib"] == modes["var/lib/pyweb/bin"] == 0o755
+    assert modes["var/lib/pyweb/bin/pyweb"] == 0o755
+    assert modes["var/lib/pyweb/src/main.py"] == 0o644
+
+
+def test_build_and_graph_print_warnings_located_as_check_does(tmp_path: Path, key: KeyPair) -> None:
+    workspace = make_workspace(tmp_path, ["heartbeat"])
+    config = workspace / "apps/heartbeat/instellar.yml"
+    text = config.read_text()
+    assert "    rc-update add heartbeat\n" in text
+    config.write_text(
+        text.replace("    rc-update add heartbeat\n", "    rc-service heartbeat frobnicate\n", 1)
+    )
+
+    def warnings(*args: str) -> list[str]:
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            working_directory(workspace),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            assert main(list(args)) == 0
+        said = (out.getvalue() + err.getvalue()).splitlines()
+        return [line for line in said if "frobnicate" in line]
+
+    built = ("apps", "--offline", "--key", str(key.private))
+    checked = warnings("check", "apps")
+    assert len(checked) == 1, checked
+    assert re.match(r"apps/heartbeat/instellar\.yml:\d+:\d+: warning: hook\.", checked[0])
+    assert warnings("build", *built) == checked
+    assert warnings("build", *built) == checked  # the no-op build, from the plan
+    assert warnings("graph", *built, "--format", "json", "-o", "graph.json") == checked

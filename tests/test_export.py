@@ -21,7 +21,7 @@ import pytest
 from pakman.apk import load_public_keys, verify_file
 from pakman.apk.index import parse_index_entries
 from pakman.apk.reader import read_index_file
-from support import PAKMAN, copy_examples, subprocess_env
+from support import EXAMPLES, PAKMAN, copy_examples, subprocess_env
 
 # What the examples (less rails-seed, which .pakmanignore leaves out) build, per architecture.
 EXPECTED = {
@@ -211,3 +211,65 @@ def test_the_options_are_part_of_every_step(built: Built) -> None:
         assert dry.stdout.count(" run-step ") == steps
     else:
         assert f"[{steps}/{steps}]" in dry.stdout
+
+
+def _refused_url() -> str:
+    """A mirror on 127.0.0.1 that refuses connections (a port nothing listens on)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/alpine"
+
+
+@pytest.mark.parametrize("fmt", ["makefile", "ninja"])
+def test_an_unreachable_mirror_fails_neither_a_build_nor_the_export(
+    fmt: str, tmp_path: Path, signing_key: Path
+) -> None:
+    mirror = f"--mirror={_refused_url()}"
+    key = tmp_path / "key.rsa"
+    shutil.copy2(signing_key, key)
+    shutil.copy2(signing_key.with_name(signing_key.name + ".pub"), tmp_path / "key.rsa.pub")
+    for root in (tmp_path / "built", tmp_path / "exported"):
+        shutil.copytree(EXAMPLES / "heartbeat", root / "apps" / "heartbeat")
+    options = ("apps", f"--key={key}", mirror, *IDENTITY)
+    # pakman build: the dependencies are not checked, with a warning, and the build goes on.
+    built = run(tmp_path / "built", *PAKMAN, "build", *options)
+    assert "dependencies.runtime not checked" in built.stdout + built.stderr
+    exported = Built(fmt, tmp_path / "exported", key, subprocess.CompletedProcess([], 0), 0)
+    run(
+        exported.root,
+        *PAKMAN,
+        "graph",
+        *options,
+        "--format",
+        fmt,
+        "--command",
+        " ".join(PAKMAN),
+        "-o",
+        FILES[fmt],
+    )
+    first = exported.build()
+    assert "dependencies.runtime not checked" in first.stdout + first.stderr
+    repo = exported.root / ".pakman/repo/x86_64"
+    assert sorted(p.name for p in repo.glob("*.apk")) == sorted(
+        p.name for p in (tmp_path / "built/.pakman/repo/x86_64").glob("*.apk")
+    )
+    assert {p.name for p in repo.glob("*.apk")} == {
+        "heartbeat-1.2.3-r4.apk",
+        "heartbeat-openrc-1.2.3-r4.apk",
+    }
+    # As a build does, the next run checks the dependencies again, and only that.
+    again = exported.build()
+    assert "dependencies.runtime not checked" in again.stdout + again.stderr
+    assert "heartbeat:build:x86_64" not in again.stdout
+    explained = run(
+        exported.root,
+        *PAKMAN,
+        "explain",
+        "-p",
+        *options,
+        "heartbeat:fetch-deps-runtime:x86_64",
+    )
+    assert "could not reach the mirror" in explained.stdout

@@ -6,17 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from build_support import make_key
+from pakman.cli import main
 from pakman.render import render_all, write_rendered
-from pakman.staging import (
-    StagingError,
-    collect_destinations,
-    stage_package,
-    stage_service_files,
-)
+from pakman.staging import StagingError, collect_destinations, stage_service_files
 from render_helpers import EXAMPLE_NAMES, example, need, tree, write_stub
 
 
@@ -143,52 +141,7 @@ def test_special_files_are_refused(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------
-# stage_package and stage_service_files
-
-
-def _stage(name: str, tmp_path: Path) -> tuple[dict[str, tuple[str, int, bytes | str]], object]:
-    app, identity = example(name)
-    rendered = tmp_path / "rendered"
-    write_rendered(render_all(app, identity), rendered)
-    srcdir = tmp_path / "src"
-    shutil.copytree(app.root, srcdir)
-    make(srcdir, {"bin/x": "x", "src/main.py": "m", "public/index.html": "i"})
-    owners = stage_package(app, identity, srcdir, rendered, tmp_path / "pkg")
-    return tree(tmp_path / "pkg"), owners
-
-
-def test_stage_package_for_the_default_type(tmp_path: Path) -> None:
-    staged, owners = _stage("pyweb", tmp_path)
-    assert owners == {"var/lib/pyweb": ("pyweb", "pyweb")}
-    expected = {
-        "etc/init.d/pyweb": 0o755,
-        "etc/profile.d/pyweb.sh": 0o644,
-        "var/lib/pyweb/service/run": 0o755,
-        "var/lib/pyweb/service/finish": 0o755,
-        "var/lib/pyweb/service/log/run": 0o755,
-        "var/lib/pyweb/bin/environment": 0o755,
-        "var/lib/pyweb/bin/env-exec": 0o755,
-        "var/lib/pyweb/bin/x": 0o644,
-        "var/lib/pyweb/src/main.py": 0o644,
-    }
-    for path, mode in expected.items():
-        assert staged[path][:2] == ("file", mode), path
-    assert (
-        staged["var/lib/pyweb/service/log/run"][2]
-        == render_all(*example("pyweb"))["pyweb.log"].text.encode()
-    )
-    assert all(mode == 0o755 for kind, mode, _ in staged.values() if kind == "dir")
-
-
-def test_stage_package_for_a_static_site(tmp_path: Path) -> None:
-    staged, owners = _stage("static-site", tmp_path)
-    assert owners == {"var/lib/static-site": ("static-site", "static-site")}
-    assert staged["etc/static-site/default.conf"][:2] == ("file", 0o644)
-    assert sorted(p for p in staged if p.startswith("etc")) == [
-        "etc",
-        "etc/static-site",
-        "etc/static-site/default.conf",
-    ]
+# stage_service_files
 
 
 def test_a_static_site_without_nginx_conf_fails_naming_it(tmp_path: Path) -> None:
@@ -202,12 +155,6 @@ def test_a_missing_rendered_file_is_an_error(tmp_path: Path) -> None:
     app, identity = example("pyweb")
     with pytest.raises(StagingError, match=r"pyweb\.initd is missing; render it first"):
         stage_service_files(app, identity, tmp_path, tmp_path, tmp_path / "pkg")
-
-
-def test_an_app_with_its_own_package_body_is_not_staged_here(tmp_path: Path) -> None:
-    app, identity = example("greet")
-    with pytest.raises(StagingError, match="writes its own package"):
-        stage_package(app, identity, tmp_path, tmp_path, tmp_path / "pkg")
 
 
 # --------------------------------------------------------------------------
@@ -248,18 +195,90 @@ package
 """
 
 
+def _packaged(
+    repo: Path, name: str
+) -> tuple[dict[str, tuple[str, int, bytes | str]], dict[str, tuple[str, str]]]:
+    """The tree the built .apk files (the package and its -openrc split) install, and its owners."""
+    packages = sorted(repo.glob(f"*/{name}-1.2.3-r4.apk"))
+    arch = packages[0].parent
+    entries: dict[str, tuple[str, int, bytes | str]] = {}
+    owners: dict[str, tuple[str, str]] = {}
+    for package in (arch / f"{name}-1.2.3-r4.apk", arch / f"{name}-openrc-1.2.3-r4.apk"):
+        if not package.exists():
+            continue
+        with tarfile.open(package, "r:gz") as archive:
+            for member in archive.getmembers():
+                if member.name.startswith("."):  # .PKGINFO, .SIGN.*, install scripts
+                    continue
+                if member.issym():
+                    entries[member.name] = ("link", 0, member.linkname)
+                elif member.isdir():
+                    entries[member.name] = ("dir", member.mode, b"")
+                else:
+                    content = archive.extractfile(member)
+                    assert content is not None
+                    entries[member.name] = ("file", member.mode, content.read())
+                if (member.uname, member.gname) != ("root", "root"):
+                    owners[member.name] = (member.uname, member.gname)
+    return entries, owners
+
+
 @pytest.mark.parametrize("name", [n for n in EXAMPLE_NAMES if example(n)[0].package is None])
-def test_the_apkbuild_and_the_python_staging_build_the_same_tree(name: str, tmp_path: Path) -> None:
+def test_the_apkbuild_and_pakman_build_package_the_same_tree(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     need("fakeroot", "dash", "install")
     app, identity = example(name)
+    stubs = tmp_path / "stubs"
+    write_stub(stubs / "install", INSTALL_STANDIN)
+    write_stub(stubs / "bundle", BUNDLE_STANDIN)
+    # The source both build: the app as pakman's build step copies it (abuild's
+    # snapshot would also hold instellar.yml, which pakman leaves out).
+    ignored = shutil.ignore_patterns(".apk", "__pycache__", "instellar.yml")
+    app_files = {"Gemfile": "gem 'rails'\n", "config.ru": "run App\n", "app/models/user.rb": ""}
+    rails_app = app_files if name == "rails-seed" else {}  # the example is its config alone
+
+    # pakman build: the build, collect and package steps, packed into .apk files.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(
+        app.root, workspace / "apps" / name, ignore=shutil.ignore_patterns(".apk", "__pycache__")
+    )
+    make(workspace / "apps" / name, rails_app)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")  # bundle, for rails-seed
+    monkeypatch.chdir(workspace)
+    key = make_key(tmp_path / "key")
+    umask = os.umask(0o077)  # abuild's is 022, whatever the builder's: so is pakman's
+    try:
+        code = main(
+            [
+                "build",
+                "apps",
+                "--offline",
+                "--json",
+                "--key",
+                str(key.private),
+                "--package-name",
+                identity.name,
+                "--organization",
+                identity.organization,
+                "--package-version",
+                identity.version,
+                "--release",
+                str(identity.release),
+            ]
+        )
+    finally:
+        os.umask(umask)
+    assert code == 0
+    by_pakman, owners = _packaged(workspace / ".pakman/repo", identity.name)
+
+    # abuild: prepare, build and package as the generated APKBUILD says.
     startdir = tmp_path / "startdir"
     write_rendered(render_all(app, identity), startdir)
     (startdir / f"{identity.name}-{identity.version}.tar").write_bytes(b"")  # the snapshot
     srcdir = tmp_path / "src"
-    shutil.copytree(app.root, srcdir, ignore=shutil.ignore_patterns(".apk", "__pycache__"))
-    stubs = tmp_path / "stubs"
-    write_stub(stubs / "install", INSTALL_STANDIN)
-    write_stub(stubs / "bundle", BUNDLE_STANDIN)
+    shutil.copytree(app.root, srcdir, ignore=ignored)
+    make(srcdir, rails_app)
     owners_file = tmp_path / "owners"
     env = {
         "PATH": f"{stubs}:/usr/bin:/bin",
@@ -285,12 +304,9 @@ def test_the_apkbuild_and_the_python_staging_build_the_same_tree(name: str, tmp_
         path, user, group = line.split("\0")
         shell_owners[Path(path).relative_to(by_shell).as_posix()] = (user, group)
 
-    owners = stage_package(app, identity, srcdir, startdir, tmp_path / "by-python")
-
-    by_python = tree(tmp_path / "by-python")
-    assert tree(by_shell) == by_python
-    assert shell_owners == dict(owners)
-    assert not any(p.endswith((".tar", ".initd")) for p in by_python)  # prepare() removed the links
+    assert tree(by_shell) == by_pakman
+    assert shell_owners == owners
+    assert not any(p.endswith((".tar", ".initd")) for p in by_pakman)  # prepare() removed the links
     if name == "rails-seed":
-        assert "var/lib/devspace/.bundle/config" in by_python
-        assert "var/lib/devspace/instellar.yml" in by_python
+        assert "var/lib/devspace/.bundle/config" in by_pakman
+        assert "var/lib/devspace/app/models/user.rb" in by_pakman

@@ -100,3 +100,15 @@ def test_a_build_leaves_nothing_in_the_trash(tmp_path: Path) -> None:
     assert list((workspace / ".pakman/trash").iterdir()) == []  # used, and emptied
     built = workspace / ".pakman/build/heartbeat"
     assert not [p for p in built.iterdir() if p.name.endswith((".old", ".tmp"))]
+
+
+def test_a_no_op_build_empties_what_a_killed_build_left(tmp_path: Path) -> None:
+    key: KeyPair = make_key(tmp_path / "key")
+    workspace = make_workspace(tmp_path / "ws", ["heartbeat"])
+    assert build(workspace, key).code == 0
+    left = workspace / ".pakman/trash" / "0123abcd"  # as a build killed while deleting leaves it
+    (left / "build-x86_64/bin").mkdir(parents=True)
+    (left / "build-x86_64/bin/heartbeat").write_text("old\n")
+    run = build(workspace, key)
+    assert run.code == 0 and run.ran == set()
+    assert list((workspace / ".pakman/trash").iterdir()) == []

@@ -45,7 +45,6 @@ class RunContext:
     require_deps: bool = False
     verbose: bool = False
     alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
-    source_date_epoch: int = 0
     level: int | None = None  # gzip level for packages (None: the packer's default)
     use_store: bool = True  # restore outputs of keys built before instead of running
     # Names one build run, so that steps in one process share what they fetched
@@ -141,6 +140,21 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     with (layout.state / "journal").open("a", encoding="utf-8") as journal:
         journal.write(journal_line(step.id, step.key, step.outputs))
     return Outcome(tuple(warnings), restored)
+
+
+def record_provisional(step: Step, layout: Layout) -> None:
+    """Let the steps after a provisional one run, as in the build it served, and not more.
+
+    For `pakman run-step` (make, ninja), where the next step is another
+    process that finds what ran by its manifest: the manifest says
+    `provisional` and is dated 1970, so make and ninja find it older than
+    what it reads and run the step again next time; it gets no journal
+    line, so a build runs it again too.
+    """
+    manifest = layout.manifest(step.id)
+    record = {"id": step.id, "key": step.key, "pakman": __version__, "provisional": True}
+    write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode(), durable=False)
+    os.utime(manifest, (0, 0))
 
 
 def recorded_key(layout: Layout, step_id: str) -> str | None:

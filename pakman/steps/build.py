@@ -13,16 +13,36 @@ from pakman.steps.shell import run_shell, shell_variables
 
 
 def copy_source(tree: SourceTree, dest: Path) -> None:
-    """Copy exactly the files the fingerprint covers (symlinks stay symlinks, modes kept)."""
+    """Copy exactly the files the fingerprint covers (symlinks stay symlinks).
+
+    Modes are what a checkout under abuild's umask 022 has, from the one bit
+    git and the fingerprint keep: files 0755 when executable, else 0644, and
+    folders 0755. So neither the builder's umask nor the umask the source was
+    checked out under reaches the package.
+    """
+    made = {dest}
     for f in tree.files:
         source, target = tree.root / f.path, dest / f.path
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folders(target.parent, made)
         if f.kind == "l":
             os.symlink(os.readlink(source), target)
         elif f.kind == "d":
-            target.mkdir(exist_ok=True)
+            _make_folders(target, made)
         else:
             shutil.copy2(source, target)
+            os.chmod(target, 0o755 if f.executable else 0o644)
+
+
+def _make_folders(folder: Path, made: set[Path]) -> None:
+    """`mkdir -p folder`, each folder made 0755 whatever the umask."""
+    missing = []
+    while folder not in made:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(exist_ok=True)
+        os.chmod(each, 0o755)
+        made.add(each)
 
 
 def run_build(step: Step, context: RunContext) -> None:
@@ -53,5 +73,5 @@ def run_build(step: Step, context: RunContext) -> None:
             log=context.log_path(step),
             what=f"build of {identity.name} ({step.arch})",
             verbose=context.verbose,
-            env={"SOURCE_DATE_EPOCH": str(context.source_date_epoch)},
+            env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pakman.graph import Step
-from pakman.staging import collect_destinations
+from pakman.staging import collect_destinations, make_dirs
 from pakman.steps import RunContext, fresh_dir, replace_dir, upstream_output
 
 
@@ -16,7 +16,6 @@ def collect(step: Step, context: RunContext) -> None:
     out = Path(step.outputs[0])
     tmp = fresh_dir(out.with_name(out.name + ".tmp"), context)
     home = tmp / "var" / "lib" / step.app.name
-    home.mkdir(parents=True)
-    home.chmod(0o755)
+    make_dirs(home)  # var/, var/lib/ and the home 0755, as abuild's install -d makes them
     collect_destinations(build_dir, step.app.config.build.destinations, home)
     replace_dir(tmp, out, context)

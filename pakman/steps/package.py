@@ -70,7 +70,7 @@ def package(step: Step, context: RunContext) -> None:
             log=context.log_path(step),
             what=f"package() of {identity.name} ({arch})",
             verbose=context.verbose,
-            env={"SOURCE_DATE_EPOCH": str(context.source_date_epoch)},
+            env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
         )
     else:
         collected = Path(upstream_output(step, "collect"))
@@ -97,7 +97,7 @@ def package(step: Step, context: RunContext) -> None:
         depends=tuple(runtime_dependencies(app)),
         install_scripts=scripts,
         owners=owners,
-        builddate=context.source_date_epoch,
+        builddate=identity.epoch,
     )
     tmp = fresh_dir(out.with_name(out.name + ".tmp"), context)
     key = context.signing_key()

@@ -23,6 +23,7 @@ from pakman.apk.index import CACHE_FILE, INDEX_FILE, index_filenames
 from pakman.errors import StepFailed
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
+from pakman.identity import EARLIEST_EPOCH
 from pakman.steps import RunContext, upstream_outputs
 
 # In the index's work folder: the key of the index step that made the folder
@@ -104,7 +105,7 @@ def sign(step: Step, context: RunContext) -> None:
     index_path = Path(upstream_outputs(step, "index")[0])
     work = index_path.parent
     text = index_path.read_text(encoding="utf-8")
-    signed = index_bytes(text, context.signing_key(), context.source_date_epoch)
+    signed = index_bytes(text, context.signing_key(), index_time(text))
     listed = dict.fromkeys(index_filenames(text))  # in order, and quick to ask
     with os.scandir(work) as found:
         present = {e.name: (e.path, e.inode()) for e in found if e.is_file()}
@@ -131,6 +132,15 @@ def _link_or_copy(source: str, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def index_time(text: str) -> int:
+    """The index's time stamp: the newest build date (`t:`) of its packages.
+
+    So it follows from what it lists, as reproducible as they are.
+    """
+    dates = [line[2:] for line in text.splitlines() if line.startswith("t:")]
+    return max((int(d) for d in dates if d.isascii() and d.isdigit()), default=EARLIEST_EPOCH)
 
 
 def _read_text(path: Path) -> str | None:

@@ -15,6 +15,7 @@ from pakman.errors import StepFailed
 from pakman.settings import SECRET_VARIABLES
 
 TAIL_LINES = 25
+UMASK = 0o022  # abuild's
 
 
 def shell_variables(values: Mapping[str, str]) -> str:
@@ -50,7 +51,7 @@ def run_shell(
     verbose: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> None:
-    """Run `script` with `sh -e` (as abuild does); output goes to `log`, and live to stderr when verbose.
+    """Run `script` with `sh -e` and umask 022 (as abuild does); output goes to `log`, and live to stderr when verbose.
 
     A non-zero exit raises StepFailed with the status and the tail of the log.
     """
@@ -65,6 +66,7 @@ def run_shell(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, to stop it whole
+            umask=UMASK,  # abuild's, whatever the caller's: the package's modes do not vary
         )
         assert process.stdout is not None
         try:

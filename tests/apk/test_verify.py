@@ -235,8 +235,12 @@ def test_index_entry_pointing_at_a_changed_package_is_detected(
     write_file(tree / "var/lib/pyweb/src/main.py", "print('changed')\n")
     write_package(tree, pyweb_info(), arch_dir, key_pair.key)  # same name and version
     problems = problems_of(index, key_pair)
-    assert any(p.startswith("pyweb-1.2.0-r7: C: (identity)") for p in problems)
-    assert any(p.startswith("pyweb-1.2.0-r7: S: (size)") for p in problems) or len(problems) >= 2
+    # Each field the changed package no longer matches, and nothing else.
+    assert [p.split(" is ")[0] for p in problems] == [
+        "pyweb-1.2.0-r7: C: (identity)",
+        "pyweb-1.2.0-r7: S: (size)",
+        "pyweb-1.2.0-r7: I: (installed size)",
+    ]
     (arch_dir / "pyweb-1.2.0-r7.apk").unlink()
     assert problems_of(index, key_pair) == [
         f"pyweb-1.2.0-r7: pyweb-1.2.0-r7.apk is not in {arch_dir}"
