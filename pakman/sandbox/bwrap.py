@@ -122,11 +122,8 @@ def base_environment(arch: str) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def check_bwrap(bwrap: str = "bwrap") -> str:
-    """The path of a bwrap that can make namespaces here; SandboxUnavailable says why not.
-
-    Tried once per process (a run of `true` in new namespaces, a few ms).
-    """
+def find_bwrap(bwrap: str = "bwrap") -> str:
+    """The path of bwrap; SandboxUnavailable when it is not installed."""
     found = shutil.which(bwrap)
     if found is None:
         raise SandboxUnavailable(
@@ -134,6 +131,18 @@ def check_bwrap(bwrap: str = "bwrap") -> str:
             "(Debian/Ubuntu: apt-get install bubblewrap; Alpine: apk add bubblewrap), or "
             "build on the host explicitly with --build-on host"
         )
+    return found
+
+
+@functools.lru_cache(maxsize=4)
+def check_bwrap(bwrap: str = "bwrap") -> str:
+    """The path of a bwrap that can make namespaces here; SandboxUnavailable says why not.
+
+    Runs `true` in new namespaces (about 10 ms), once per process. `Sandbox.run`
+    does not need it first: it calls it only when bwrap fails before starting
+    the command, to tell why.
+    """
+    found = find_bwrap(bwrap)
     probe = subprocess.run(
         [found, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "true"],
         env={},
@@ -143,9 +152,10 @@ def check_bwrap(bwrap: str = "bwrap") -> str:
         check=False,
     )
     if probe.returncode != 0:
-        detail = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        lines = probe.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = lines[-1] if lines else f"exit status {probe.returncode}"
         raise SandboxUnavailable(
-            f"bubblewrap cannot create namespaces on this machine ({detail[-1] if detail else 'exit status ' + str(probe.returncode)}): "
+            f"bubblewrap cannot create namespaces on this machine ({detail}): "
             "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
             "or on Ubuntu 24.04 kernel.apparmor_restrict_unprivileged_userns=0), run in a "
             "container that allows them, or build on the host explicitly with --build-on host"
@@ -248,7 +258,7 @@ class Sandbox:
         timeout: float | None = None,
     ) -> int:
         """Run `command`; its exit status. Interrupted, it leaves no process of the sandbox behind."""
-        bwrap = check_bwrap(self.bwrap)
+        bwrap = find_bwrap(self.bwrap)
         check_arch(self.arch)
         if not self.writable and self.build_dir is not None and not self.build_dir.is_dir():
             raise SandboxError(f"{self.build_dir}: the build folder does not exist")
@@ -273,7 +283,8 @@ class Sandbox:
         child = None
         try:
             child = _child_pidfd(info_read)
-            return process.wait(timeout)
+            started = child is not None  # bwrap made the namespaces and started the command
+            status = process.wait(timeout)
         except BaseException:
             _stop(process, child)
             child = None
@@ -282,6 +293,14 @@ class Sandbox:
             os.close(info_read)
             if child is not None:
                 os.close(child)
+        if not started and status != 0:
+            # bwrap stopped before it started the command: say why, if namespaces are the cause
+            check_bwrap(bwrap)
+            raise SandboxError(
+                f"bubblewrap could not set the sandbox up (exit status {status}; its message "
+                "is above)"
+            )
+        return status
 
 
 def _child_pidfd(info_read: int) -> int | None:

@@ -186,6 +186,11 @@ def test_no_bwrap_or_no_namespaces_is_a_clear_error(tmp_path: Path) -> None:
     fake.chmod(0o755)
     with pytest.raises(SandboxUnavailable, match=r"cannot create namespaces.*No permissions"):
         check_bwrap(str(fake))
+    # a run finds out when bwrap stops before starting the command, then says why
+    with pytest.raises(SandboxUnavailable, match=r"cannot create namespaces.*No permissions"):
+        Sandbox(tmp_path, bwrap=str(fake)).run(["true"], stderr=subprocess.DEVNULL)
+    with pytest.raises(SandboxUnavailable, match=r"bubblewrap\) was not found"):
+        Sandbox(tmp_path, bwrap=str(tmp_path / "bwrap")).run(["true"])
 
 
 def test_a_missing_build_folder_is_an_error(alpine_root: Path, tmp_path: Path) -> None:
