@@ -264,10 +264,14 @@ class _Installer:
                 package.files.setdefault("", [])
             real = f"{self.real_dirs[parent]}/{base}" if parent else base
             full = os.path.join(root, real)
-            self._claim(package, label, real, full, parent)
+            self._claim(package, label, real, parent)
             csum = _checksum(member.pax.get(CHECKSUM_RECORD))
             if member.is_file:
-                fd = os.open(full, _FILE_FLAGS, 0o600)
+                try:
+                    fd = os.open(full, _FILE_FLAGS, 0o600)
+                except FileExistsError:
+                    self._make_way(label, real, full)
+                    fd = os.open(full, _FILE_FLAGS, 0o600)
                 try:
                     for chunk in reader.read_content():
                         os.write(fd, chunk)
@@ -284,10 +288,18 @@ class _Installer:
                     raise RootError(f"{label}: {name}: no hard link target ({target}) in archive")
                 link_parent, _, link_base = target.rpartition("/")
                 source = os.path.join(root, self.real_dirs[link_parent], link_base)
-                os.link(source, full)
+                try:
+                    os.link(source, full)
+                except FileExistsError:
+                    self._make_way(label, real, full)
+                    os.link(source, full)
                 csum = checksums[target]
             elif member.is_symlink:
-                os.symlink(member.linkname, full)
+                try:
+                    os.symlink(member.linkname, full)
+                except FileExistsError:
+                    self._make_way(label, real, full)
+                    os.symlink(member.linkname, full)
                 if _IS_ROOT:
                     os.lchown(full, uid, gid)
                 mode = 0o777
@@ -318,8 +330,8 @@ class _Installer:
         self.real_dirs[name] = real
         return real
 
-    def _claim(self, package: _Installed, label: str, real: str, full: str, folder: str) -> None:
-        """Make way for a file of `package` at `real`, as apk allows overwriting."""
+    def _claim(self, package: _Installed, label: str, real: str, folder: str) -> None:
+        """Record that `package` has the file at `real`; refused when another has it, as apk does."""
         owner = self.owner.get(real)
         if owner is not None and owner[0] is not package:
             other, other_folder = owner
@@ -338,15 +350,12 @@ class _Installer:
             files = other.files.get(other_folder, [])
             files[:] = [f for f in files if f[0] != base]
         self.owner[real] = (package, folder)
-        try:
-            os.unlink(full)
-        except FileNotFoundError:
-            pass
-        except IsADirectoryError:
-            raise RootError(f"{label}: {real} is a folder in the root") from None
-        except OSError as exc:
-            if exc.errno != errno.EISDIR:
-                raise
+
+    def _make_way(self, label: str, real: str, full: str) -> None:
+        """Remove what is at `full` (another package's file, or what a script made)."""
+        if os.path.isdir(full) and not os.path.islink(full):
+            raise RootError(f"{label}: {real} is a folder in the root")
+        os.unlink(full)
 
     # -- scripts -------------------------------------------------------------
 
@@ -539,6 +548,11 @@ def ensure_root(store: str | Path, digest: str, spec: RootSpec) -> Path:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
             # another run made it first: theirs is as good as ours
+            if not (final / ROOT_FOLDER).is_dir():
+                raise RootError(
+                    f"{final} is in the way of the root made for it (it holds no {ROOT_FOLDER}/); "
+                    "remove it"
+                ) from None
     return final / ROOT_FOLDER
 
 

@@ -39,9 +39,11 @@ def installed_blocks(root: Path) -> dict[str, list[str]]:
     return blocks
 
 
-def raw_package(folder: Path, name: str, members: list[tuple[str, bytes, str]]) -> Path:
+def raw_package(
+    folder: Path, name: str, members: list[tuple[str, bytes, str]], replaces: tuple[str, ...] = ()
+) -> Path:
     """An unsigned .apk whose data holds `members`: (name, kind d/f/l, content or link target)."""
-    info = PackageInfo(name, "1.0", "x86_64", builddate=EPOCH)
+    info = PackageInfo(name, "1.0", "x86_64", replaces=replaces, builddate=EPOCH)
     pkginfo = render_pkginfo(info, builddate=EPOCH, size=1, datahash="0" * 64)
     data = []
     for member_name, kind, text in members:
@@ -192,6 +194,24 @@ def test_a_file_of_another_package_is_not_overwritten(tmp_path: Path) -> None:
         install_root(tmp_path / "root", RootSpec((one, two), "x86_64"))
 
 
+def test_a_package_that_replaces_another_takes_its_files(tmp_path: Path) -> None:
+    one = raw_package(
+        tmp_path, "one", [("etc/", b"d", ""), ("etc/conf", b"f", "one"), ("etc/l", b"l", "conf")]
+    )
+    two = raw_package(
+        tmp_path,
+        "two",
+        [("etc/", b"d", ""), ("etc/conf", b"f", "two"), ("etc/l", b"l", "other")],
+        replaces=("one",),
+    )
+    root = install_root(tmp_path / "root", RootSpec((one, two), "x86_64"))
+    assert (root / "etc/conf").read_text() == "two"
+    assert os.readlink(root / "etc/l") == "other"
+    blocks = installed_blocks(root)
+    assert "R:conf" not in blocks["one"] and "R:l" not in blocks["one"]
+    assert "R:conf" in blocks["two"] and "r:one" in blocks["two"]
+
+
 def test_a_root_is_made_once_per_key_and_never_half(
     tmp_path: Path, alpine_repository: AlpineRepository
 ) -> None:
@@ -206,4 +226,16 @@ def test_a_root_is_made_once_per_key_and_never_half(
     failing = alpine_repository.packages(("alpine-baselayout", "hello-setup"))  # no /bin/sh yet
     with pytest.raises(RootError, match="pre-install script failed"):
         ensure_root(store, "def", RootSpec(failing, "x86_64"))
+    assert sorted(p.name for p in store.iterdir()) == ["abc"]
+
+
+def test_something_else_under_the_key_is_not_taken_for_a_root(
+    tmp_path: Path, alpine_repository: AlpineRepository
+) -> None:
+    store = tmp_path / "roots"
+    (store / "abc").mkdir(parents=True)
+    (store / "abc" / "stray").write_text("x")
+    spec = RootSpec(alpine_repository.packages(("alpine-release",)), "x86_64")
+    with pytest.raises(RootError, match="in the way"):
+        ensure_root(store, "abc", spec)
     assert sorted(p.name for p in store.iterdir()) == ["abc"]
