@@ -231,6 +231,9 @@ class Sandbox:
             args += ["--bind", root, "/"]
         else:
             args += ["--unshare-all"]
+            if os.geteuid() != 0:
+                # the root's files belong to this user: inside they are root's, and so is the command
+                args += ["--unshare-user", "--uid", "0", "--gid", "0"]
             if self.network:
                 args.append("--share-net")
             args += ["--ro-bind", root, "/"]

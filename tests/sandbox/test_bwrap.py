@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from alpine_fixture import AlpineRepository
 from pakman.graph import host_arch
 from pakman.sandbox import BUILD_DIR, Sandbox, SandboxError, SandboxUnavailable, check_arch
 from pakman.sandbox.bwrap import check_bwrap
@@ -196,3 +198,41 @@ def test_no_bwrap_or_no_namespaces_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_missing_build_folder_is_an_error(alpine_root: Path, tmp_path: Path) -> None:
     with pytest.raises(SandboxError, match="does not exist"):
         Sandbox(alpine_root, build_dir=tmp_path / "nowhere").run(["true"])
+
+
+AS_NOBODY = ("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups")
+_UNPRIVILEGED = """
+import sys
+from pathlib import Path
+from pakman.sandbox import RootSpec, Sandbox, install_root
+work = Path(sys.argv[1])
+root = install_root(work / "root", RootSpec(tuple(map(Path, sys.argv[2:])), "x86_64"))
+(work / "build").mkdir()
+script = "id -u; cat /etc/hello-setup.txt; stat -c %u:%a /var/lib/hello; touch /etc/x || echo ro"
+sys.exit(Sandbox(root, build_dir=work / "build").run(["sh", "-c", script]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root")
+def test_a_user_who_is_not_root_makes_and_uses_a_root(alpine_repository: AlpineRepository) -> None:
+    work = Path(tempfile.mkdtemp(prefix="pakman-unprivileged-"))
+    try:
+        work.chmod(0o755)
+        packages = []
+        for package in alpine_repository.packages():
+            packages.append(work / package.name)
+            shutil.copyfile(package, work / package.name)
+        os.chown(work, 65534, 65534)
+        result = subprocess.run(
+            [*AS_NOBODY, sys.executable, "-c", _UNPRIVILEGED, work, *packages],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        # inside, the user is root and so are the files; the scripts ran as root
+        assert result.stdout.splitlines() == ["0", "hello, 2.0-r0", "0:750", "ro"]
+        assert (work / "root/bin/busybox").stat().st_uid == 65534
+    finally:
+        shutil.rmtree(work)
