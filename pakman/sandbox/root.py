@@ -54,9 +54,7 @@ from pakman.apk.tarfmt import (
     CHECKSUM_RECORD,
     END_OF_ARCHIVE,
     REGULAR,
-    TarMember,
     TarReader,
-    member_bytes,
 )
 from pakman.errors import PakmanError
 from pakman.sandbox.bwrap import MOUNT_FILES, MOUNT_POINTS, Sandbox
@@ -415,16 +413,8 @@ class _Installer:
             for kind in _APK_SCRIPTS:
                 text = package.control.scripts.get(kind)
                 if text is not None:
-                    member = TarMember(
-                        f"{entry.name}-{entry.version}.{entry.identity}.{kind}",
-                        REGULAR,
-                        0o755,
-                        entry.builddate,
-                        size=len(text),
-                        uname="",
-                        gname="",
-                    )
-                    scripts.append(member_bytes(member, text))
+                    name = f"{entry.name}-{entry.version}.{entry.identity}.{kind}"
+                    scripts.append(_script_entry(name, text, entry.builddate))
         (db / "scripts.tar").write_bytes(b"".join(scripts) + END_OF_ARCHIVE)
         (db / "triggers").write_text(
             "".join(
@@ -444,6 +434,31 @@ class _Installer:
 
 def _names(dependencies: tuple[str, ...]) -> set[str]:
     return {re.split(r"[<>=~]", d, maxsplit=1)[0] for d in dependencies}
+
+
+def _octal(value: int, length: int, terminated: bool) -> bytes:
+    # apk's put_octal: zero-padded digits filling the field, then NUL when `terminated`
+    digits = length - 1 if terminated else length
+    return f"{value:o}".rjust(digits, "0")[-digits:].encode() + (b"\0" if terminated else b"")
+
+
+def _script_entry(name: str, data: bytes, mtime: int) -> bytes:
+    """One entry of scripts.tar, byte for byte as apk's apk_tar_write_entry writes it."""
+    header = bytearray(512)
+    raw = name.encode()[:99]
+    header[0 : len(raw)] = raw
+    header[100:108] = _octal(0o755, 8, True)
+    header[108:116] = _octal(0, 8, True)
+    header[116:124] = _octal(0, 8, True)
+    header[124:136] = _octal(len(data), 12, False)
+    header[136:148] = _octal(mtime, 12, False)
+    header[148:156] = b" " * 8
+    header[156:157] = REGULAR
+    header[257:265] = b"ustar  \0"
+    header[265:269] = b"root"
+    header[297:301] = b"root"
+    header[148:155] = _octal(sum(header), 7, True)
+    return bytes(header) + data + bytes(-len(data) % 512)
 
 
 def _words(control: PackageControl, key: str) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,14 @@ def test_database_identities_match_the_index_and_scripts_are_kept(
         f"{hello}.post-install",
         f"{hello}.trigger",
     ]
+    # written as apk's apk_tar_write_entry writes it (old GNU magic, root names, NUL-ended octal)
+    data = (alpine_root / "lib/apk/db/scripts.tar").read_bytes()
+    assert data[257:265] == b"ustar  \0" and data[265:270] == b"root\0"
+    size = len(b"#!/bin/busybox sh\n/bin/busybox --install -s || exit 1\n")
+    assert data[100:148] == b"0000755\x000000000\x000000000\x00" + b"%012o%012o" % (size, EPOCH)
+    with tarfile.open(alpine_root / "lib/apk/db/scripts.tar") as archive:
+        busybox = archive.getmembers()[0]
+        assert (busybox.mode, busybox.uname, busybox.mtime) == (0o755, "root", EPOCH)
     assert (alpine_root / "lib/apk/db/triggers").read_text().splitlines() == [
         f"{index_ids['busybox']} /bin /usr/bin /sbin /usr/sbin /lib/modules/*",
         f"{index_ids['hello-setup']} /usr/lib /usr/share/*",
