@@ -109,22 +109,31 @@ class _Installed:
 
 
 class _Ids:
-    """User and group numbers by name, from the root's /etc/passwd and /etc/group."""
+    """User and group numbers by name, from the root's /etc/passwd and /etc/group.
+
+    As apk's id cache: read once, then kept until a script runs (which may add
+    users). It is read before a package's files are written, since apk writes
+    them under temporary names until the package is done: a package's own
+    /etc/group does not name the groups of its files.
+    """
 
     def __init__(self, root: str) -> None:
         self.root = root
         self.users: dict[str, int] | None = None
-        self.groups: dict[str, int] | None = None
+        self.groups: dict[str, int] = {}
 
     def reset(self) -> None:
-        self.users = self.groups = None
+        self.users = None
+
+    def load(self) -> None:
+        if self.users is None:
+            self.users = self._read("passwd")
+            self.groups = self._read("group")
 
     def _read(self, name: str) -> dict[str, int]:
         table: dict[str, int] = {}
-        with (
-            contextlib.suppress(OSError),
-            open(os.path.join(self.root, "etc", name), encoding="utf-8", errors="replace") as f,
-        ):
+        path = os.path.join(self.root, "etc", name)
+        with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 parts = line.split(":")
                 if len(parts) > 2 and parts[2].strip().isdigit():
@@ -132,18 +141,14 @@ class _Ids:
         return table
 
     def uid(self, name: str, number: int) -> int:
-        if name == "root" or not name:
-            return 0 if name else number
-        if self.users is None:
-            self.users = self._read("passwd")
-        return self.users.get(name, number)
+        if name == "root":
+            return 0
+        return (self.users or {}).get(name, number) if name else number
 
     def gid(self, name: str, number: int) -> int:
-        if name == "root" or not name:
-            return 0 if name else number
-        if self.groups is None:
-            self.groups = self._read("group")
-        return self.groups.get(name, number)
+        if name == "root":
+            return 0
+        return self.groups.get(name, number) if name else number
 
 
 def _checksum(hex_sha1: str | None) -> str:
@@ -217,6 +222,7 @@ class _Installer:
                     entry, control, _words(control, "replaces"), _words(control, "triggers")
                 )
                 self._run_script(package, "pre-install")
+                self.ids.load()
                 if members.next_member():
                     self._extract(package, members)
         except ArchiveError as exc:
@@ -364,7 +370,9 @@ class _Installer:
         entry = package.entry
         relative = f"lib/apk/exec/{entry.name}-{entry.version}.{kind}"
         full = os.path.join(self.root, relative)
-        os.makedirs(os.path.dirname(full), mode=0o755, exist_ok=True)
+        if not os.path.isdir(os.path.dirname(full)):
+            os.makedirs(os.path.dirname(os.path.dirname(full)), mode=0o755, exist_ok=True)
+            os.mkdir(os.path.dirname(full), 0o700)  # as apk makes lib/apk/exec
         with open(full, "wb") as handle:
             handle.write(text)
         os.chmod(full, 0o755)
@@ -421,11 +429,13 @@ class _Installer:
                 f"{p.entry.identity} {' '.join(p.triggers)}\n" for p in self.installed if p.triggers
             )
         )
-        (db / "lock").touch()
+        (db / "lock").touch(mode=0o600)
+        for folder in ("var/cache/apk", "var/cache/misc"):  # as apk --initdb makes them
+            os.makedirs(os.path.join(self.root, folder), mode=0o755, exist_ok=True)
         etc = Path(self.root, "etc/apk")
         (etc / "keys").mkdir(parents=True, exist_ok=True)
         world = spec.world or tuple(sorted({p.entry.name for p in self.installed}))
-        (etc / "world").write_text(" ".join(world) + "\n")
+        (etc / "world").write_text("".join(f"{name}\n" for name in world))
         (etc / "arch").write_text(spec.arch + "\n")
         (etc / "repositories").write_text("".join(f"{url}\n" for url in spec.repositories))
         for key in spec.keys:
