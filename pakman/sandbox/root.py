@@ -38,11 +38,13 @@ import contextlib
 import errno
 import fnmatch
 import os
+import queue
 import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,7 +226,8 @@ class _Installer:
                 self._run_script(package, "pre-install")
                 self.ids.load()
                 if members.next_member():
-                    self._extract(package, members)
+                    with _Prefetch(members) as data:
+                        self._extract(package, data.read)
         except ArchiveError as exc:
             raise RootError(f"{label}: {exc}") from None
         except OSError as exc:
@@ -232,8 +235,8 @@ class _Installer:
         self.installed.append(package)
         self._run_script(package, "post-install")
 
-    def _extract(self, package: _Installed, members: GzipMemberReader) -> None:
-        reader = TarReader(members.read)
+    def _extract(self, package: _Installed, read: Callable[[int], bytes]) -> None:
+        reader = TarReader(read)
         label = f"{package.entry.name}-{package.entry.version}"
         checksums: dict[str, str] = {}  # archive path of a file -> its Z: (for hard links)
         ids = self.ids
@@ -444,6 +447,72 @@ class _Installer:
 
 def _names(dependencies: tuple[str, ...]) -> set[str]:
     return {re.split(r"[<>=~]", d, maxsplit=1)[0] for d in dependencies}
+
+
+class _Prefetch:
+    """Decompresses a gzip member in a thread while the caller writes files (as tar | gzip do).
+
+    zlib releases the GIL, so inflating overlaps the file system calls.
+    `read(n)` returns up to n bytes, b"" at the end; errors of the thread are
+    raised there. Leaving the block stops the thread.
+    """
+
+    _CHUNK = 1 << 20
+
+    def __init__(self, members: GzipMemberReader) -> None:
+        self._members = members
+        self._queue: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=8)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._buffer = b""
+        self._offset = 0
+        self._done = False
+
+    def __enter__(self) -> _Prefetch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()  # unblock a put
+            self._thread.join(0.01)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._members.read(self._CHUNK)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reader, which raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int) -> bytes:
+        if self._offset >= len(self._buffer):
+            if self._done:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            if not item:
+                self._done = True
+                return b""
+            self._buffer, self._offset = item, 0
+        end = self._offset + size
+        data = self._buffer[self._offset : end]
+        self._offset = end
+        return data
 
 
 def _octal(value: int, length: int, terminated: bool) -> bytes:

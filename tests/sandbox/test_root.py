@@ -251,3 +251,15 @@ def test_something_else_under_the_key_is_not_taken_for_a_root(
     with pytest.raises(RootError, match="in the way"):
         ensure_root(store, "abc", spec)
     assert sorted(p.name for p in store.iterdir()) == ["abc"]
+
+
+def test_a_damaged_package_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    package = raw_package(
+        tmp_path,
+        "big",
+        [("usr/", b"d", ""), *((f"usr/f{i}", b"f", "x" * 5000) for i in range(400))],
+    )
+    data = package.read_bytes()
+    package.write_bytes(data[: len(data) - 40])
+    with pytest.raises(RootError, match=r"big-1\.0-r0: .*truncated"):
+        install_root(tmp_path / "root", RootSpec((package,), "x86_64"))
