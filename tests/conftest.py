@@ -1,14 +1,15 @@
-"""Shared test fixtures: golden files, a signing key (paths and helpers are in support.py)."""
+"""Shared test fixtures: golden files, a signing key, a fixture Alpine mirror (helpers: support.py, alpine_fixture.py)."""
 
 from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from alpine_fixture import AlpineRepository, LoopbackMirror, build_alpine_repository
 from support import TEST_EPOCH, updating_goldens
 
 
@@ -61,3 +62,17 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     private, _ = generate_key(tmp_path_factory.mktemp("signing-key"), "test", bits=2048)
     return private
+
+
+@pytest.fixture(scope="session")
+def alpine_repository(tmp_path_factory: pytest.TempPathFactory) -> AlpineRepository:
+    """A small Alpine mirror made from Debian's busybox and musl (see alpine_fixture.py)."""
+    return build_alpine_repository(tmp_path_factory.mktemp("alpine-repository"))
+
+
+@pytest.fixture(scope="session")
+def alpine_mirror(alpine_repository: AlpineRepository) -> Iterator[LoopbackMirror]:
+    """The fixture mirror served on 127.0.0.1 (`alpine_mirror.url`), stopped after the session."""
+    mirror = LoopbackMirror(alpine_repository.root).start()
+    yield mirror
+    mirror.stop()

@@ -21,6 +21,7 @@ from pakman.model import ARCHITECTURES, HOOK_NAMES
 from pakman.names import DEPENDENCY, ONE_LINE, PACKAGE_NAME, VERSION
 
 INSTALL_SCRIPTS = HOOK_NAMES  # pre-install, post-install, ..., post-deinstall
+CONTROL_SCRIPTS = (*INSTALL_SCRIPTS, "trigger")  # what a control member may carry
 # abuild adds `depend = /bin/sh` when a script's first line matches this (grep -E '^#!\s*/bin/sh')
 _SH_SCRIPT = re.compile(rb"#![ \t\r\f\v]*/bin/sh")
 _USER_NAME = re.compile(r"[a-z_][a-z0-9_.-]{0,31}\Z")
@@ -59,6 +60,8 @@ class PackageInfo:
     install_scripts: Mapping[str, bytes | str] = field(default_factory=lambda: MappingProxyType({}))
     owners: Mapping[str, tuple[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     builddate: int | None = None
+    # folders (globs) whose change runs the `trigger` install script, as apk fires them
+    triggers: tuple[str, ...] = ()
 
     @property
     def full_version(self) -> str:
@@ -78,7 +81,7 @@ class PackageInfo:
     def script_bytes(self) -> dict[str, bytes]:
         """The install scripts as bytes, in apk's canonical order."""
         scripts = {}
-        for name in INSTALL_SCRIPTS:
+        for name in CONTROL_SCRIPTS:
             text = self.install_scripts.get(name)
             if text is not None:
                 scripts[name] = text.encode() if isinstance(text, str) else bytes(text)
@@ -142,11 +145,25 @@ def check_info(info: PackageInfo) -> None:
     )
     for name, text in info.install_scripts.items():
         need(
-            name in INSTALL_SCRIPTS,
+            name in CONTROL_SCRIPTS,
             f"install_scripts[{name!r}]",
-            f"unknown install script (known: {', '.join(INSTALL_SCRIPTS)})",
+            f"unknown install script (known: {', '.join(CONTROL_SCRIPTS)})",
         )
         need(isinstance(text, (str, bytes)), f"install_scripts[{name!r}]", "must be text or bytes")
+    need(
+        isinstance(info.triggers, tuple)
+        and all(
+            isinstance(t, str) and t.startswith("/") and ONE_LINE.match(t) and " " not in t
+            for t in info.triggers
+        ),
+        "triggers",
+        "must be absolute folder paths or globs, without spaces",
+    )
+    need(
+        bool(info.triggers) == ("trigger" in info.install_scripts),
+        "triggers",
+        "triggers and a `trigger` install script go together (apk runs the script when they fire)",
+    )
     for path, owner in info.owners.items():
         parts = path.split("/")
         need(
@@ -229,6 +246,8 @@ def render_pkginfo(info: PackageInfo, *, builddate: int, size: int, datahash: st
     lines += [f"replaces = {name}" for name in info.replaces]
     lines += [f"depend = {name}" for name in effective_depends(info)]
     lines += [f"provides = {name}" for name in info.provides]
+    if info.triggers:
+        lines.append(f"triggers = {' '.join(info.triggers)}")
     if info.install_if:
         lines.append(f"install_if = {' '.join(info.install_if)}")
     lines.append(f"datahash = {datahash}")

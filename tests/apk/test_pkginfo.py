@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pakman.apk.pkginfo import PackageInfo, parse_pkginfo, render_pkginfo
+import pytest
+
+from pakman.apk.errors import PackageInputError
+from pakman.apk.pkginfo import PackageInfo, check_info, parse_pkginfo, render_pkginfo
 
 
 def test_field_order_with_every_optional_field() -> None:
@@ -72,3 +75,34 @@ def test_parse_keeps_order_and_skips_comments() -> None:
         ("depend", "a"),
         ("depend", "b = c"),
     ]
+
+
+def test_triggers_are_written_after_provides_with_their_script() -> None:
+    info = PackageInfo(
+        "busybox",
+        "1.36.1",
+        "x86_64",
+        provides=("cmd:sh=1.36.1-r0",),
+        install_if=("a", "b"),
+        triggers=("/bin", "/lib/modules/*"),
+        install_scripts={"trigger": "#!/bin/sh\n"},
+    )
+    check_info(info)
+    lines = render_pkginfo(info, builddate=0, size=1, datahash="0").splitlines()
+    assert lines[-3:] == [
+        "triggers = /bin /lib/modules/*",
+        "install_if = a b",
+        "datahash = 0",
+    ]
+    assert lines[-4] == "provides = cmd:sh=1.36.1-r0"
+    assert info.script_bytes() == {"trigger": b"#!/bin/sh\n"}
+
+
+def test_triggers_need_a_trigger_script_and_absolute_globs() -> None:
+    for bad in (
+        PackageInfo("a", "1", "x86_64", triggers=("/bin",)),
+        PackageInfo("a", "1", "x86_64", install_scripts={"trigger": "x"}),
+        PackageInfo("a", "1", "x86_64", triggers=("bin",), install_scripts={"trigger": "x"}),
+    ):
+        with pytest.raises(PackageInputError, match="triggers"):
+            check_info(bad)

@@ -1,0 +1,403 @@
+"""A small Alpine repository made at test time from Debian's packages, and a loopback server for it.
+
+Made with pakman's own writer and a test key, laid out as a mirror:
+`<root>/v3.20/{main,community}/<arch>/` with signed `APKINDEX.tar.gz`. The
+packages are shaped like Alpine 3.20's where the tests rely on it:
+
+- `musl`: `/lib/ld-musl-<arch>.so.1` (Debian's musl, `dpkg -L musl`) and the
+  `libc.musl-<arch>.so.1` link; provides `so:libc.musl-<arch>.so.1`.
+- `busybox`: Debian's static `/bin/busybox`, with `bin/sh`; its post-install
+  runs `/bin/busybox --install -s` and its trigger does it again, as
+  Alpine's does; provides `cmd:busybox`, `cmd:sh`.
+- `alpine-baselayout`: the base folders, `/etc/passwd`, `/etc/group`, ...
+- `alpine-release`: `/etc/alpine-release`, `/etc/os-release`.
+- `libgreet` (`so:libgreet.so.1`), `greet` (`cmd:greet`, needs
+  `so:libgreet.so.1` and musl's `so:`), both compiled with musl-gcc.
+- `hello-setup` (community): needs `cmd:greet` and busybox; its pre-install adds a user (uid 101),
+  its post-install runs `greet` into a file, its trigger records its
+  arguments; ships `var/lib/hello` owned by that user, and a hard link.
+
+Needs Debian's busybox-static, musl and musl-tools (scripts/test installs them).
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pakman.apk import PackageInfo, SigningKey, generate_key, write_index, write_package
+from pakman.graph import host_arch
+
+BRANCH = "v3.20"
+EPOCH = 1_700_000_000
+KEY_NAME = "pakman-test"
+# an order apk could install them in: dependencies first
+INSTALL_ORDER = (
+    "alpine-baselayout",
+    "alpine-release",
+    "musl",
+    "busybox",
+    "libgreet",
+    "greet",
+    "hello-setup",
+)
+
+_MACHINE = {"x86_64": "x86_64", "aarch64": "aarch64", "x86": "i386", "armv7": "armhf"}
+
+_LIBGREET_C = r"""
+#include <stdio.h>
+void greet(const char *who) { printf("hello, %s\n", who); }
+"""
+_GREET_C = r"""
+void greet(const char *who);
+int main(int argc, char **argv) { greet(argc > 1 ? argv[1] : "alpine"); return 0; }
+"""
+_PASSWD = """\
+root:x:0:0:root:/root:/bin/sh
+bin:x:1:1:bin:/bin:/sbin/nologin
+daemon:x:2:2:daemon:/sbin:/sbin/nologin
+nobody:x:65534:65534:nobody:/:/sbin/nologin
+"""
+_GROUP = """\
+root:x:0:root
+bin:x:1:root,bin,daemon
+daemon:x:2:root,bin,daemon
+shadow:x:42:
+nogroup:x:65533:
+nobody:x:65534:
+"""
+_SHADOW = "root:*::0:::::\nbin:!::0:::::\ndaemon:!::0:::::\nnobody:!::0:::::\n"
+
+
+@dataclass(frozen=True)
+class AlpineRepository:
+    """The fixture mirror on disk: where it is, its key, and its packages."""
+
+    root: Path  # the mirror: <root>/v3.20/main/<arch>/...
+    arch: str
+    key: SigningKey
+    public_key: Path  # <keyname>.rsa.pub, as it goes into /etc/apk/keys
+    keys_dir: Path  # a folder holding only the public key
+
+    def arch_dir(self, repository: str = "main") -> Path:
+        return self.root / BRANCH / repository / self.arch
+
+    def package(self, name: str) -> Path:
+        """The .apk file of a fixture package."""
+        for repository in ("main", "community"):
+            found = sorted(self.arch_dir(repository).glob(f"{name}-[0-9]*.apk"))
+            if found:
+                return found[0]
+        raise KeyError(name)
+
+    def packages(self, names: tuple[str, ...] = INSTALL_ORDER) -> tuple[Path, ...]:
+        return tuple(self.package(name) for name in names)
+
+    def repositories(self, url: str) -> tuple[str, ...]:
+        """`/etc/apk/repositories` lines for this mirror served at `url`."""
+        return (f"{url}/{BRANCH}/main", f"{url}/{BRANCH}/community")
+
+
+def musl_loader(arch: str) -> str:
+    return f"ld-musl-{_MACHINE.get(arch, arch)}.so.1"
+
+
+def _busybox() -> Path:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        path = Path(candidate)
+        if path.is_file():
+            return path
+    raise FileNotFoundError("busybox not found: install Debian's busybox-static")
+
+
+def _musl_libc() -> Path:
+    listing = subprocess.run(
+        ["dpkg", "-L", "musl"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for line in listing:
+        path = Path(line)
+        if path.name == "libc.so" and path.exists():
+            return path.resolve()
+    raise FileNotFoundError("musl's libc.so not found: install Debian's musl")
+
+
+def _tree(base: Path, name: str) -> Path:
+    tree = base / name
+    tree.mkdir(parents=True)
+    return tree
+
+
+def _write(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, str):
+        path.write_text(text)
+    else:
+        path.write_bytes(text)
+    path.chmod(mode)
+
+
+def _compile(work: Path) -> tuple[Path, Path]:
+    """libgreet.so.1 and greet, compiled with Debian's musl-gcc."""
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "libgreet.c").write_text(_LIBGREET_C)
+    (work / "greet.c").write_text(_GREET_C)
+    gcc = shutil.which("musl-gcc")
+    if gcc is None:
+        raise FileNotFoundError("musl-gcc not found: install Debian's musl-tools")
+    library, program = work / "libgreet.so.1", work / "greet"
+    subprocess.run(
+        [gcc, "-shared", "-fPIC", "-Wl,-soname,libgreet.so.1", "-o", library, work / "libgreet.c"],
+        check=True,
+    )
+    subprocess.run(
+        [gcc, "-o", program, work / "greet.c", f"-L{work}", "-l:libgreet.so.1"], check=True
+    )
+    return library, program
+
+
+def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
+    """(repository, tree, info) of every fixture package."""
+    made = []
+    loader = musl_loader(arch)
+    libc_so = f"so:libc.musl-{_MACHINE.get(arch, arch)}.so.1"
+
+    base = _tree(trees, "alpine-baselayout")
+    for folder, mode in (
+        ("bin", 0o755),
+        ("sbin", 0o755),
+        ("lib", 0o755),
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("home", 0o755),
+        ("root", 0o700),
+        ("mnt", 0o755),
+        ("srv", 0o755),
+        ("opt", 0o755),
+        ("media", 0o755),
+        ("etc/apk", 0o755),
+        ("usr/bin", 0o755),
+        ("usr/sbin", 0o755),
+        ("usr/lib", 0o755),
+        ("usr/share", 0o755),
+        ("usr/local/bin", 0o755),
+        ("var/lib", 0o755),
+        ("var/cache", 0o755),
+        ("var/tmp", 0o1777),
+        ("var/log", 0o755),
+    ):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        (base / folder).chmod(mode)
+    (base / "var/run").symlink_to("../run")
+    _write(base / "etc/passwd", _PASSWD)
+    _write(base / "etc/group", _GROUP)
+    _write(base / "etc/shadow", _SHADOW, 0o640)
+    _write(base / "etc/hosts", "127.0.0.1\tlocalhost localhost.localdomain\n::1\tlocalhost\n")
+    _write(
+        base / "etc/profile",
+        'export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n',
+    )
+    made.append(
+        (
+            "main",
+            base,
+            PackageInfo(
+                "alpine-baselayout",
+                "3.6.5",
+                arch,
+                description="Alpine base dir structure and init scripts",
+                license="GPL-2.0-only",
+                owners={"etc/shadow": ("root", "shadow")},
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    release = _tree(trees, "alpine-release")
+    _write(release / "etc/alpine-release", "3.20.3\n")
+    _write(
+        release / "etc/os-release",
+        'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n',
+    )
+    made.append(
+        (
+            "main",
+            release,
+            PackageInfo(
+                "alpine-release",
+                "3.20.3",
+                arch,
+                description="Alpine release data",
+                license="MIT",
+                depends=("alpine-baselayout",),
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    musl = _tree(trees, "musl")
+    _write(musl / "lib" / loader, _musl_libc().read_bytes(), 0o755)
+    (musl / "lib" / f"libc.musl-{_MACHINE.get(arch, arch)}.so.1").symlink_to(loader)
+    made.append(
+        (
+            "main",
+            musl,
+            PackageInfo(
+                "musl",
+                "1.2.5",
+                arch,
+                description="the musl c library (libc) implementation",
+                license="MIT",
+                provides=(f"{libc_so}=1",),
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    busybox = _tree(trees, "busybox")
+    _write(busybox / "bin/busybox", _busybox().read_bytes(), 0o755)
+    (busybox / "bin/sh").symlink_to("busybox")
+    made.append(
+        (
+            "main",
+            busybox,
+            PackageInfo(
+                "busybox",
+                "1.36.1",
+                arch,
+                description="Size optimized toolbox of many common UNIX utilities",
+                license="GPL-2.0-only",
+                provides=("cmd:busybox=1.36.1-r0", "cmd:sh=1.36.1-r0"),
+                install_scripts={
+                    "post-install": "#!/bin/busybox sh\n/bin/busybox --install -s || exit 1\n",
+                    "trigger": "#!/bin/busybox sh\n/bin/busybox --install -s || exit 1\n",
+                },
+                triggers=("/bin", "/usr/bin", "/sbin", "/usr/sbin", "/lib/modules/*"),
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    library, program = _compile(trees / "cc")
+    libgreet = _tree(trees, "libgreet")
+    _write(libgreet / "usr/lib/libgreet.so.1", library.read_bytes(), 0o755)
+    made.append(
+        (
+            "main",
+            libgreet,
+            PackageInfo(
+                "libgreet",
+                "1.0",
+                arch,
+                description="greets",
+                license="MIT",
+                depends=(libc_so,),
+                provides=("so:libgreet.so.1=1",),
+                builddate=EPOCH,
+            ),
+        )
+    )
+    greet = _tree(trees, "greet")
+    _write(greet / "usr/bin/greet", program.read_bytes(), 0o755)
+    made.append(
+        (
+            "main",
+            greet,
+            PackageInfo(
+                "greet",
+                "1.0",
+                arch,
+                release=1,
+                description="says hello",
+                license="MIT",
+                depends=("so:libgreet.so.1", libc_so),
+                provides=("cmd:greet=1.0-r1",),
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    hello = _tree(trees, "hello-setup")
+    _write(hello / "usr/share/hello/README", "hello-setup\n")
+    (hello / "usr/share/hello/README.link").hardlink_to(hello / "usr/share/hello/README")
+    (hello / "var/lib/hello").mkdir(parents=True)
+    (hello / "var/lib/hello").chmod(0o750)
+    made.append(
+        (
+            "community",
+            hello,
+            PackageInfo(
+                "hello-setup",
+                "2.0",
+                arch,
+                description="sets hello up",
+                license="MIT",
+                # busybox by name: no `/bin/sh` dependency is added for the scripts
+                depends=("cmd:greet", "busybox"),
+                install_scripts={
+                    # Debian's busybox has no adduser: what it would write
+                    "pre-install": "#!/bin/sh\necho hello:x:101: >> /etc/group\n"
+                    "echo hello:x:101:101::/var/lib/hello:/sbin/nologin >> /etc/passwd\n",
+                    "post-install": '#!/bin/sh\ngreet "$1" > /etc/hello-setup.txt\n',
+                    "trigger": '#!/bin/sh\necho "$@" > /var/lib/hello/trigger-args\n',
+                },
+                triggers=("/usr/lib", "/usr/share/*"),
+                owners={"var/lib/hello": ("hello", "hello")},
+                builddate=EPOCH,
+            ),
+        )
+    )
+    return made
+
+
+def build_alpine_repository(folder: Path, arch: str | None = None) -> AlpineRepository:
+    """Make the fixture mirror under `folder` (its key too); returns where things are."""
+    arch = arch or host_arch()
+    private, public = generate_key(folder / "key", KEY_NAME, bits=2048, now=0x6B000000)
+    key = SigningKey.from_file(private, public_path=public)
+    keys_dir = folder / "trusted"
+    keys_dir.mkdir()
+    shutil.copyfile(public, keys_dir / public.name)
+    root = folder / "alpine"
+    trees = folder / "trees"
+    for repository, tree, info in _packages(trees, arch):
+        write_package(tree, info, root / BRANCH / repository / arch, key)
+    for repository in ("main", "community"):
+        write_index(root / BRANCH / repository / arch, key, builddate=EPOCH)
+    shutil.rmtree(trees)
+    return AlpineRepository(root, arch, key, keys_dir / public.name, keys_dir)
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LoopbackMirror:
+    """Serves a folder on 127.0.0.1 (a free port) from a thread until `stop`."""
+
+    def __init__(self, folder: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> LoopbackMirror:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
