@@ -413,6 +413,10 @@ class _Solver:
             )
         if not usable:
             reasons = sorted({self._excluded(c) for c in fitting})
+            # ruled out by a conflict someone wrote: the problem is theirs, told where they wrote it
+            by_conflict = {self._conflict_request(c) for c in fitting}
+            if len(by_conflict) == 1 and (conflict_request := by_conflict.pop()) is not None:
+                request = conflict_request
             return ResolveProblem(
                 f"`{requirement}`{via} cannot be installed: {'; '.join(reasons)}", request
             )
@@ -422,6 +426,14 @@ class _Solver:
             f"version, so apk would not choose; name the one wanted",
             request,
         )
+
+    def _conflict_request(self, candidate: Candidate) -> int | None:
+        """The request whose conflict rules the candidate out, if one does."""
+        for name, version in _provided(candidate.entry):
+            conflict = self._conflicting(name, version, candidate.entry.identity)
+            if conflict is not None:
+                return conflict[2]
+        return None
 
     def _excluded(self, candidate: Candidate) -> str:
         entry = candidate.entry

@@ -198,6 +198,18 @@ def test_a_versioned_conflict_only_rules_out_fitting_versions() -> None:
     assert versions(closure("!nodejs>=20", "nodejs"))["nodejs"] == "18.20.1-r0"
 
 
+def test_a_conflict_that_rules_out_a_dependency_is_told_where_it_is_written() -> None:
+    with pytest.raises(ResolveError) as caught:
+        closure("curl", "!zlib")
+    (problem,) = caught.value.problems
+    assert problem.request == 1
+    assert problem.message == (
+        "`so:libz.so.1` (required by request[0] `curl` -> curl 8.9.0-r0 `so:libcurl.so.4` -> "
+        "libcurl 8.9.0-r0 `so:libz.so.1`) cannot be installed: zlib 1.3.1-r1 conflicts with "
+        "`!zlib` from request[1] `!zlib`"
+    )
+
+
 def test_a_conflict_makes_another_provider_be_chosen() -> None:
     result = closure("!busybox-binsh", "bash")
     assert "dash-binsh" in versions(result) and "busybox-binsh" not in versions(result)

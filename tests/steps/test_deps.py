@@ -16,6 +16,7 @@ import pytest
 
 from deps_support import (
     BRANCH,
+    BUILD_BASE,
     Keys,
     MirrorServer,
     ProjectLoader,
@@ -247,7 +248,8 @@ def build(
     os.chdir(tmp_path)
     try:
         key = ["--key", str(keys.mirror_private), "--package-version", "1.0.0"]
-        code = main(["build", "apps", "--json", "--mirror", mirror, *key, *options])
+        base = ["--build-base-packages", BUILD_BASE]
+        code = main(["build", "apps", "--json", "--mirror", mirror, *key, *base, *options])
     finally:
         os.chdir(cwd)
     captured = capsys.readouterr()
@@ -553,3 +555,116 @@ def test_which_keys_are_trusted_is_part_of_the_key(
     assert key_with() != trusted  # unchecked
     (same / keys.other.keyname).write_bytes(keys.other.public_pem)
     assert key_with(alpine_keys=str(same)) != trusted  # a key added
+
+
+# --- the build closure ---------------------------------------------------------
+
+
+def test_the_build_lock_holds_the_closure_of_the_base_set_and_the_dependencies(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path
+) -> None:
+    project = load(mirror.url)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["base"] == ["busybox"]
+    # bash and nodejs>=20 as written, busybox from the base set; musl for so:libc...
+    assert [p["name"] for p in lock["closure"]] == ["bash", "busybox", "musl", "nodejs"]
+    for package in lock["closure"]:
+        repository = "main"
+        name, version = package["name"], package["version"]
+        path = mirror_root / BRANCH / repository / "x86_64" / f"{name}-{version}.apk"
+        assert package == {
+            "name": name,
+            "version": version,
+            "identity": identity_of(mirror_root, repository, "x86_64", name, version),
+            "repository": repository,
+            "arch": "x86_64",
+            "size": path.stat().st_size,
+            "installed_size": package["installed_size"],
+        }
+        assert package["installed_size"] > 0
+    assert lock["resolved"]["nodejs"]["version"] == "20.15.1-r0"
+    # the runtime lock has no closure: only the build's root is made of one
+    run(project, "tool:fetch-deps-runtime:x86_64")
+    assert "closure" not in lock_of(project, "tool:fetch-deps-runtime:x86_64")
+
+
+def test_a_dependency_missing_deep_in_the_closure_is_located_at_what_brought_it_in(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["bash", "broken-tool"], runtime=[]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "dependencies.build[1]"
+    assert (diagnostic.line, diagnostic.column) == (5, 19)
+    assert diagnostic.message == (
+        f"`so:libgone.so.3` is not a package of alpine {BRANCH} (main, community) for x86_64, "
+        "nor provided by one (required by dependencies.build[1] `broken-tool` -> "
+        "broken-tool 1.0-r0 `so:libgone.so.3`)"
+    )
+
+
+def test_a_conflict_with_the_closure_is_refused_where_it_is_written(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["jq", "!musl"], runtime=[]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "dependencies.build[1]"
+    assert (diagnostic.line, diagnostic.column) == (5, 17)
+    # busybox (the base set) comes first and brings musl in
+    assert diagnostic.message == (
+        "`so:libc.musl-x86_64.so.1` (required by the build base set `busybox` -> "
+        "busybox 1.36.1-r0 `so:libc.musl-x86_64.so.1`) cannot be installed: musl 1.2.5-r0 "
+        "conflicts with `!musl` from dependencies.build[1] `!musl`"
+    )
+
+
+def test_a_base_set_the_index_lacks_is_reported_as_the_base_sets(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url, build_base="busybox, alpine-sdk"), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "stack"
+    assert diagnostic.message == (
+        "the build base set (--build-base-packages, PAKMAN_BUILD_BASE): `alpine-sdk` is not a "
+        f"package of alpine {BRANCH} (main, community) for x86_64, nor provided by one"
+    )
+
+
+def test_the_base_set_defaults_to_the_originals_and_comes_from_the_environment(
+    tool: Path, load: ProjectLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman.settings import BUILD_BASE as DEFAULT_BASE
+
+    def base(**settings: object) -> list[str]:
+        project = load(None, offline=True, **settings)
+        run(project, "tool:fetch-deps-build:x86_64")
+        lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+        assert lock["closure"] == [] and lock["unresolved"] == ["bash", "nodejs>=20"]
+        result: list[str] = lock["base"]
+        return result
+
+    assert base(build_base=None) == list(DEFAULT_BASE)
+    assert "alpine-sdk" in DEFAULT_BASE and "busybox" in DEFAULT_BASE
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox git>=2")
+    assert base(build_base=None) == ["busybox", "git>=2"]
+    assert base(build_base="musl") == ["musl"]  # the option wins over the environment
+
+
+def test_a_base_set_word_that_is_not_a_dependency_is_invalid_input(
+    tool: Path, load: ProjectLoader
+) -> None:
+    with pytest.raises(ConfigError, match=r"--build-base-packages / PAKMAN_BUILD_BASE: a<<b"):
+        load(None, offline=True, build_base="busybox a<<b")
+
+
+def test_the_base_set_is_part_of_the_build_locks_key_only(tool: Path, load: ProjectLoader) -> None:
+    first = load(None, offline=True, build_base="busybox").graph
+    second = load(None, offline=True, build_base="busybox musl").graph
+    for step in ("tool:fetch-deps-runtime:x86_64", "tool:render-apkbuild"):
+        assert first[step].key == second[step].key
+    assert first["tool:fetch-deps-build:x86_64"].key != second["tool:fetch-deps-build:x86_64"].key
