@@ -243,6 +243,33 @@ def fetch_packages(
     return {p.identity: path for p, (path, _) in zip(wanted, results, strict=True) if path}
 
 
+def fetch_closure(
+    lock: Mapping[str, Any],
+    cache_dir: Path,
+    keys: Mapping[str, PublicKey],
+    *,
+    jobs: int = DEFAULT_JOBS,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Path]:
+    """Fetch the `closure` of a build lock (as fetch-deps-build writes it) from its mirror."""
+    if lock.get("unresolved"):
+        raise StepFailed(
+            "the build dependencies were not resolved (--offline, or the mirror could not be "
+            f"reached: {lock.get('offline', '')}), so there is no closure to fetch"
+        )
+    packages = [LockedPackage.from_lock(entry) for entry in lock.get("closure", ())]
+    return fetch_packages(
+        packages,
+        mirror=str(lock["mirror"]),
+        branch=str(lock["branch"]),
+        arch=str(lock["arch"]),
+        cache_dir=cache_dir,
+        keys=keys,
+        jobs=jobs,
+        progress=progress,
+    )
+
+
 class _Refused(Exception):
     """This package cannot be had (the message says why, without its name)."""
 

@@ -28,6 +28,7 @@ from deps_support import (
     write_app,
 )
 from pakman.apk import write_index
+from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
 from pakman.errors import ConfigError, StepFailed
 from pakman.graph import host_arch
@@ -668,3 +669,67 @@ def test_the_base_set_is_part_of_the_build_locks_key_only(tool: Path, load: Proj
     for step in ("tool:fetch-deps-runtime:x86_64", "tool:render-apkbuild"):
         assert first[step].key == second[step].key
     assert first["tool:fetch-deps-build:x86_64"].key != second["tool:fetch-deps-build:x86_64"].key
+
+
+def test_the_closure_of_a_build_lock_is_fetched_and_verified(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path, keys: Keys
+) -> None:
+    project = load(mirror.url)
+    run(project, "tool:fetch-deps-build:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    cache = project.context.layout.state / "cache" / "apk"
+    paths = fetch_closure(lock, cache, trusted_package_keys(str(keys.trusted_dir)))
+    assert len(paths) == len(lock["closure"]) == 4
+    for package in lock["closure"]:
+        served = mirror_root / BRANCH / package["repository"] / "x86_64"
+        expected = served / f"{package['name']}-{package['version']}.apk"
+        assert paths[package["identity"]].read_bytes() == expected.read_bytes()
+    # signed by the mirror's key, which is not Alpine's: refused with the shipped keys
+    with pytest.raises(StepFailed, match="which is not a trusted key"):
+        fetch_closure(lock, tmp_cache(project), trusted_package_keys())
+
+
+def tmp_cache(project: Project) -> Path:
+    return project.context.layout.state / "cache" / "other-apk"
+
+
+def test_an_offline_lock_has_no_closure_to_fetch(tool: Path, load: ProjectLoader) -> None:
+    project = load(None, offline=True)
+    run(project, "tool:fetch-deps-build:x86_64")
+    with pytest.raises(StepFailed, match="no closure to fetch"):
+        fetch_closure(lock_of(project, "tool:fetch-deps-build:x86_64"), tmp_cache(project), {})
+
+
+def test_the_lock_names_the_provider_the_closure_chose(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    # alone, cmd:node would be nodejs-current 22; with nodejs asked for, nodejs provides it
+    write_app(tmp_path / "apps", "tool", custom_app(build=["cmd:node", "nodejs"], runtime=[]))
+    project = load(mirror.url)
+    run(project, "tool:fetch-deps-build:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["resolved"]["cmd:node"]["package"] == "nodejs"
+    assert lock["resolved"]["cmd:node"]["version"] == "20.15.1-r0"
+    assert lock["resolved"]["cmd:node"]["provides"] == "cmd:node=20.15.1-r0"
+    assert "nodejs-current" not in [p["name"] for p in lock["closure"]]
+
+
+def test_a_runtime_name_is_met_as_apk_would_meet_it() -> None:
+    from pakman.apk.index import IndexEntry
+    from pakman.steps.deps import Offer, choose
+
+    def offer(name: str, version: str, provides: str = "", priority: int = 0) -> Offer:
+        entry = IndexEntry("Q1", name, version, "x86_64", 1, 1, provider_priority=priority)
+        provided = provides.partition("=")[2] if provides else version
+        return Offer(entry, provided, provides, "main")
+
+    own = offer("zlib", "1.3.1-r1")
+    renamed = offer("zlib-ng", "2.2.0-r0", "zlib=2.2.0-r0")
+    # the highest version of the name wins, even from a package of another name
+    assert choose([own, renamed], []) is renamed
+    assert choose([own, renamed], ["<2"]) is own
+    # a provides without a version: only with a provider priority
+    bare = offer("mailer-a", "1.0-r0", "mail-agent")
+    preferred = offer("mailer-b", "1.0-r0", "mail-agent", priority=10)
+    assert choose([bare], []) is None
+    assert choose([bare, preferred], []) is preferred
