@@ -497,6 +497,15 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                     f"`{item.name}` is not a package of {where}, nor provided by one{hint}",
                 )
             )
+        elif fitting := [o for o in offers if all(o.fits(c) for c in item.constraints)]:
+            names = ", ".join(sorted({o.entry.name for o in fitting}))
+            problems.append(
+                (
+                    item.path,
+                    f"`{item.name}` is provided by {names}, none with a provider priority or "
+                    "a version, so apk would not choose; name the one wanted",
+                )
+            )
         else:
             has = ", ".join(sorted({o.describe() for o in offers}))
             problems.append(

@@ -94,6 +94,14 @@ def test_a_so_name_is_met_by_the_package_that_provides_it() -> None:
     assert result.met == {0: "zlib"}
 
 
+def test_a_pc_name_is_met_with_its_provided_version() -> None:
+    dev = pkg("zlib-dev", "1.3.1-r1", "zlib=1.3.1-r1 pkgconfig", "pc:zlib=1.3.1")
+    pkgconf = pkg("pkgconf", "2.2.0-r0", "so:libc.musl-x86_64.so.1", "pkgconfig=2.2.0")
+    result = closure("pc:zlib>=1.3", extra=(dev, pkgconf))
+    assert result.names() == ["musl", "pkgconf", "zlib", "zlib-dev"]
+    assert "no version" in failure("pc:zlib>=1.4", extra=(dev, pkgconf))
+
+
 def test_a_cmd_name_takes_the_highest_version_provided() -> None:
     # cmd:node is provided by nodejs 20, nodejs 18 and nodejs-current 22 (community)
     assert versions(closure("cmd:node"))["nodejs-current"] == "22.4.1-r0"

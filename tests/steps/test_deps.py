@@ -17,6 +17,7 @@ import pytest
 from deps_support import (
     BRANCH,
     BUILD_BASE,
+    EPOCH,
     Keys,
     MirrorServer,
     ProjectLoader,
@@ -27,7 +28,7 @@ from deps_support import (
     tamper_index,
     write_app,
 )
-from pakman.apk import write_index
+from pakman.apk import PackageInfo, write_index, write_package
 from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
 from pakman.errors import ConfigError, StepFailed
@@ -733,3 +734,27 @@ def test_a_runtime_name_is_met_as_apk_would_meet_it() -> None:
     preferred = offer("mailer-b", "1.0-r0", "mail-agent", priority=10)
     assert choose([bare], []) is None
     assert choose([bare, preferred], []) is preferred
+
+
+def test_a_name_only_bare_provides_meet_asks_for_one_of_them(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path, keys: Keys
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    for name in ("mailer-a", "mailer-b"):
+        tree = tmp_path / "trees" / name
+        (tree / "usr/share" / name).mkdir(parents=True)
+        (tree / "usr/share" / name / "README").write_text(name)
+        info = PackageInfo(name, "1.0", "x86_64", provides=("mail-agent",), builddate=EPOCH)
+        write_package(tree, info, root / BRANCH / "community" / "x86_64", keys.mirror)
+    write_index(root / BRANCH / "community" / "x86_64", keys.mirror, builddate=EPOCH)
+    server = MirrorServer(root).start()
+    try:
+        write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=["mail-agent"]))
+        with pytest.raises(ConfigError) as caught:
+            run(load(server.url), "tool:fetch-deps-runtime:x86_64")
+    finally:
+        server.stop()
+    assert caught.value.diagnostics[0].message == (
+        "`mail-agent` is provided by mailer-a, mailer-b, none with a provider priority or a "
+        "version, so apk would not choose; name the one wanted"
+    )
