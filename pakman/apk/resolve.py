@@ -142,7 +142,8 @@ class Universe:
     """The providers of every name in a set of repository indexes (made once per set of indexes)."""
 
     providers: dict[str, list[Candidate]] = field(default_factory=dict)
-    install_if: list[Candidate] = field(default_factory=list)
+    # packages with an `install_if`, with its conditions read (those apk could not read left out)
+    install_if: list[tuple[Candidate, tuple[Requirement, ...]]] = field(default_factory=list)
 
     @classmethod
     def of(cls, repositories: Iterable[tuple[str, Iterable[IndexEntry]]]) -> Universe:
@@ -157,7 +158,11 @@ class Universe:
                     candidate = Candidate(entry, repository, order, version)
                     universe.providers.setdefault(name, []).append(candidate)
                 if entry.install_if:
-                    universe.install_if.append(own)
+                    try:
+                        conditions = tuple(Requirement.parse(w) for w in entry.install_if)
+                    except ValueError:
+                        continue  # apk ignores what it cannot read here too
+                    universe.install_if.append((own, conditions))
         return universe
 
     def candidates(self, name: str) -> list[Candidate]:
@@ -369,15 +374,11 @@ class _Solver:
     def _install_if(self, queue: deque[tuple[Requirement, tuple[str, ...], int]]) -> bool:
         """Queue the packages whose `install_if` the closure now meets; True when there were any."""
         best: dict[str, Candidate] = {}
-        for candidate in self.universe.install_if:
+        for candidate, conditions in self.universe.install_if:
             entry = candidate.entry
-            if entry.name in self.chosen or not self._allowed(candidate):
+            if entry.name in self.chosen or not all(self._holds(c) for c in conditions):
                 continue
-            try:
-                conditions = [Requirement.parse(word) for word in entry.install_if]
-            except ValueError:
-                continue  # apk ignores what it cannot read here too
-            if all(self._holds(c) for c in conditions):
+            if self._allowed(candidate):
                 current = best.get(entry.name)
                 if current is None or prefer(candidate, current) > 0:
                     best[entry.name] = candidate
