@@ -758,3 +758,26 @@ def test_a_name_only_bare_provides_meet_asks_for_one_of_them(
         "`mail-agent` is provided by mailer-a, mailer-b, none with a provider priority or a "
         "version, so apk would not choose; name the one wanted"
     )
+
+
+def test_a_build_base_set_from_the_environment_reaches_a_prepared_build(
+    tool: Path,
+    tmp_path: Path,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def ran() -> set[str]:
+        monkeypatch.chdir(tmp_path)
+        key = ["--key", str(keys.mirror_private), "--package-version", "1.0.0"]
+        assert main(["build", "apps", "--json", "--offline", *key]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return {e["step"] for e in events if e["event"] in ("success", "restored")}
+
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox")
+    assert "tool:fetch-deps-build:x86_64" in ran()
+    assert ran() == set()  # nothing to do: the no-op path
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox musl")
+    assert "tool:fetch-deps-build:x86_64" in ran()
+    lock = json.loads((tmp_path / ".pakman/build/tool/deps/build-x86_64.json").read_text())
+    assert lock["base"] == ["busybox", "musl"]
