@@ -15,7 +15,15 @@ Each dependency must be a package of the branch, or a name one provides (`p:`,
 including `so:` and `cmd:`), or a package another app of the same build
 produces. The lock file records, per name, the package, version, identity
 (`C:`) and repository chosen. Every name that is missing, or whose constraint
-no version meets, is reported at once (a ConfigError). Offline (`--offline`,
+no version meets, is reported at once (a ConfigError).
+
+fetch-deps-build then resolves the build base set (the step's `base` read)
+and `dependencies.build` into their closure, as apk's solver would
+(pakman.apk.resolve), and records every package of it (`closure`: name,
+version, identity, repository, arch, size, installed size): what a build
+root is made of. A closure problem (a dependency missing deep down, a
+conflict) is located at the dependency whose chain it is, or at `stack` for
+the base set's. Offline (`--offline`,
 or a mirror that cannot be reached and no cached copy) the names are left
 unresolved with a warning; with --require-deps that fails the step.
 """
