@@ -132,6 +132,31 @@ class Closure:
     packages: tuple[Resolved, ...]
     # per request (by position; conflicts have none): the package that met it
     met: Mapping[int, str] = field(default_factory=dict)
+    # per package: the packages of the closure that meet its dependencies, sorted
+    requires: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def install_order(self) -> list[str]:
+        """Package names, each after what it requires (as apk installs them); a cycle is
+        entered at its first name in sorted order, so the order is always the same."""
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1: being visited, 2: placed
+        for root in sorted(self.requires):
+            stack = [(root, iter(self.requires[root]))]
+            state[root] = state.get(root) or 1
+            if state[root] == 2:
+                continue
+            while stack:
+                name, pending = stack[-1]
+                for required in pending:
+                    if required not in state:
+                        state[required] = 1
+                        stack.append((required, iter(self.requires.get(required, ()))))
+                        break
+                else:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
+        return order
 
     def names(self) -> list[str]:
         return [p.name for p in self.packages]
@@ -253,7 +278,16 @@ class _Solver:
             if not self._install_if(queue):
                 break
         packages = tuple(self.chosen[name] for name in sorted(self.chosen))
-        return Closure(packages, dict(sorted(self.met.items())))
+        requires = {}
+        for resolved in packages:
+            needs = set()
+            for word in resolved.entry.depends:
+                if not word.startswith("!"):
+                    met = self._meets(Requirement.parse(word))
+                    if met is not None and met.name != resolved.name:
+                        needs.add(met.name)
+            requires[resolved.name] = tuple(sorted(needs))
+        return Closure(packages, dict(sorted(self.met.items())), requires)
 
     def _meets(self, requirement: Requirement) -> Resolved | None:
         for resolved, version in self.by_name.get(requirement.name, ()):

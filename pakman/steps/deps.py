@@ -463,6 +463,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
     if base:
         lock["base"] = list(base)
         lock["closure"] = []
+        lock["install_order"] = []
     if (needed or base) and not context.offline:
         keys = trusted_keys(context.alpine_keys)
         cache_dir = context.layout.state / "cache" / "apkindex"
@@ -605,9 +606,11 @@ def _close(
             "arch": p.entry.arch,
             "size": p.entry.size,
             "installed_size": p.entry.installed_size,
+            "requires": list(closure.requires.get(p.name, ())),
         }
         for p in closure.packages
     ]
+    lock["install_order"] = closure.install_order()
     chosen = {p.name: p for p in closure.packages}
     for position, package in closure.met.items():
         name = requests[position][0].name

@@ -237,9 +237,23 @@ def test_a_missing_dependency_is_located_by_its_chain() -> None:
 
 def test_cycles_between_dependencies_are_allowed() -> None:
     a = pkg("cyc-a", "1-r0", "cyc-b")
-    b = pkg("cyc-b", "1-r0", "cyc-c")
+    b = pkg("cyc-b", "1-r0", "cyc-c so:libc.musl-x86_64.so.1")
     c = pkg("cyc-c", "1-r0", "cyc-a")
-    assert closure("cyc-a", extra=(a, b, c)).names() == ["cyc-a", "cyc-b", "cyc-c"]
+    result = closure("cyc-a", extra=(a, b, c))
+    assert result.names() == ["cyc-a", "cyc-b", "cyc-c", "musl"]
+    assert result.requires["cyc-b"] == ("cyc-c", "musl")
+    # entered at cyc-a (first by name): cyc-c (its cyc-a is being placed), musl, cyc-b, cyc-a
+    assert result.install_order() == ["cyc-c", "musl", "cyc-b", "cyc-a"]
+
+
+def test_each_package_is_installed_after_what_it_requires() -> None:
+    result = closure("curl", "bash")
+    order = result.install_order()
+    assert sorted(order) == result.names()
+    for name, required in result.requires.items():
+        assert all(order.index(r) < order.index(name) for r in required)
+    assert result.requires["curl"] == ("libcurl", "musl")
+    assert result.requires["bash"] == ("busybox-binsh", "musl")
 
 
 def test_two_packages_cannot_provide_one_name_at_a_version() -> None:

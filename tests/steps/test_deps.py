@@ -583,8 +583,10 @@ def test_the_build_lock_holds_the_closure_of_the_base_set_and_the_dependencies(
             "arch": "x86_64",
             "size": path.stat().st_size,
             "installed_size": package["installed_size"],
+            "requires": {"bash": ["busybox", "musl"], "musl": []}.get(name, ["musl"]),
         }
         assert package["installed_size"] > 0
+    assert lock["install_order"] == ["musl", "busybox", "bash", "nodejs"]
     assert lock["resolved"]["nodejs"]["version"] == "20.15.1-r0"
     # the runtime lock has no closure: only the build's root is made of one
     run(project, "tool:fetch-deps-runtime:x86_64")
