@@ -40,6 +40,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 from pakman.apk.index import IndexEntry
 from pakman.apk.version import compare_versions, satisfies, version_key
@@ -162,36 +163,75 @@ class Closure:
         return [p.name for p in self.packages]
 
 
-@dataclass
-class Universe:
-    """The providers of every name in a set of repository indexes (made once per set of indexes)."""
+class Provider(Protocol):
+    """A way an index meets a name: its package, and the version it meets the name at."""
 
-    providers: dict[str, list[Candidate]] = field(default_factory=dict)
-    # packages with an `install_if`, with its conditions read (those apk could not read left out)
-    install_if: list[tuple[Candidate, tuple[Requirement, ...]]] = field(default_factory=list)
+    @property
+    def entry(self) -> IndexEntry: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+class _Provided(NamedTuple):
+    entry: IndexEntry
+    version: str
+
+
+# (repository, providers by name, entries) of one index
+Source = tuple[str, Mapping[str, Sequence[Provider]], Iterable[IndexEntry]]
+
+
+class Universe:
+    """The providers of every name in a set of repository indexes, in order of preference.
+
+    Candidates are made only for the names a closure asks about; indexes
+    already read by name (pakman.steps.deps' offers) are used as they are.
+    """
+
+    def __init__(self, sources: Iterable[Source]) -> None:
+        self._sources: list[tuple[int, str, Mapping[str, Sequence[Provider]]]] = []
+        # packages with an `install_if`, with its conditions read (those apk cannot read left out)
+        self.install_if: list[tuple[Candidate, tuple[Requirement, ...]]] = []
+        self._candidates: dict[str, list[Candidate]] = {}
+        for order, (repository, providers, entries) in enumerate(sources):
+            self._sources.append((order, repository, providers))
+            for entry in entries:
+                if not entry.install_if:
+                    continue
+                try:
+                    conditions = tuple(Requirement.parse(w) for w in entry.install_if)
+                except ValueError:
+                    continue  # apk ignores what it cannot read here too
+                own = Candidate(entry, repository, order, entry.version)
+                self.install_if.append((own, conditions))
 
     @classmethod
     def of(cls, repositories: Iterable[tuple[str, Iterable[IndexEntry]]]) -> Universe:
-        """Providers from `(repository, entries)` pairs, in order of preference."""
-        universe = cls()
-        for order, (repository, entries) in enumerate(repositories):
+        """The providers in `(repository, entries)` pairs, in order of preference."""
+        sources: list[Source] = []
+        for repository, entries in repositories:
+            entries = tuple(entries)
+            providers: dict[str, list[Provider]] = {}
             for entry in entries:
-                own = Candidate(entry, repository, order, entry.version)
-                universe.providers.setdefault(entry.name, []).append(own)
+                providers.setdefault(entry.name, []).append(_Provided(entry, entry.version))
                 for word in entry.provides:
                     name, _, version = word.partition("=")
-                    candidate = Candidate(entry, repository, order, version)
-                    universe.providers.setdefault(name, []).append(candidate)
-                if entry.install_if:
-                    try:
-                        conditions = tuple(Requirement.parse(w) for w in entry.install_if)
-                    except ValueError:
-                        continue  # apk ignores what it cannot read here too
-                    universe.install_if.append((own, conditions))
-        return universe
+                    providers.setdefault(name, []).append(_Provided(entry, version))
+            sources.append((repository, providers, entries))
+        return cls(sources)
 
     def candidates(self, name: str) -> list[Candidate]:
-        return self.providers.get(name, [])
+        """Every package of that name and every package providing it."""
+        found = self._candidates.get(name)
+        if found is None:
+            found = [
+                Candidate(provider.entry, repository, order, provider.version)
+                for order, repository, providers in self._sources
+                for provider in providers.get(name, ())
+            ]
+            self._candidates[name] = found
+        return found
 
 
 def prefer(a: Candidate, b: Candidate) -> int:

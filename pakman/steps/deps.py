@@ -552,7 +552,7 @@ def universe_of(indexes: Sequence[RepositoryIndex]) -> Universe:
     memo_key = tuple((index.repository, index.sha256) for index in indexes)
     universe = _universes.get(memo_key)
     if universe is None:
-        universe = Universe.of((index.repository, index.entries) for index in indexes)
+        universe = Universe((i.repository, i.offers, i.entries) for i in indexes)
         _remember(_universes, memo_key, universe)
     return universe
 
