@@ -252,7 +252,7 @@ def fetch_closure(
     progress: ProgressCallback | None = None,
 ) -> dict[str, Path]:
     """Fetch the `closure` of a build lock (as fetch-deps-build writes it) from its mirror."""
-    if lock.get("unresolved"):
+    if lock.get("unresolved") or lock.get("closure") is None:
         raise StepFailed(
             "the build dependencies were not resolved (--offline, or the mirror could not be "
             f"reached: {lock.get('offline', '')}), so there is no closure to fetch"

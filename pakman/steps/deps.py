@@ -462,7 +462,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
     stale_copy = False
     if base:
         lock["base"] = list(base)
-        lock["closure"] = []
+        lock["closure"] = None  # null until resolved: offline, or an index missing
         lock["install_order"] = []
     if (needed or base) and not context.offline:
         keys = trusted_keys(context.alpine_keys)
@@ -537,6 +537,10 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 "dependency checked"
             )
         warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
+    elif base and lock["closure"] is None:
+        # only the base set was left unchecked: no warning (as with no dependencies), but the
+        # lock says why it has no closure
+        lock["offline"] = "--offline" if context.offline else "; ".join(unavailable)
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
     if unavailable or stale_copy:
         # The mirror failed: good enough for this build, checked again next time.

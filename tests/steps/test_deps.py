@@ -648,7 +648,7 @@ def test_the_base_set_defaults_to_the_originals_and_comes_from_the_environment(
         project = load(None, offline=True, **settings)
         run(project, "tool:fetch-deps-build:x86_64")
         lock = lock_of(project, "tool:fetch-deps-build:x86_64")
-        assert lock["closure"] == [] and lock["unresolved"] == ["bash", "nodejs>=20"]
+        assert lock["closure"] is None and lock["unresolved"] == ["bash", "nodejs>=20"]
         result: list[str] = lock["base"]
         return result
 
@@ -783,3 +783,15 @@ def test_a_build_base_set_from_the_environment_reaches_a_prepared_build(
     assert "tool:fetch-deps-build:x86_64" in ran()
     lock = json.loads((tmp_path / ".pakman/build/tool/deps/build-x86_64.json").read_text())
     assert lock["base"] == ["busybox", "musl"]
+
+
+def test_a_lock_without_build_dependencies_says_why_it_has_no_closure(
+    tmp_path: Path, load: ProjectLoader
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=[]))
+    project = load(None, offline=True)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert (lock["closure"], lock["offline"], lock["unresolved"]) == (None, "--offline", [])
+    with pytest.raises(StepFailed, match="no closure to fetch"):
+        fetch_closure(lock, tmp_cache(project), {})
