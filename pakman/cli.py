@@ -320,7 +320,13 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--alpine-keys",
             metavar="DIR",
-            help="public keys that fetched indexes must be signed with",
+            help="public keys that fetched indexes and packages must be signed with",
+        ),
+        group.add_argument(
+            "--build-base-packages",
+            metavar="LIST",
+            help="what every build has besides dependencies.build (names separated by spaces "
+            "or commas; default: PAKMAN_BUILD_BASE, else the original's build environment)",
         ),
         group.add_argument(
             "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
@@ -808,6 +814,7 @@ def _settings(args: argparse.Namespace) -> Any:
         require_deps=args.require_deps,
         verbose=getattr(args, "verbose", False),
         alpine_keys=args.alpine_keys,
+        build_base=args.build_base_packages,
     )
 
 

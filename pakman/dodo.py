@@ -39,6 +39,7 @@ VARIABLES = {
     "PAKMAN_OFFLINE": "--offline (1)",
     "PAKMAN_REQUIRE_DEPS": "--require-deps (1)",
     "PAKMAN_ALPINE_KEYS": "--alpine-keys",
+    "PAKMAN_BUILD_BASE": "--build-base-packages",
     "PAKMAN_VERBOSE": "-v (1)",
 }
 
@@ -69,6 +70,7 @@ def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:
         require_deps=flag("PAKMAN_REQUIRE_DEPS"),
         verbose=flag("PAKMAN_VERBOSE"),
         alpine_keys=text("PAKMAN_ALPINE_KEYS"),
+        build_base=env.get("PAKMAN_BUILD_BASE"),  # set but empty: no base set
     )
 
 

@@ -130,6 +130,7 @@ def _reasons(
         ("epoch", "SOURCE_DATE_EPOCH changed"),
         ("mirror", "the mirror or offline mode changed"),
         ("local", "which dependencies other apps of the build provide changed"),
+        ("base", "the build base set changed (--build-base-packages, PAKMAN_BUILD_BASE)"),
     ):
         if old.get(what) != new.get(what):
             diff.add(label)

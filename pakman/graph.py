@@ -216,6 +216,7 @@ class Shared:
     template_digest: Callable[[str], str]
     # Only some of the workspace's apps (--only): the repository keeps the others' packages.
     partial: bool = False
+    build_base: tuple[str, ...] = ()  # the packages every build root has besides dependencies.build
 
 
 def compile_graph(
@@ -386,6 +387,8 @@ def _make_step(
     if app is None and shared.partial:
         # The packages this build replaces in the repository; the others stay.
         reads["only"] = sorted(shared.provided)
+    if stage.reads.base:
+        reads["base"] = list(shared.build_base)
     if stage.reads.local and app is not None:
         runtime = [d.name for d in app.config.dependencies.runtime]
         reads["local"] = sorted(n for n in runtime if n in shared.provided)

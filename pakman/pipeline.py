@@ -45,6 +45,7 @@ STAGE = Fields(
                     "epoch": Field(Flag()),
                     "mirror": Field(Flag()),
                     "local": Field(Flag()),
+                    "base": Field(Flag()),
                 }
             )
         ),
@@ -68,6 +69,7 @@ class Reads:
     epoch: bool = False
     mirror: bool = False
     local: bool = False
+    base: bool = False  # the build base set (settings.build_base_packages)
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def _stage(raw: dict[str, Any]) -> Stage:
             epoch=bool(reads.get("epoch")),
             mirror=bool(reads.get("mirror")),
             local=bool(reads.get("local")),
+            base=bool(reads.get("base")),
         ),
     )
 

@@ -66,7 +66,13 @@ from pakman.plan import (
     write_token,
     write_watched,
 )
-from pakman.settings import KEY_NAME_VARIABLE, PASSPHRASE_VARIABLE, Settings, inputs_digest
+from pakman.settings import (
+    KEY_NAME_VARIABLE,
+    PASSPHRASE_VARIABLE,
+    Settings,
+    build_base_packages,
+    inputs_digest,
+)
 from pakman.steps import DEFAULT_MIRROR, RunContext
 from pakman.watch import Token
 
@@ -284,6 +290,7 @@ def _compile(
         _mirror(context),
         template_digest,
         partial=bool(settings.only),
+        build_base=build_base_packages(settings),
     )
     for index in recompile:
         record = snapshot.records[index]

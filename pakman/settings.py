@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, replace
 
 from pakman.layout import Layout
 
 KEY_NAME_VARIABLE = "PAKMAN_KEY_NAME"
+BUILD_BASE_VARIABLE = "PAKMAN_BUILD_BASE"
+# What every build root has besides `dependencies.build`: the build environment
+# of the original's GitHub Action (upmaru/pakman's action.yml sets up Alpine
+# with upmaru/setup-alpine, whose base is alpine-baselayout, apk-tools,
+# busybox, busybox-suid and musl-utils, and adds alpine-sdk (abuild,
+# build-base, git), coreutils, tar, zip and cmake; its elixir and sudo serve
+# pakman itself and the runner's user, not the app's build).
+BUILD_BASE = (
+    "alpine-baselayout",
+    "apk-tools",
+    "busybox",
+    "busybox-suid",
+    "musl-utils",
+    "alpine-sdk",
+    "coreutils",
+    "tar",
+    "zip",
+    "cmake",
+)
+_BASE_WORD = re.compile(r"!?[A-Za-z0-9_.+:/-][^\s<>=~!]*(?:(?:><|<=|>=|~=|<|>|=|~)[^\s<>=~]\S*)?\Z")
 PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
 # Never passed on to the app's own shell (build.command, a package body).
 SECRET_VARIABLES = ("ABUILD_PRIVATE_KEY", PASSPHRASE_VARIABLE)
@@ -20,6 +41,7 @@ _ENVIRONMENT = (
     "GITHUB_RUN_NUMBER",
     "SOURCE_DATE_EPOCH",
     "PAKMAN_MIRROR",
+    BUILD_BASE_VARIABLE,
     KEY_NAME_VARIABLE,
     "ABUILD_PRIVATE_KEY",
     "ABUILD_PUBLIC_KEY",
@@ -49,6 +71,9 @@ class Settings:
     alpine_keys: str | None = None
     pipeline: str = "default"
     level: int | None = None
+    # --build-base-packages: names (and constraints) separated by spaces or commas;
+    # None: PAKMAN_BUILD_BASE, else BUILD_BASE. "" means none.
+    build_base: str | None = None
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -61,3 +86,25 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
     chosen = replace(settings, verbose=False)  # how much a build prints changes no key
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_base_packages(settings: Settings) -> tuple[str, ...]:
+    """The build base set: `--build-base-packages`, else PAKMAN_BUILD_BASE, else BUILD_BASE.
+
+    Raises ConfigError for a word that is not a dependency (`name`, `name>=1.2`, `!name`).
+    """
+    text = settings.build_base
+    if text is None:
+        text = os.environ.get(BUILD_BASE_VARIABLE)
+    if text is None:
+        return BUILD_BASE
+    words = tuple(w for w in re.split(r"[\s,]+", text) if w)
+    wrong = [w for w in words if not _BASE_WORD.match(w)]
+    if wrong:
+        from pakman.errors import ConfigError
+
+        raise ConfigError(
+            f"--build-base-packages / {BUILD_BASE_VARIABLE}: {', '.join(wrong)}: not a package "
+            "name with an optional constraint (e.g. build-base, git>=2.40, !name)"
+        )
+    return words

@@ -26,6 +26,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_REQUIRE_DEPS": "true",
         "PAKMAN_ALPINE_KEYS": "keys/alpine",
         "PAKMAN_VERBOSE": "1",
+        "PAKMAN_BUILD_BASE": "busybox git",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -46,6 +47,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         require_deps=True,
         alpine_keys="keys/alpine",
         verbose=True,
+        build_base="busybox git",
     )
 
 

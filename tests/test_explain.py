@@ -127,3 +127,12 @@ def test_a_package_deleted_from_the_repository(workspace: Path, key: KeyPair) ->
             f"its output {repo}/ changed since it ran (replaced, or a file in it deleted or added)"
         ]
     }
+
+
+def test_the_build_base_set(workspace: Path, key: KeyPair) -> None:
+    found = reasons(workspace, key, "--build-base-packages", "busybox musl")
+    assert found["pyweb:fetch-deps-build:x86_64"] == [
+        "the build base set changed (--build-base-packages, PAKMAN_BUILD_BASE)"
+    ]
+    assert "pyweb:fetch-deps-runtime:x86_64" not in found
+    assert found["pyweb:build:x86_64"] == ["upstream step pyweb:fetch-deps-build:x86_64 changed"]

@@ -15,7 +15,15 @@ Each dependency must be a package of the branch, or a name one provides (`p:`,
 including `so:` and `cmd:`), or a package another app of the same build
 produces. The lock file records, per name, the package, version, identity
 (`C:`) and repository chosen. Every name that is missing, or whose constraint
-no version meets, is reported at once (a ConfigError). Offline (`--offline`,
+no version meets, is reported at once (a ConfigError).
+
+fetch-deps-build then resolves the build base set (the step's `base` read)
+and `dependencies.build` into their closure, as apk's solver would
+(pakman.apk.resolve), and records every package of it (`closure`: name,
+version, identity, repository, arch, size, installed size): what a build
+root is made of. A closure problem (a dependency missing deep down, a
+conflict) is located at the dependency whose chain it is, or at `stack` for
+the base set's. Offline (`--offline`,
 or a mirror that cannot be reached and no cached copy) the names are left
 unresolved with a warning; with --require-deps that fails the step.
 """
@@ -41,8 +49,17 @@ from pakman.apk.errors import ArchiveError
 from pakman.apk.index import IndexEntry, parse_index_entries
 from pakman.apk.keys import PublicKey, load_public_keys
 from pakman.apk.reader import SignedSection, read_index_file
+from pakman.apk.resolve import (
+    Candidate,
+    Requirement,
+    ResolveError,
+    Universe,
+    auto_selectable,
+    prefer,
+    resolve,
+)
 from pakman.apk.verify import signature_verdict
-from pakman.apk.version import compare_versions, satisfies
+from pakman.apk.version import satisfies
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fsutil import write_atomic
 from pakman.graph import NOARCH, Step, host_arch
@@ -90,10 +107,11 @@ class Offer:
 
 @dataclass(frozen=True)
 class ParsedIndex:
-    """An index read: its signatures and every name it offers (packages and provides)."""
+    """An index read: its signatures, its entries and every name it offers (packages and provides)."""
 
     signed: SignedSection
     offers: Mapping[str, tuple[Offer, ...]]
+    entries: tuple[IndexEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,7 @@ class RepositoryIndex:
     sha256: str
     offers: Mapping[str, tuple[Offer, ...]]
     signed_by: str = ""  # the trusted key it is signed with, when signatures are checked
+    entries: tuple[IndexEntry, ...] = ()
 
 
 @dataclass
@@ -141,12 +160,13 @@ def parse_index(data: bytes, sha256: str) -> ParsedIndex:
         return _parsed[sha256]
     content = read_index_file(io.BytesIO(data))
     offers: dict[str, list[Offer]] = {}
-    for entry in parse_index_entries(content.text):
+    entries = tuple(parse_index_entries(content.text))
+    for entry in entries:
         offers.setdefault(entry.name, []).append(Offer(entry, entry.version))
         for word in entry.provides:
             name, _, version = word.partition("=")
             offers.setdefault(name, []).append(Offer(entry, version, word))
-    parsed = ParsedIndex(content.signed, {n: tuple(o) for n, o in offers.items()})
+    parsed = ParsedIndex(content.signed, {n: tuple(o) for n, o in offers.items()}, entries)
     _remember(_parsed, sha256, parsed)
     return parsed
 
@@ -317,7 +337,9 @@ def read_index(
                 f"a signature by one of the keys{where}"
             )
         signed_by = verdict.keyname or ""
-    return RepositoryIndex(repository, fetched.url, fetched.sha256, parsed.offers, signed_by)
+    return RepositoryIndex(
+        repository, fetched.url, fetched.sha256, parsed.offers, signed_by, parsed.entries
+    )
 
 
 def dependencies_of(step: Step) -> tuple[str, list[tuple[Dependency, KeyPath]]]:
@@ -362,25 +384,26 @@ def offers_for(name: str, indexes: Sequence[RepositoryIndex]) -> list[Offer]:
 def choose(offers: Sequence[Offer], constraints: Sequence[str]) -> Offer | None:
     """The offer apk would pick among those meeting every constraint, or None.
 
-    A package of the name itself comes first, then providers by their provider
-    priority (`k:`); the highest version wins within each; the first repository
-    breaks a tie.
+    As apk's solver (see pakman.apk.resolve.prefer): the highest version of
+    the name asked for, then the provider priority (`k:`), then the first
+    repository; a provides without a version only with a provider priority.
     """
     best: Offer | None = None
+    best_candidate: Candidate | None = None
     for offer in offers:
         if not all(offer.fits(c) for c in constraints):
             continue
-        if best is None or _rank(offer, best) > 0:
-            best = offer
+        candidate = _candidate(offer)
+        if not auto_selectable(candidate):
+            continue
+        if best_candidate is None or prefer(candidate, best_candidate) > 0:
+            best, best_candidate = offer, candidate
     return best
 
 
-def _rank(a: Offer, b: Offer) -> int:
-    if bool(a.provides) != bool(b.provides):
-        return 1 if not a.provides else -1
-    if a.entry.provider_priority != b.entry.provider_priority:
-        return 1 if a.entry.provider_priority > b.entry.provider_priority else -1
-    return compare_versions(a.version or a.entry.version, b.version or b.entry.version)
+def _candidate(offer: Offer) -> Candidate:
+    order = REPOSITORIES.index(offer.repository) if offer.repository in REPOSITORIES else 0
+    return Candidate(offer.entry, offer.repository, order, offer.version)
 
 
 def lock_entry(offer: Offer, wanted: Wanted) -> dict[str, Any]:
@@ -422,6 +445,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
     local = set(step.reads.get("local", ()))
     wanted = _wanted(found)
     needed = [w for w in wanted if w.name not in local]
+    base = tuple(step.reads.get("base", ()))  # the build base set, for fetch-deps-build
     warnings: list[str] = []
     indexes: list[RepositoryIndex] = []
     unavailable: list[str] = []  # why an index could not be had
@@ -436,7 +460,11 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
         "unresolved": [],
     }
     stale_copy = False
-    if needed and not context.offline:
+    if base:
+        lock["base"] = list(base)
+        lock["closure"] = None  # null until resolved: offline, or an index missing
+        lock["install_order"] = []
+    if (needed or base) and not context.offline:
         keys = trusted_keys(context.alpine_keys)
         cache_dir = context.layout.state / "cache" / "apkindex"
         for repository in REPOSITORIES:
@@ -478,6 +506,15 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                     f"`{item.name}` is not a package of {where}, nor provided by one{hint}",
                 )
             )
+        elif fitting := [o for o in offers if all(o.fits(c) for c in item.constraints)]:
+            names = ", ".join(sorted({o.entry.name for o in fitting}))
+            problems.append(
+                (
+                    item.path,
+                    f"`{item.name}` is provided by {names}, none with a provider priority or "
+                    "a version, so apk would not choose; name the one wanted",
+                )
+            )
         else:
             has = ", ".join(sorted({o.describe() for o in offers}))
             problems.append(
@@ -485,6 +522,10 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
             )
     if problems:
         raise ConfigError(_located(config.file, key, problems))
+    if base and indexes and not unavailable and not context.offline:
+        problems = _close(lock, base, found, indexes, where)
+        if problems:
+            raise ConfigError(_located(config.file, key, problems))
 
     if lock["unresolved"]:
         why = "--offline" if context.offline else "; ".join(unavailable)
@@ -496,11 +537,102 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 "dependency checked"
             )
         warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
+    elif base and lock["closure"] is None:
+        # only the base set was left unchecked: no warning (as with no dependencies), but the
+        # lock says why it has no closure
+        lock["offline"] = "--offline" if context.offline else "; ".join(unavailable)
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
     if unavailable or stale_copy:
         # The mirror failed: good enough for this build, checked again next time.
         return Provisional(warnings)
     return warnings
+
+
+BASE_ORIGIN = "the build base set"
+
+
+def universe_of(indexes: Sequence[RepositoryIndex]) -> Universe:
+    """The providers of every name in the indexes (memoized by their digests)."""
+    memo_key = tuple((index.repository, index.sha256) for index in indexes)
+    universe = _universes.get(memo_key)
+    if universe is None:
+        universe = Universe((i.repository, i.offers, i.entries) for i in indexes)
+        _remember(_universes, memo_key, universe)
+    return universe
+
+
+_universes: dict[tuple[tuple[str, str], ...], Universe] = {}
+
+
+def _close(
+    lock: dict[str, Any],
+    base: Sequence[str],
+    found: Sequence[tuple[Dependency, KeyPath]],
+    indexes: Sequence[RepositoryIndex],
+    where: str,
+) -> list[tuple[KeyPath, str]]:
+    """Put the closure of the base set and the dependencies into the lock; the problems, located."""
+    requests: list[tuple[Requirement, str]] = []
+    paths: list[KeyPath] = []
+    for word in base:
+        try:
+            requests.append((Requirement.parse(word), BASE_ORIGIN))
+        except ValueError as exc:
+            return [
+                (("stack",), f"{BASE_ORIGIN} (--build-base-packages, PAKMAN_BUILD_BASE): {exc}")
+            ]
+        paths.append(("stack",))
+    for dependency, path in found:
+        requirement = Requirement(dependency.name, dependency.constraint, dependency.conflict)
+        requests.append((requirement, format_path(path)))
+        paths.append(path)
+    try:
+        closure = resolve(requests, universe_of(indexes), where)
+    except ResolveError as exc:
+        located: list[tuple[KeyPath, str]] = []
+        for problem in exc.problems:
+            if 0 <= problem.request < len(base):
+                message = (
+                    f"{BASE_ORIGIN} (--build-base-packages, PAKMAN_BUILD_BASE): {problem.message}"
+                )
+                located.append((("stack",), message))
+            elif problem.request >= 0:
+                located.append((paths[problem.request], problem.message))
+            else:
+                located.append((("dependencies", "build"), problem.message))
+        return located
+    lock["closure"] = [
+        {
+            "name": p.entry.name,
+            "version": p.entry.version,
+            "identity": p.entry.identity,
+            "repository": p.repository,
+            "arch": p.entry.arch,
+            "size": p.entry.size,
+            "installed_size": p.entry.installed_size,
+            "requires": list(closure.requires.get(p.name, ())),
+        }
+        for p in closure.packages
+    ]
+    lock["install_order"] = closure.install_order()
+    chosen = {p.name: p for p in closure.packages}
+    for position, package in closure.met.items():
+        name = requests[position][0].name
+        entry = lock["resolved"].get(name)
+        if position >= len(base) and entry is not None and entry.get("package") != package:
+            # the closure chose another provider (one the requests name): the lock says which
+            picked = chosen[package]
+            entry.update(
+                package=package,
+                version=picked.entry.version,
+                identity=picked.entry.identity,
+                repository=picked.repository,
+            )
+            provides = next((w for w in picked.entry.provides if w.partition("=")[0] == name), "")
+            entry.pop("provides", None)
+            if provides:
+                entry["provides"] = provides
+    return []
 
 
 def _located(file: Path, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deps_support import Keys, MirrorServer, ProjectLoader, build_mirror
+from deps_support import BUILD_BASE, Keys, MirrorServer, ProjectLoader, build_mirror
 from pakman.apk import SigningKey, generate_key
 from pakman.graph import host_arch
 from pakman.project import Project, load_project
@@ -64,6 +64,7 @@ def load(tmp_path: Path, keys: Keys) -> ProjectLoader:
             "mirror": mirror,
             "key_file": str(keys.mirror_private),
             "version": "1.0.0",
+            "build_base": BUILD_BASE,
             **settings,
         }
         return load_project(Settings(**options))  # type: ignore[arg-type]

@@ -37,9 +37,22 @@ PACKAGES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("main", "nginx", "1.26.1", ("cmd:nginx=1.26.1-r0",)),
     ("community", "nodejs-current", "22.4.1", ("cmd:node=22.4.1-r0",)),
     ("community", "jq", "1.7.1", ("cmd:jq=1.7.1-r0",)),
-    # provides a newer `bash`, but a package named bash is still preferred for `bash`
-    ("community", "bash-compat", "6.0.0", ("bash=6.0.0-r0",)),
+    ("community", "broken-tool", "1.0", ()),  # needs a library no package provides
+    # provides an older `bash`: apk takes the highest version of the name asked for, bash's own
+    ("community", "bash-compat", "5.0.0", ("bash=5.0.0-r0",)),
 )
+
+# What fixture packages depend on (`D:`), so that a closure has depth.
+DEPENDS: dict[str, tuple[str, ...]] = {
+    "busybox": ("so:libc.musl-x86_64.so.1",),
+    "bash": ("so:libc.musl-x86_64.so.1", "cmd:sh"),
+    "curl": ("so:libc.musl-x86_64.so.1",),
+    "nodejs": ("so:libc.musl-x86_64.so.1",),
+    "jq": ("so:libc.musl-x86_64.so.1",),
+    "broken-tool": ("so:libc.musl-x86_64.so.1", "so:libgone.so.3"),
+}
+# The build base set the step tests use (--build-base-packages): what the fixture mirror has.
+BUILD_BASE = "busybox"
 
 Mode = Literal["ok", "error", "close"]
 
@@ -67,7 +80,13 @@ def build_mirror(root: Path, key: SigningKey, arches: tuple[str, ...]) -> Path:
             (tree / "usr/share" / name).mkdir(parents=True, exist_ok=True)
             (tree / "usr/share" / name / "README").write_text(f"{name} {version} for {arch}\n")
             info = PackageInfo(
-                name, version, arch, provides=provides, description=name, builddate=EPOCH
+                name,
+                version,
+                arch,
+                provides=provides,
+                depends=DEPENDS.get(name, ()),
+                description=name,
+                builddate=EPOCH,
             )
             write_package(tree, info, root / BRANCH / repository / arch, key)
         for repository in ("main", "community"):

@@ -16,6 +16,8 @@ import pytest
 
 from deps_support import (
     BRANCH,
+    BUILD_BASE,
+    EPOCH,
     Keys,
     MirrorServer,
     ProjectLoader,
@@ -26,7 +28,8 @@ from deps_support import (
     tamper_index,
     write_app,
 )
-from pakman.apk import write_index
+from pakman.apk import PackageInfo, write_index, write_package
+from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
 from pakman.errors import ConfigError, StepFailed
 from pakman.graph import host_arch
@@ -247,7 +250,8 @@ def build(
     os.chdir(tmp_path)
     try:
         key = ["--key", str(keys.mirror_private), "--package-version", "1.0.0"]
-        code = main(["build", "apps", "--json", "--mirror", mirror, *key, *options])
+        base = ["--build-base-packages", BUILD_BASE]
+        code = main(["build", "apps", "--json", "--mirror", mirror, *key, *base, *options])
     finally:
         os.chdir(cwd)
     captured = capsys.readouterr()
@@ -553,3 +557,241 @@ def test_which_keys_are_trusted_is_part_of_the_key(
     assert key_with() != trusted  # unchecked
     (same / keys.other.keyname).write_bytes(keys.other.public_pem)
     assert key_with(alpine_keys=str(same)) != trusted  # a key added
+
+
+# --- the build closure ---------------------------------------------------------
+
+
+def test_the_build_lock_holds_the_closure_of_the_base_set_and_the_dependencies(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path
+) -> None:
+    project = load(mirror.url)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["base"] == ["busybox"]
+    # bash and nodejs>=20 as written, busybox from the base set; musl for so:libc...
+    assert [p["name"] for p in lock["closure"]] == ["bash", "busybox", "musl", "nodejs"]
+    for package in lock["closure"]:
+        repository = "main"
+        name, version = package["name"], package["version"]
+        path = mirror_root / BRANCH / repository / "x86_64" / f"{name}-{version}.apk"
+        assert package == {
+            "name": name,
+            "version": version,
+            "identity": identity_of(mirror_root, repository, "x86_64", name, version),
+            "repository": repository,
+            "arch": "x86_64",
+            "size": path.stat().st_size,
+            "installed_size": package["installed_size"],
+            "requires": {"bash": ["busybox", "musl"], "musl": []}.get(name, ["musl"]),
+        }
+        assert package["installed_size"] > 0
+    assert lock["install_order"] == ["musl", "busybox", "bash", "nodejs"]
+    assert lock["resolved"]["nodejs"]["version"] == "20.15.1-r0"
+    # the runtime lock has no closure: only the build's root is made of one
+    run(project, "tool:fetch-deps-runtime:x86_64")
+    assert "closure" not in lock_of(project, "tool:fetch-deps-runtime:x86_64")
+
+
+def test_a_dependency_missing_deep_in_the_closure_is_located_at_what_brought_it_in(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["bash", "broken-tool"], runtime=[]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "dependencies.build[1]"
+    assert (diagnostic.line, diagnostic.column) == (5, 19)
+    assert diagnostic.message == (
+        f"`so:libgone.so.3` is not a package of alpine {BRANCH} (main, community) for x86_64, "
+        "nor provided by one (required by dependencies.build[1] `broken-tool` -> "
+        "broken-tool 1.0-r0 `so:libgone.so.3`)"
+    )
+
+
+def test_a_conflict_with_the_closure_is_refused_where_it_is_written(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["jq", "!musl"], runtime=[]))
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "dependencies.build[1]"
+    assert (diagnostic.line, diagnostic.column) == (5, 17)
+    # busybox (the base set) comes first and brings musl in
+    assert diagnostic.message == (
+        "`so:libc.musl-x86_64.so.1` (required by the build base set `busybox` -> "
+        "busybox 1.36.1-r0 `so:libc.musl-x86_64.so.1`) cannot be installed: musl 1.2.5-r0 "
+        "conflicts with `!musl` from dependencies.build[1] `!musl`"
+    )
+
+
+def test_a_base_set_the_index_lacks_is_reported_as_the_base_sets(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        run(load(mirror.url, build_base="busybox, alpine-sdk"), "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.path == "stack"
+    assert diagnostic.message == (
+        "the build base set (--build-base-packages, PAKMAN_BUILD_BASE): `alpine-sdk` is not a "
+        f"package of alpine {BRANCH} (main, community) for x86_64, nor provided by one"
+    )
+
+
+def test_the_base_set_defaults_to_the_originals_and_comes_from_the_environment(
+    tool: Path, load: ProjectLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman.settings import BUILD_BASE as DEFAULT_BASE
+
+    def base(**settings: object) -> list[str]:
+        project = load(None, offline=True, **settings)
+        run(project, "tool:fetch-deps-build:x86_64")
+        lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+        assert lock["closure"] is None and lock["unresolved"] == ["bash", "nodejs>=20"]
+        result: list[str] = lock["base"]
+        return result
+
+    assert base(build_base=None) == list(DEFAULT_BASE)
+    assert "alpine-sdk" in DEFAULT_BASE and "busybox" in DEFAULT_BASE
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox git>=2")
+    assert base(build_base=None) == ["busybox", "git>=2"]
+    assert base(build_base="musl") == ["musl"]  # the option wins over the environment
+
+
+def test_a_base_set_word_that_is_not_a_dependency_is_invalid_input(
+    tool: Path, load: ProjectLoader
+) -> None:
+    with pytest.raises(ConfigError, match=r"--build-base-packages / PAKMAN_BUILD_BASE: a<<b"):
+        load(None, offline=True, build_base="busybox a<<b")
+
+
+def test_the_base_set_is_part_of_the_build_locks_key_only(tool: Path, load: ProjectLoader) -> None:
+    first = load(None, offline=True, build_base="busybox").graph
+    second = load(None, offline=True, build_base="busybox musl").graph
+    for step in ("tool:fetch-deps-runtime:x86_64", "tool:render-apkbuild"):
+        assert first[step].key == second[step].key
+    assert first["tool:fetch-deps-build:x86_64"].key != second["tool:fetch-deps-build:x86_64"].key
+
+
+def test_the_closure_of_a_build_lock_is_fetched_and_verified(
+    tool: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path, keys: Keys
+) -> None:
+    project = load(mirror.url)
+    run(project, "tool:fetch-deps-build:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    cache = project.context.layout.state / "cache" / "apk"
+    paths = fetch_closure(lock, cache, trusted_package_keys(str(keys.trusted_dir)))
+    assert len(paths) == len(lock["closure"]) == 4
+    for package in lock["closure"]:
+        served = mirror_root / BRANCH / package["repository"] / "x86_64"
+        expected = served / f"{package['name']}-{package['version']}.apk"
+        assert paths[package["identity"]].read_bytes() == expected.read_bytes()
+    # signed by the mirror's key, which is not Alpine's: refused with the shipped keys
+    with pytest.raises(StepFailed, match="which is not a trusted key"):
+        fetch_closure(lock, tmp_cache(project), trusted_package_keys())
+
+
+def tmp_cache(project: Project) -> Path:
+    return project.context.layout.state / "cache" / "other-apk"
+
+
+def test_an_offline_lock_has_no_closure_to_fetch(tool: Path, load: ProjectLoader) -> None:
+    project = load(None, offline=True)
+    run(project, "tool:fetch-deps-build:x86_64")
+    with pytest.raises(StepFailed, match="no closure to fetch"):
+        fetch_closure(lock_of(project, "tool:fetch-deps-build:x86_64"), tmp_cache(project), {})
+
+
+def test_the_lock_names_the_provider_the_closure_chose(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    # alone, cmd:node would be nodejs-current 22; with nodejs asked for, nodejs provides it
+    write_app(tmp_path / "apps", "tool", custom_app(build=["cmd:node", "nodejs"], runtime=[]))
+    project = load(mirror.url)
+    run(project, "tool:fetch-deps-build:x86_64")
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert lock["resolved"]["cmd:node"]["package"] == "nodejs"
+    assert lock["resolved"]["cmd:node"]["version"] == "20.15.1-r0"
+    assert lock["resolved"]["cmd:node"]["provides"] == "cmd:node=20.15.1-r0"
+    assert "nodejs-current" not in [p["name"] for p in lock["closure"]]
+
+
+def test_a_runtime_name_is_met_as_apk_would_meet_it() -> None:
+    from pakman.apk.index import IndexEntry
+    from pakman.steps.deps import Offer, choose
+
+    def offer(name: str, version: str, provides: str = "", priority: int = 0) -> Offer:
+        entry = IndexEntry("Q1", name, version, "x86_64", 1, 1, provider_priority=priority)
+        provided = provides.partition("=")[2] if provides else version
+        return Offer(entry, provided, provides, "main")
+
+    own = offer("zlib", "1.3.1-r1")
+    renamed = offer("zlib-ng", "2.2.0-r0", "zlib=2.2.0-r0")
+    # the highest version of the name wins, even from a package of another name
+    assert choose([own, renamed], []) is renamed
+    assert choose([own, renamed], ["<2"]) is own
+    # a provides without a version: only with a provider priority
+    bare = offer("mailer-a", "1.0-r0", "mail-agent")
+    preferred = offer("mailer-b", "1.0-r0", "mail-agent", priority=10)
+    assert choose([bare], []) is None
+    assert choose([bare, preferred], []) is preferred
+
+
+def test_a_name_only_bare_provides_meet_asks_for_one_of_them(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer, mirror_root: Path, keys: Keys
+) -> None:
+    root = copy_mirror(mirror_root, tmp_path / "mirror")
+    for name in ("mailer-a", "mailer-b"):
+        tree = tmp_path / "trees" / name
+        (tree / "usr/share" / name).mkdir(parents=True)
+        (tree / "usr/share" / name / "README").write_text(name)
+        info = PackageInfo(name, "1.0", "x86_64", provides=("mail-agent",), builddate=EPOCH)
+        write_package(tree, info, root / BRANCH / "community" / "x86_64", keys.mirror)
+    write_index(root / BRANCH / "community" / "x86_64", keys.mirror, builddate=EPOCH)
+    server = MirrorServer(root).start()
+    try:
+        write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=["mail-agent"]))
+        with pytest.raises(ConfigError) as caught:
+            run(load(server.url), "tool:fetch-deps-runtime:x86_64")
+    finally:
+        server.stop()
+    assert caught.value.diagnostics[0].message == (
+        "`mail-agent` is provided by mailer-a, mailer-b, none with a provider priority or a "
+        "version, so apk would not choose; name the one wanted"
+    )
+
+
+def test_a_build_base_set_from_the_environment_reaches_a_prepared_build(
+    tool: Path,
+    tmp_path: Path,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def ran() -> set[str]:
+        monkeypatch.chdir(tmp_path)
+        key = ["--key", str(keys.mirror_private), "--package-version", "1.0.0"]
+        assert main(["build", "apps", "--json", "--offline", *key]) == 0
+        events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return {e["step"] for e in events if e["event"] in ("success", "restored")}
+
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox")
+    assert "tool:fetch-deps-build:x86_64" in ran()
+    assert ran() == set()  # nothing to do: the no-op path
+    monkeypatch.setenv("PAKMAN_BUILD_BASE", "busybox musl")
+    assert "tool:fetch-deps-build:x86_64" in ran()
+    lock = json.loads((tmp_path / ".pakman/build/tool/deps/build-x86_64.json").read_text())
+    assert lock["base"] == ["busybox", "musl"]
+
+
+def test_a_lock_without_build_dependencies_says_why_it_has_no_closure(
+    tmp_path: Path, load: ProjectLoader
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=[]))
+    project = load(None, offline=True)
+    assert run(project, "tool:fetch-deps-build:x86_64") == []
+    lock = lock_of(project, "tool:fetch-deps-build:x86_64")
+    assert (lock["closure"], lock["offline"], lock["unresolved"]) == (None, "--offline", [])
+    with pytest.raises(StepFailed, match="no closure to fetch"):
+        fetch_closure(lock, tmp_cache(project), {})
