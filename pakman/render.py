@@ -37,11 +37,15 @@ import jinja2
 from pakman.errors import ConfigError, Diagnostic, PakmanError
 from pakman.fingerprint import TEMPLATES, template_digest
 from pakman.fsutil import write_if_changed
-from pakman.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
-
-# The files of the default type's service, in the order of the APKBUILD's
-# `source=` list; each is `<name>.<kind>` in the .apk/<org>/<name>/ folder.
-SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec", "profile")
+from pakman.model import (
+    HOOK_NAMES,
+    SERVICE_FILES,
+    AppConfig,
+    AppType,
+    Command,
+    Identity,
+    Service,
+)
 
 # OpenRC's own actions (openrc-run(8)): every service has them.
 OPENRC_ACTIONS = frozenset(
@@ -216,8 +220,16 @@ def runtime_dependencies(app: AppConfig) -> list[str]:
 
 
 def service_files(app: AppConfig) -> tuple[str, ...]:
-    """The service-file kinds generated for the app: all for the default type, else none."""
-    return SERVICE_FILES if app.type is AppType.DEFAULT else ()
+    """The kinds of file generated to run the app (see `AppConfig.service_files`)."""
+    return app.service_files
+
+
+def openrc_subpackage(app: AppConfig) -> bool:
+    """Whether the APKBUILD declares `<name>-openrc`: when an init script is installed.
+
+    A custom app's own package() may install one, as with the original.
+    """
+    return app.type is AppType.CUSTOM or "initd" in app.service_files
 
 
 def hook_scripts(app: AppConfig) -> list[str]:
@@ -226,13 +238,6 @@ def hook_scripts(app: AppConfig) -> list[str]:
     if unknown:
         raise RenderError(f"unknown hook {unknown[0]!r}; hooks are {', '.join(HOOK_NAMES)}")
     return [h for h in HOOK_NAMES if h in app.hooks and h != "pre-install"]
-
-
-def _services(app: AppConfig) -> tuple[Service, ...]:
-    services = app.run.services if app.run else ()
-    if not services:
-        raise RenderError("an app of the default type needs at least one service in run.services")
-    return services
 
 
 # --------------------------------------------------------------------------
@@ -249,7 +254,7 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
         options=" ".join(options(app)),
         depends=" ".join(runtime_dependencies(app)),
         makedepends=" ".join(str(d) for d in app.dependencies.build),
-        openrc=app.type is not AppType.STATIC,
+        openrc=openrc_subpackage(app),
         hooks=hook_scripts(app),
         service_files=service_files(app),
         source=app.source or "",
@@ -263,10 +268,11 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
 
 def render_initd(app: AppConfig, identity: Identity) -> str:
     """The OpenRC init script: s6 supervision, and one function per command."""
-    commands = app.run.commands if app.run else ()
+    commands = app.commands
     return _render(
         "initd",
         identity=identity,
+        supervised=bool(app.services),
         description=f"{identity.name} service",
         extra_commands=" ".join(function_name(c.name) for c in commands),
         commands=[{"name": c.name, "argv": argv(c, identity)} for c in commands],
@@ -278,7 +284,9 @@ def render_initd(app: AppConfig, identity: Identity) -> str:
 
 def render_run(app: AppConfig, identity: Identity) -> str:
     """The s6 run script: starts the service that SERVICE_MODE names, else the first."""
-    services = [{"name": s.name, "argv": argv(s, identity)} for s in _services(app)]
+    services = [{"name": s.name, "argv": argv(s, identity)} for s in app.services]
+    if not services:
+        raise ValueError("an app without services has no run script (see AppConfig.service_files)")
     return _render(
         "run",
         identity=identity,
