@@ -113,7 +113,9 @@ class Service:
     name: str
     binary: str
     start: str  # start.call: the arguments, split like a shell would
-    path: str | None = None  # directory of the binary; None = /var/lib/<name>/bin
+    path: str | None = (
+        None  # folder of the binary (relative: under /var/lib/<name>); None = its bin
+    )
     stop: Stop | None = None
 
 

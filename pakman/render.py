@@ -30,7 +30,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
@@ -46,6 +46,9 @@ from pakman.model import (
     Identity,
     Service,
 )
+
+if TYPE_CHECKING:
+    from pakman.source import Document
 
 # OpenRC's own actions (openrc-run(8)): every service has them.
 OPENRC_ACTIONS = frozenset(
@@ -193,7 +196,12 @@ def home(identity: Identity) -> str:
 def argv(item: Service | Command, identity: Identity) -> list[str]:
     """The program and arguments a service or command runs: `<path>/<binary> <call...>`."""
     call = item.start if isinstance(item, Service) else item.call
-    folder = item.path if item.path is not None else f"{home(identity)}/bin"
+    if item.path is None:
+        folder = f"{home(identity)}/bin"
+    elif item.path.startswith("/"):
+        folder = item.path
+    else:  # the original's scripts ran it from the app's folder
+        folder = f"{home(identity)}/{item.path}"
     try:
         arguments = shlex.split(call)
     except ValueError as exc:
@@ -408,18 +416,20 @@ def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
 # Checks on the app folder, and writing
 
 
-def check_app_files(app: AppConfig) -> None:
-    """Files the generated package needs from the app itself; raise ConfigError if missing."""
+def check_app_files(app: AppConfig, document: Document | None = None) -> None:
+    """Files the generated package needs from the app itself; raise ConfigError if missing.
+
+    With the loaded `document`, the error is located at the `type` key.
+    """
     if app.type is AppType.STATIC and not (app.root / "nginx.conf").is_file():
+        message = (
+            f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "
+            f"but {app.root / 'nginx.conf'} does not exist"
+        )
         raise ConfigError(
-            Diagnostic(
-                str(app.file),
-                0,
-                0,
-                "type",
-                f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "
-                f"but {app.root / 'nginx.conf'} does not exist",
-            )
+            document.diagnostic(("type",), message)
+            if document is not None
+            else Diagnostic(str(app.file), 0, 0, "type", message)
         )
 
 

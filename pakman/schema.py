@@ -37,6 +37,7 @@ from pakman.model import (
     Variable,
     freeze,
 )
+from pakman.names import Rule
 from pakman.source import Document, load_file
 from pakman.spec import Checker, Field, Fields, Flag, Free, Items, Number, OneOf, Plain, Text, kind
 
@@ -135,15 +136,25 @@ def _shell_words(text: str) -> str | None:
     return None
 
 
+# Your own shell (or APKBUILD text), used verbatim: anything but NUL, which
+# no script can hold.
+_SCRIPT = Rule(r"^[^\x00]*$", "any text but a NUL character (\\0), which no script can hold")
+
+
+def _script(description: str = "") -> Text:
+    return Text(description, rule=_SCRIPT)
+
+
 CALL = Text(
     "Arguments passed to the binary, split like a shell splits words (quotes group words; "
     "nothing is expanded).",
     rule=names.ONE_LINE,
     extra=_shell_words,
 )
-BINARY = Text("The executable's file name.", rule=names.BINARY)
+BINARY = Text("The executable's file name (or a path relative to `path`).", rule=names.BINARY)
 BIN_PATH = Text(
-    "Folder holding the binary (e.g. /usr/bin); default /var/lib/<name>/bin.",
+    "Folder holding the binary (e.g. /usr/bin; a relative one is under /var/lib/<name>); "
+    "default /var/lib/<name>/bin.",
     rule=names.BIN_PATH,
 )
 ONE_LINE = Text(rule=names.ONE_LINE)
@@ -282,7 +293,7 @@ INSTELLAR = Fields(
         "build": Field(
             Fields(
                 {
-                    "command": Field(Text("Shell run in a copy of the app's source.")),
+                    "command": Field(_script("Shell run in a copy of the app's source.")),
                     "destinations": Field(
                         Items(
                             Text(rule=names.DESTINATION),
@@ -303,7 +314,7 @@ INSTELLAR = Fields(
         "run": Field(RUN),
         "hook": Field(
             Fields(
-                {name: Field(Text()) for name in HOOK_NAMES},
+                {name: Field(_script()) for name in HOOK_NAMES},
                 "Install-lifecycle shell scripts.",
                 unknown="error",
                 unknown_hint=f"allowed hooks: {', '.join(HOOK_NAMES)}",
@@ -317,8 +328,8 @@ INSTELLAR = Fields(
                 unique=True,
             )
         ),
-        "source": Field(Text("Raw text added to the APKBUILD source= list.")),
-        "package": Field(Text("Shell body that replaces the generated package() function.")),
+        "source": Field(_script("Raw text added to the APKBUILD source= list.")),
+        "package": Field(_script("Shell body that replaces the generated package() function.")),
         "kits": Field(
             Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")
         ),
@@ -703,11 +714,20 @@ class _Assembler:
                 )
         elif app_type is AppType.STATIC and run is not None:
             ctx.warn(("run",), "is ignored for `type: static` (nginx serves the site)", at_key=True)
-        elif app_type is AppType.CUSTOM and data.get("package") is None:
-            ctx.error(
-                ("type",),
-                "`type: custom` needs a `package` body: the shell that installs files into $pkgdir",
-            )
+        elif app_type is AppType.CUSTOM:
+            if data.get("package") is None:
+                ctx.error(
+                    ("type",),
+                    "`type: custom` needs a `package` body: the shell that installs files "
+                    "into $pkgdir",
+                )
+            if run is not None and (run.services or run.commands):
+                ctx.warn(
+                    ("run",),
+                    "services and commands are not used for `type: custom`: no init script "
+                    "or service files are generated (your package() installs what runs)",
+                    at_key=True,
+                )
 
     def lint_service_mode(self, run: Run, kits: tuple[Kit, ...]) -> None:
         known = {s.name for s in run.services}

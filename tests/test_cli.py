@@ -128,6 +128,8 @@ def test_check_lints_hooks_and_needs_the_apps_files(
 
     assert main(["check", str(site)]) == 3
     out = capsys.readouterr().out
+    line = 1 + (site / "instellar.yml").read_text().splitlines().index("type: static")
+    assert f"{site / 'instellar.yml'}:{line}:7: type: `type: static` installs" in out
     assert "nginx.conf does not exist" in out
     assert "0 valid, 1 invalid" in out
 

@@ -38,11 +38,13 @@ def test_every_service_and_command_is_listed_where_it_runs() -> None:
     app = _app(
         Service("web", "app", "start"),
         Service("php", "php", "artisan", path="/usr/bin"),
+        Service("release", "bin/app", "start", path="rel"),
         commands=(Command("migrate", "app", "eval", path="/var/lib/app/bin/"),),
     )
     assert executed_programs(app, IDENTITY) == [
         ("run.services[0] (web)", "/var/lib/app/bin/app"),
         ("run.services[1] (php)", "/usr/bin/php"),
+        ("run.services[2] (release)", "/var/lib/app/rel/bin/app"),
         ("run.commands[0] (migrate)", "/var/lib/app/bin/app"),
     ]
 

@@ -312,6 +312,18 @@ def test_commands_become_extra_commands() -> None:
     assert "\nmigrate() {\n" in initd and "\nlogs() {\n" in initd
 
 
+def test_a_relative_path_or_binary_runs_from_the_apps_folder_as_in_the_original() -> None:
+    """The original's scripts `cd /var/lib/<name>` first, so `path: bin` meant that folder."""
+    app, identity = example("pyweb")
+    run = Run(
+        services=(Service("web", "server", "start", path="release/bin"),),
+        commands=(Command("migrate", "bin/tool", "up"),),
+    )
+    files = render_all(dataclasses.replace(app, run=run), identity)
+    assert "exec /var/lib/pyweb/release/bin/server start 2>&1" in files["pyweb.run"].text
+    assert "'/var/lib/pyweb/bin/bin/tool up'" in files["pyweb.initd"].text
+
+
 def test_a_command_name_that_is_not_a_function_name_is_refused() -> None:
     run = Run(
         services=(Service("web", "app", ""),),

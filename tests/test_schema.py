@@ -449,8 +449,9 @@ def test_legacy_run_with_only_a_command_defines_commands_and_no_service() -> Non
         "this `run` shape (binary/start/process/command directly under run) is deprecated",
         "defines commands but no service",
     ]
-    custom, _ = load({"run": run, "type": "custom", "package": "true"})
+    custom, warnings = load({"run": run, "type": "custom", "package": "true"})
     assert custom.run is not None and custom.service_files == ()
+    assert warnings[-1].message.startswith("services and commands are not used for `type: custom`")
 
 
 def test_legacy_variation_names_are_checked() -> None:
@@ -543,7 +544,11 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "run.services[0].name",
     ),
     (
-        {"run": {"services": [{"name": "w", "binary": "bin/rails", "start": {"call": "x"}}]}},
+        {"run": {"services": [{"name": "w", "binary": "/bin/rails", "start": {"call": "x"}}]}},
+        "run.services[0].binary",
+    ),
+    (
+        {"run": {"services": [{"name": "w", "binary": "x/../rails", "start": {"call": "x"}}]}},
         "run.services[0].binary",
     ),
     (
@@ -554,7 +559,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         {
             "run": {
                 "services": [
-                    {"name": "w", "binary": "b", "path": "usr/bin", "start": {"call": "x"}}
+                    {"name": "w", "binary": "b", "path": "../usr/bin", "start": {"call": "x"}}
                 ]
             }
         },
