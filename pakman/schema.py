@@ -325,7 +325,6 @@ INSTELLAR = Fields(
                 Text(enum=ARCHITECTURES),
                 description="Alpine architectures (default [x86_64]).",
                 min_items=1,
-                unique=True,
             )
         ),
         "source": Field(_script("Raw text added to the APKBUILD source= list.")),
@@ -468,7 +467,7 @@ class _Assembler:
         if stack is None:
             ctx.warn(("stack",), f"no `stack` given; using {DEFAULT_STACK}")
         hooks = {k: v for k, v in (self.section("hook") or {}).items() if v is not None}
-        architectures = tuple(self.section("architectures") or ("x86_64",))
+        architectures = self.architectures(self.section("architectures") or ["x86_64"])
         kits = tuple(self.kit(k) for k in self.section("kits") or ())
         if app_type is not None:
             self.type_rules(app_type, run)
@@ -492,6 +491,17 @@ class _Assembler:
             kits=kits,
             platform=freeze({k: data[k] for k in PLATFORM_KEYS if data.get(k) is not None}),
         )
+
+    def architectures(self, raw: list[str]) -> tuple[str, ...]:
+        """The architectures, each once (a repeat is a warning: abuild reads it once too)."""
+        first: dict[str, int] = {}
+        for i, arch in enumerate(raw):
+            if arch in first:
+                self.ctx.warn(
+                    ("architectures", i), f"{show(arch)} is listed twice (also item [{first[arch]}])"
+                )
+            first.setdefault(arch, i)
+        return tuple(first)
 
     def dependencies(self, raw: dict[str, Any]) -> Dependencies | None:
         if not self.ctx.clean(("dependencies",)):

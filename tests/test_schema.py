@@ -269,6 +269,14 @@ def test_key_reaches_the_model(
     assert get(app(patch)) == expected
 
 
+def test_a_repeated_architecture_is_built_once_with_a_warning() -> None:
+    config, warnings = load({"architectures": ["x86_64", "aarch64", "x86_64"]})
+    assert config.architectures == ("x86_64", "aarch64")
+    assert [f"{w.path}: {w.message}" for w in warnings] == [
+        "architectures[2]: 'x86_64' is listed twice (also item [0])"
+    ]
+
+
 def test_defaults() -> None:
     config = app({})
     assert config.type is AppType.DEFAULT
@@ -601,7 +609,6 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"build": {"destinations": ["$(id)"]}}, "build.destinations[0]"),
     ({"build": {"destinations": ["./"]}}, "build.destinations[0]"),
     ({"architectures": ["amd64"]}, "architectures[0]"),
-    ({"architectures": ["x86_64", "x86_64"]}, "architectures[1]"),
     ({"architectures": []}, "architectures"),
     ({"dependencies": {"runtime": ["nodejs >= 20"]}}, "dependencies.runtime[0]"),
     ({"dependencies": {"runtime": ["nodejs>=twenty"]}}, "dependencies.runtime[0]"),
