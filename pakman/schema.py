@@ -498,7 +498,8 @@ class _Assembler:
         for i, arch in enumerate(raw):
             if arch in first:
                 self.ctx.warn(
-                    ("architectures", i), f"{show(arch)} is listed twice (also item [{first[arch]}])"
+                    ("architectures", i),
+                    f"{show(arch)} is listed twice (also item [{first[arch]}])",
                 )
             first.setdefault(arch, i)
         return tuple(first)
@@ -517,6 +518,7 @@ class _Assembler:
             return None
         destinations = raw.get("destinations")
         legacy = raw.get("destination")
+        key = "destinations"
         if legacy is not None and destinations is not None:
             # The original read one or the other, never both (`destinations`
             # since 2023): the newer reading wins.
@@ -527,6 +529,7 @@ class _Assembler:
                 at_key=True,
             )
         elif legacy is not None:
+            key = "destination"
             destinations = _legacy_destinations(legacy)
             modern = _dump({"destinations": destinations})
             meaning = (
@@ -544,7 +547,7 @@ class _Assembler:
             destination = _clean_destination(destination)
             if destination in ("", "."):
                 self.ctx.error(
-                    ("build", "destinations", i),
+                    ("build", key, i),
                     "names the whole app folder; list what to install instead "
                     "(`*` for every top-level entry, plus dot-files by name)",
                 )
@@ -688,13 +691,14 @@ class _Assembler:
                 commands.append({"name": name, "binary": binary, "call": call})
         if commands:
             modern["commands"] = commands
-        unused = [k for k in ("binary", "stop") if raw.get(k) is not None]
-        note = (
-            f" (without `start` or `process` it starts no service, so {' and '.join(f'`{k}`' for k in unused)} "
-            f"{'is' if len(unused) == 1 else 'are'} not used)"
-            if start is None and unused
-            else ""
-        )
+        unused = [f"`{k}`" for k in ("binary", "stop") if raw.get(k) is not None]
+        note = ""
+        if start is None and unused:
+            verb = "is" if len(unused) == 1 else "are"
+            note = (
+                f" (without `start` or `process` it starts no service, so "
+                f"{' and '.join(unused)} {verb} not used)"
+            )
         ctx.warn(
             ("run",),
             "this `run` shape (binary/start/process/command directly under run) is deprecated"
@@ -705,10 +709,8 @@ class _Assembler:
 
     def type_rules(self, app_type: AppType, run: Run | None) -> None:
         ctx, data = self.ctx, self.data
-        if app_type is AppType.DEFAULT:
-            if run is not None and run.services:
-                pass
-            elif run is not None and run.commands:
+        if app_type is AppType.DEFAULT and not (run is not None and run.services):
+            if run is not None and run.commands:
                 ctx.warn(
                     ("run",),
                     "defines commands but no service: the package installs an OpenRC script "
@@ -722,7 +724,7 @@ class _Assembler:
                     "no init script or s6 service; add run.services to run one",
                     at_key=data.get("run") is not None,
                 )
-        elif app_type is AppType.STATIC and run is not None:
+        if app_type is AppType.STATIC and run is not None:
             ctx.warn(("run",), "is ignored for `type: static` (nginx serves the site)", at_key=True)
         elif app_type is AppType.CUSTOM:
             if data.get("package") is None:
