@@ -26,7 +26,7 @@ def key(tmp_path_factory: pytest.TempPathFactory) -> KeyPair:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, key: KeyPair) -> Path:
     workspace = tmp_path_factory.mktemp("workspace")
-    for shape in ("files-only", "command-only", "elixir-release"):
+    for shape in ("files-only", "command-only", "elixir-release", "own-package"):
         shutil.copytree(SHAPES / shape, workspace / "apps" / shape)
     run = build(workspace, key)
     assert run.code == 0, run.messages()
@@ -47,6 +47,8 @@ def test_the_repository_holds_an_openrc_split_only_for_apps_with_an_init_script(
         "hello-openrc-0.0.0-r0.apk",
         "tool-0.0.0-r0.apk",
         "tool-openrc-0.0.0-r0.apk",
+        "uplink-caddy-0.0.0-r0.apk",
+        "uplink-caddy-openrc-0.0.0-r0.apk",
     ]
 
 
@@ -76,6 +78,17 @@ def test_the_old_destination_installs_the_release_folders_contents(built: Path) 
     assert entries["var/lib/hello/bin/hello"].mode == 0o755
     assert "var/lib/hello/releases/start_erl.data" in entries
     assert not any(n.startswith("var/lib/hello/hello") for n in entries)
+
+
+def test_a_package_body_installs_the_service_files_from_srcdir_as_under_abuild(
+    built: Path,
+) -> None:
+    entries = members(built / ".pakman/repo/x86_64/uplink-caddy-0.0.0-r0.apk")
+    assert entries["usr/sbin/caddy"].mode == 0o755
+    assert "var/lib/uplink-caddy/service/run" in entries
+    assert "var/lib/uplink-caddy/bin/env-exec" in entries
+    openrc = members(built / ".pakman/repo/x86_64/uplink-caddy-openrc-0.0.0-r0.apk")
+    assert "etc/init.d/uplink-caddy" in openrc
 
 
 def test_the_elixir_release_starts_from_its_installed_run_script(

@@ -52,6 +52,12 @@ def package(step: Step, context: RunContext) -> list[str]:
         # store share.
         srcdir = fresh_dir(work / f"srcdir-{arch}", context)
         shutil.copytree(build_dir, srcdir, symlinks=True, dirs_exist_ok=True)
+        # abuild links each source of the APKBUILD into $srcdir, so a body may
+        # install "$srcdir"/$pkgname.initd (the original's own caddy example).
+        for kind in app.service_files:
+            shutil.copyfile(
+                render_dir / f"{identity.name}.{kind}", srcdir / f"{identity.name}.{kind}"
+            )
         startdir = fresh_dir(work / f"startdir-{arch}", context)
         shutil.copytree(render_dir, startdir, symlinks=True, dirs_exist_ok=True)
         variables = {
