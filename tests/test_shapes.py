@@ -107,3 +107,36 @@ def test_the_elixir_release_starts_from_its_installed_run_script(
     run.write_text(relocate(run.read_text(), root))
     result = subprocess.run(["bash", str(run)], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout) == (0, "hello start\n"), result.stderr
+
+
+TYPO = """\
+dependencies:
+  runtime: [bash]
+stack: alpine/3.20
+build:
+  command: mkdir -p bin && touch bin/app && chmod +x bin/app
+  destinations: [bin]
+run:
+  name: app
+  servics:
+    - name: web
+      binary: app
+      start:
+        call: serve
+"""
+
+
+def test_check_and_build_agree_on_a_typo(tmp_path: Path, key: KeyPair) -> None:
+    """`servics:` passed check with a warning, then failed build's render-run (exit 3)."""
+    from pakman.cli import main
+
+    app = tmp_path / "apps/app"
+    app.mkdir(parents=True)
+    (app / "instellar.yml").write_text(TYPO)
+    assert main(["check", str(app)]) == 0
+    run = build(tmp_path, key)
+    assert (run.code, run.failed) == (0, set()), run.messages()
+    assert "run.servics: unknown key `servics`; did you mean `services`?" in run.stderr
+    assert "run: runs no service" in run.stderr
+    assert main(["check", "--strict", str(app)]) == 3
+    assert build(tmp_path, key, "--strict").code == 3
