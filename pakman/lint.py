@@ -79,6 +79,8 @@ def _problem(
         return None
     if app.type is AppType.STATIC:
         return "a `type: static` package installs no OpenRC service of its own"
+    if app.type is AppType.DEFAULT and "initd" not in app.service_files:
+        return "the package installs no OpenRC service: `run` defines no service or command"
     if app.type is AppType.CUSTOM:
         return None  # its package() may install an init script
     commands = {c.name for c in app.run.commands} if app.run else set()

@@ -111,3 +111,14 @@ def test_warnings_are_located_at_the_hook_key(tmp_path: Path) -> None:
         f"{config}:8:3: warning: hook.post-install: `rc-service app nope`: `nope` is neither a "
         "command of run.commands (none) nor an OpenRC action (start, stop, restart, status, ...)"
     )
+
+
+def test_an_app_that_runs_nothing_has_no_service_for_hooks_to_call() -> None:
+    app, identity = _with_hook("rc-update add pyweb\nrc-service pyweb start")
+    bare = dataclasses.replace(app, run=None)
+    assert [d.message for d in lint_hooks(bare, identity)] == [
+        "`rc-update add pyweb`: the package installs no OpenRC service: "
+        "`run` defines no service or command",
+        "`rc-service pyweb start`: the package installs no OpenRC service: "
+        "`run` defines no service or command",
+    ]
