@@ -694,7 +694,7 @@ def _check(args: argparse.Namespace) -> int:
                 diagnostics + lint_app(app, identity, document), key=lambda d: (d.line, d.column)
             )
             try:
-                check_app_files(app)
+                check_app_files(app, document)
             except ConfigError as exc:
                 diagnostics += exc.diagnostics
             if args.verbose:
@@ -773,10 +773,11 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
     app, warnings = load_app(config)
     identity = resolve_identity(app, **_identity_kwargs(args))
-    warnings += lint_app(app, identity, load_file(config))
+    document = load_file(config)
+    warnings += lint_app(app, identity, document)
     for warning in warnings:
         print(warning, file=sys.stderr)
-    check_app_files(app)
+    check_app_files(app, document)
     files = render_all(app, identity)
     out_dir = output or workdir / ".apk" / identity.organization / identity.name
     results = write_rendered(files, out_dir)

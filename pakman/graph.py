@@ -51,8 +51,8 @@ class AppBuild:
         return self.identity.name
 
     def package_names(self) -> tuple[str, ...]:
-        """The packages this app produces (its OpenRC split for the default type)."""
-        if self.config.type is AppType.DEFAULT:
+        """The packages this app produces (its OpenRC split when it installs an init script)."""
+        if self.config.type is AppType.DEFAULT and "initd" in self.config.service_files:
             return (self.name, f"{self.name}-openrc")
         return (self.name,)
 
@@ -149,6 +149,9 @@ def config_data(app: AppConfig) -> dict[str, Any]:
             ],
         },
         "hook": dict(app.hooks),
+        # Derived, not a key of the file: which files run the app (services,
+        # commands only, nothing), which the APKBUILD and init script follow.
+        "service-files": list(app.service_files),
         "architectures": list(app.architectures),
         "source": app.source,
         "package": app.package,
@@ -248,7 +251,7 @@ def compile_app(
     by_stage: dict[str, list[Step]] = {}
     steps: list[Step] = []
     for stage in pipeline.stages:
-        if stage.per == "repository" or not stage.applies_to(app.config.type):
+        if stage.per == "repository" or not stage.applies_to(app.config):
             continue
         arches: list[str | None] = list(app.config.architectures) if stage.per == "arch" else [None]
         items: list[str | None] = (

@@ -21,8 +21,32 @@ def lint_app(
     app: AppConfig, identity: Identity, document: Document | None = None
 ) -> list[Diagnostic]:
     """Every warning about the app as rendered for `identity`."""
-    found = lint_run_name(app, identity, document) + lint_hooks(app, identity, document)
+    found = (
+        lint_run_name(app, identity, document)
+        + lint_hooks(app, identity, document)
+        + lint_openrc_dependency(app, identity, document)
+    )
     return sorted(found, key=lambda d: (d.line, d.column))
+
+
+def lint_openrc_dependency(
+    app: AppConfig, identity: Identity, document: Document | None = None
+) -> list[Diagnostic]:
+    """A runtime dependency on `<name>-openrc` when the package makes no such split."""
+    if app.type is not AppType.DEFAULT or "initd" in app.service_files:
+        return []
+    openrc = f"{identity.name}-openrc"
+    return [
+        _warning(
+            app,
+            document,
+            ("dependencies", "runtime", i),
+            f"`{openrc}` is not made: the package installs no init script (`run` defines "
+            "no service or command), so nothing provides it; remove it",
+        )
+        for i, dependency in enumerate(app.dependencies.runtime)
+        if dependency.name == openrc and not dependency.conflict
+    ]
 
 
 def lint_run_name(
@@ -79,6 +103,8 @@ def _problem(
         return None
     if app.type is AppType.STATIC:
         return "a `type: static` package installs no OpenRC service of its own"
+    if app.type is AppType.DEFAULT and "initd" not in app.service_files:
+        return "the package installs no OpenRC service: `run` defines no service or command"
     if app.type is AppType.CUSTOM:
         return None  # its package() may install an init script
     commands = {c.name for c in app.run.commands} if app.run else set()
@@ -137,4 +163,4 @@ def _warning(app: AppConfig, document: Document | None, path: KeyPath, message: 
     return Diagnostic(str(app.file), 0, 0, format_path(path), message, "warning")
 
 
-__all__ = ["lint_app", "lint_hooks", "lint_run_name"]
+__all__ = ["lint_app", "lint_hooks", "lint_openrc_dependency", "lint_run_name"]

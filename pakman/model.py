@@ -37,6 +37,14 @@ DEFAULT_STACK = "alpine/3.22"
 DEFAULT_ARCHITECTURES = ("x86_64",)
 PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
 
+# The generated files that run a default-type app, in the order of the
+# APKBUILD's `source=` list; each is `<name>.<kind>` beside the APKBUILD. An
+# app with services gets them all; one with commands only gets the init
+# script (its commands) and what the commands run through; one that runs
+# nothing gets none of them.
+SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec", "profile")
+COMMAND_FILES = ("initd", "environment", "env-exec", "profile")
+
 
 class FrozenDict(dict[str, Any]):
     """A read-only dict that still pickles (the model crosses process boundaries)."""
@@ -105,7 +113,9 @@ class Service:
     name: str
     binary: str
     start: str  # start.call: the arguments, split like a shell would
-    path: str | None = None  # directory of the binary; None = /var/lib/<name>/bin
+    path: str | None = (
+        None  # folder of the binary (relative: under /var/lib/<name>); None = its bin
+    )
     stop: Stop | None = None
 
 
@@ -177,6 +187,27 @@ class AppConfig:
     kits: tuple[Kit, ...] = ()
     # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
     platform: Mapping[str, Any] = field(default_factory=FrozenDict)
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The services the package runs (none for a static or custom app)."""
+        if self.type is not AppType.DEFAULT or self.run is None:
+            return ()
+        return self.run.services
+
+    @property
+    def commands(self) -> tuple[Command, ...]:
+        """The commands the package's init script defines (none for a static or custom app)."""
+        if self.type is not AppType.DEFAULT or self.run is None:
+            return ()
+        return self.run.commands
+
+    @property
+    def service_files(self) -> tuple[str, ...]:
+        """The kinds of generated file that run the app (`SERVICE_FILES`, `COMMAND_FILES` or none)."""
+        if self.services:
+            return SERVICE_FILES
+        return COMMAND_FILES if self.commands else ()
 
     @property
     def root(self) -> Path:

@@ -61,13 +61,14 @@ COMMAND_NAME = Rule(
     "and '_', not starting with a digit",
 )
 BINARY = Rule(
-    r"^(?!\.\.?$)[A-Za-z0-9_.+-]+$",
-    "a file name: letters, digits, '_', '.', '+' and '-' (no '/': put the folder in `path`)",
+    r"^(?!(.*/)?\.\.?(/|$))[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$",
+    "a file name (or a relative path to it, as in the original, e.g. bin/app): "
+    "'/'-separated letters, digits, '_', '.', '+' and '-', without '.' or '..' segments",
 )
 BIN_PATH = Rule(
-    r"^(?!.*/\.\.?(/|$))/([A-Za-z0-9_.+@-]+/?)*$",
-    "an absolute folder such as /usr/bin: '/'-separated letters, digits, '_', '.', '+', "
-    "'@' and '-', without '.' or '..' segments",
+    r"^(?!(.*/)?\.\.?(/|$))(/|/?[A-Za-z0-9_.+@-]+(/[A-Za-z0-9_.+@-]+)*/?)$",
+    "a folder such as /usr/bin, or one relative to /var/lib/<name> such as bin: "
+    "'/'-separated letters, digits, '_', '.', '+', '@' and '-', without '.' or '..' segments",
 )
 DESTINATION = Rule(
     r"^(?!/)(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.+@%,=:/*?\[\]!-]+$",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pakman import names
 from pakman.errors import ConfigError, Diagnostic
-from pakman.model import AppType
+from pakman.model import SERVICE_FILES, AppConfig, AppType
 from pakman.names import Rule
 from pakman.spec import Checker, Field, Fields, Flag, Items, Text
 
@@ -33,6 +33,7 @@ STAGE = Fields(
         "per": Field(Text(enum=("app", "arch", "repository")), required=True),
         "each": Field(Text(enum=("hook",))),
         "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
+        "service-file": Field(Text(enum=SERVICE_FILES)),
         "after": Field(Items(Text(rule=_STAGE_NAME), unique=True)),
         "reads": Field(
             Fields(
@@ -83,9 +84,18 @@ class Stage:
     types: frozenset[AppType] | None = None  # None: every type
     after: tuple[str, ...] = ()
     reads: Reads = Reads()
+    service_file: str | None = None  # only for apps that get this file (AppConfig.service_files)
 
-    def applies_to(self, app_type: AppType) -> bool:
-        return self.types is None or app_type in self.types
+    def applies_to(self, app: AppConfig | AppType) -> bool:
+        """Whether an app (or, by type alone, every app of a type) has this stage."""
+        app_type = app if isinstance(app, AppType) else app.type
+        if self.types is not None and app_type not in self.types:
+            return False
+        return (
+            self.service_file is None
+            or isinstance(app, AppType)
+            or self.service_file in app.service_files
+        )
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,7 @@ def _stage(raw: dict[str, Any]) -> Stage:
         description=str(raw.get("description") or ""),
         each=raw.get("each"),
         types=frozenset(AppType(t) for t in types) if isinstance(types, list) else None,
+        service_file=raw.get("service-file"),
         after=tuple(raw.get("after") or ()),
         reads=Reads(
             config=tuple(reads.get("config") or ()),

@@ -30,18 +30,25 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from pakman.errors import ConfigError, Diagnostic, PakmanError
 from pakman.fingerprint import TEMPLATES, template_digest
 from pakman.fsutil import write_if_changed
-from pakman.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
+from pakman.model import (
+    HOOK_NAMES,
+    SERVICE_FILES,
+    AppConfig,
+    AppType,
+    Command,
+    Identity,
+    Service,
+)
 
-# The files of the default type's service, in the order of the APKBUILD's
-# `source=` list; each is `<name>.<kind>` in the .apk/<org>/<name>/ folder.
-SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec", "profile")
+if TYPE_CHECKING:
+    from pakman.source import Document
 
 # OpenRC's own actions (openrc-run(8)): every service has them.
 OPENRC_ACTIONS = frozenset(
@@ -189,7 +196,12 @@ def home(identity: Identity) -> str:
 def argv(item: Service | Command, identity: Identity) -> list[str]:
     """The program and arguments a service or command runs: `<path>/<binary> <call...>`."""
     call = item.start if isinstance(item, Service) else item.call
-    folder = item.path if item.path is not None else f"{home(identity)}/bin"
+    if item.path is None:
+        folder = f"{home(identity)}/bin"
+    elif item.path.startswith("/"):
+        folder = item.path
+    else:  # the original's scripts ran it from the app's folder
+        folder = f"{home(identity)}/{item.path}"
     try:
         arguments = shlex.split(call)
     except ValueError as exc:
@@ -216,8 +228,16 @@ def runtime_dependencies(app: AppConfig) -> list[str]:
 
 
 def service_files(app: AppConfig) -> tuple[str, ...]:
-    """The service-file kinds generated for the app: all for the default type, else none."""
-    return SERVICE_FILES if app.type is AppType.DEFAULT else ()
+    """The kinds of file generated to run the app (see `AppConfig.service_files`)."""
+    return app.service_files
+
+
+def openrc_subpackage(app: AppConfig) -> bool:
+    """Whether the APKBUILD declares `<name>-openrc`: when an init script is installed.
+
+    A custom app's own package() may install one, as with the original.
+    """
+    return app.type is AppType.CUSTOM or "initd" in app.service_files
 
 
 def hook_scripts(app: AppConfig) -> list[str]:
@@ -226,13 +246,6 @@ def hook_scripts(app: AppConfig) -> list[str]:
     if unknown:
         raise RenderError(f"unknown hook {unknown[0]!r}; hooks are {', '.join(HOOK_NAMES)}")
     return [h for h in HOOK_NAMES if h in app.hooks and h != "pre-install"]
-
-
-def _services(app: AppConfig) -> tuple[Service, ...]:
-    services = app.run.services if app.run else ()
-    if not services:
-        raise RenderError("an app of the default type needs at least one service in run.services")
-    return services
 
 
 # --------------------------------------------------------------------------
@@ -249,7 +262,7 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
         options=" ".join(options(app)),
         depends=" ".join(runtime_dependencies(app)),
         makedepends=" ".join(str(d) for d in app.dependencies.build),
-        openrc=app.type is not AppType.STATIC,
+        openrc=openrc_subpackage(app),
         hooks=hook_scripts(app),
         service_files=service_files(app),
         source=app.source or "",
@@ -263,10 +276,11 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
 
 def render_initd(app: AppConfig, identity: Identity) -> str:
     """The OpenRC init script: s6 supervision, and one function per command."""
-    commands = app.run.commands if app.run else ()
+    commands = app.commands
     return _render(
         "initd",
         identity=identity,
+        supervised=bool(app.services),
         description=f"{identity.name} service",
         extra_commands=" ".join(function_name(c.name) for c in commands),
         commands=[{"name": c.name, "argv": argv(c, identity)} for c in commands],
@@ -278,7 +292,9 @@ def render_initd(app: AppConfig, identity: Identity) -> str:
 
 def render_run(app: AppConfig, identity: Identity) -> str:
     """The s6 run script: starts the service that SERVICE_MODE names, else the first."""
-    services = [{"name": s.name, "argv": argv(s, identity)} for s in _services(app)]
+    services = [{"name": s.name, "argv": argv(s, identity)} for s in app.services]
+    if not services:
+        raise ValueError("an app without services has no run script (see AppConfig.service_files)")
     return _render(
         "run",
         identity=identity,
@@ -400,18 +416,20 @@ def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
 # Checks on the app folder, and writing
 
 
-def check_app_files(app: AppConfig) -> None:
-    """Files the generated package needs from the app itself; raise ConfigError if missing."""
+def check_app_files(app: AppConfig, document: Document | None = None) -> None:
+    """Files the generated package needs from the app itself; raise ConfigError if missing.
+
+    With the loaded `document`, the error is located at the `type` key.
+    """
     if app.type is AppType.STATIC and not (app.root / "nginx.conf").is_file():
+        message = (
+            f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "
+            f"but {app.root / 'nginx.conf'} does not exist"
+        )
         raise ConfigError(
-            Diagnostic(
-                str(app.file),
-                0,
-                0,
-                "type",
-                f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "
-                f"but {app.root / 'nginx.conf'} does not exist",
-            )
+            document.diagnostic(("type",), message)
+            if document is not None
+            else Diagnostic(str(app.file), 0, 0, "type", message)
         )
 
 

@@ -37,6 +37,7 @@ from pakman.model import (
     Variable,
     freeze,
 )
+from pakman.names import Rule
 from pakman.source import Document, load_file
 from pakman.spec import Checker, Field, Fields, Flag, Free, Items, Number, OneOf, Plain, Text, kind
 
@@ -135,15 +136,25 @@ def _shell_words(text: str) -> str | None:
     return None
 
 
+# Your own shell (or APKBUILD text), used verbatim: anything but NUL, which
+# no script can hold.
+_SCRIPT = Rule(r"^[^\x00]*$", "any text but a NUL character (\\0), which no script can hold")
+
+
+def _script(description: str = "") -> Text:
+    return Text(description, rule=_SCRIPT)
+
+
 CALL = Text(
     "Arguments passed to the binary, split like a shell splits words (quotes group words; "
     "nothing is expanded).",
     rule=names.ONE_LINE,
     extra=_shell_words,
 )
-BINARY = Text("The executable's file name.", rule=names.BINARY)
+BINARY = Text("The executable's file name (or a path relative to `path`).", rule=names.BINARY)
 BIN_PATH = Text(
-    "Folder holding the binary (e.g. /usr/bin); default /var/lib/<name>/bin.",
+    "Folder holding the binary (e.g. /usr/bin; a relative one is under /var/lib/<name>); "
+    "default /var/lib/<name>/bin.",
     rule=names.BIN_PATH,
 )
 ONE_LINE = Text(rule=names.ONE_LINE)
@@ -193,7 +204,7 @@ RUN = Fields(
         "name": Field(
             Text("The service name; normally the package name.", rule=names.PACKAGE_NAME)
         ),
-        "services": Field(Items(SERVICE, min_items=1)),
+        "services": Field(Items(SERVICE)),
         "commands": Field(Items(COMMAND)),
         "binary": Field(BINARY, deprecated="run.services[].binary"),
         "start": Field(CALL_MAP, deprecated="run.services[].start"),
@@ -282,7 +293,7 @@ INSTELLAR = Fields(
         "build": Field(
             Fields(
                 {
-                    "command": Field(Text("Shell run in a copy of the app's source.")),
+                    "command": Field(_script("Shell run in a copy of the app's source.")),
                     "destinations": Field(
                         Items(
                             Text(rule=names.DESTINATION),
@@ -303,7 +314,7 @@ INSTELLAR = Fields(
         "run": Field(RUN),
         "hook": Field(
             Fields(
-                {name: Field(Text()) for name in HOOK_NAMES},
+                {name: Field(_script()) for name in HOOK_NAMES},
                 "Install-lifecycle shell scripts.",
                 unknown="error",
                 unknown_hint=f"allowed hooks: {', '.join(HOOK_NAMES)}",
@@ -314,11 +325,10 @@ INSTELLAR = Fields(
                 Text(enum=ARCHITECTURES),
                 description="Alpine architectures (default [x86_64]).",
                 min_items=1,
-                unique=True,
             )
         ),
-        "source": Field(Text("Raw text added to the APKBUILD source= list.")),
-        "package": Field(Text("Shell body that replaces the generated package() function.")),
+        "source": Field(_script("Raw text added to the APKBUILD source= list.")),
+        "package": Field(_script("Shell body that replaces the generated package() function.")),
         "kits": Field(
             Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")
         ),
@@ -339,30 +349,12 @@ def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft-07) of instellar.yml for editors and YAML language servers."""
     body = INSTELLAR.json_schema()
     custom = {"properties": {"type": {"const": "custom"}}, "required": ["type"]}
-    not_default = {"properties": {"type": {"enum": ["static", "custom"]}}, "required": ["type"]}
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": SCHEMA_ID,
         "title": "instellar.yml",
         **body,
-        "allOf": [
-            {"if": custom, "then": {"required": ["package"]}},
-            {
-                "if": {"not": not_default},
-                "then": {
-                    "required": ["run"],
-                    "properties": {
-                        "run": {
-                            "anyOf": [
-                                {"required": ["services"]},
-                                {"required": ["start"]},
-                                {"required": ["process"]},
-                            ]
-                        }
-                    },
-                },
-            },
-        ],
+        "allOf": [{"if": custom, "then": {"required": ["package"]}}],
     }
 
 
@@ -397,10 +389,42 @@ def validate(
 _LEGACY_RUN_KEYS = ("binary", "start", "stop", "process", "command")
 
 
+def _legacy_run_keys(raw: dict[str, Any]) -> list[str]:
+    return [k for k in _LEGACY_RUN_KEYS if raw.get(k) is not None]
+
+
+def _modern_run(raw: dict[str, Any]) -> bool:
+    return bool(raw.get("services") or raw.get("commands"))
+
+
 def _dump(data: Any) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000).rstrip()
+
+
+def _clean_destination(destination: str) -> str:
+    """Without a leading `./` or a trailing `/` (both mean nothing to `cp -r`)."""
+    while destination.startswith("./"):
+        destination = destination[2:]
+    return destination.rstrip("/")
+
+
+def _legacy_destinations(legacy: str | list[str]) -> list[str]:
+    """The `destinations` meaning what the singular `build.destination` meant.
+
+    The original moved the folder's *contents* into /var/lib/<name>/
+    (`mv "$srcdir"/<destination>/* ...`, 2021-2023), so a folder becomes
+    `<folder>/*` (the app folder itself, `*`). A value already holding a glob
+    names what to copy and is kept; a list (never a shape of the original) is
+    read as `destinations`.
+    """
+    if not isinstance(legacy, str):
+        return list(legacy)
+    if any(c in legacy for c in "*?["):
+        return [legacy]
+    folder = _clean_destination(legacy)
+    return ["*"] if folder in ("", ".") else [f"{folder}/*"]
 
 
 def _parse_dependency(text: str) -> Dependency:
@@ -433,18 +457,17 @@ class _Assembler:
         dependencies = self.dependencies(self.section("dependencies") or {})
         build = self.build(self.section("build") or {})
         raw_run = data.get("run")
-        mixed = False
         if isinstance(raw_run, dict):
             # Checked whatever else is wrong in `run`, so that one run reports it all.
-            mixed = self.check_run_shape(raw_run)
+            self.check_run_shape(raw_run)
             self.check_run_names(raw_run)
-        run = self.run(self.section("run")) if self.section("run") and not mixed else None
+        run = self.run(self.section("run")) if self.section("run") else None
         app_type = AppType(data.get("type") or "default") if ctx.clean(("type",)) else None
         stack = data.get("stack")
         if stack is None:
             ctx.warn(("stack",), f"no `stack` given; using {DEFAULT_STACK}")
         hooks = {k: v for k, v in (self.section("hook") or {}).items() if v is not None}
-        architectures = tuple(self.section("architectures") or ("x86_64",))
+        architectures = self.architectures(self.section("architectures") or ["x86_64"])
         kits = tuple(self.kit(k) for k in self.section("kits") or ())
         if app_type is not None:
             self.type_rules(app_type, run)
@@ -469,6 +492,18 @@ class _Assembler:
             platform=freeze({k: data[k] for k in PLATFORM_KEYS if data.get(k) is not None}),
         )
 
+    def architectures(self, raw: list[str]) -> tuple[str, ...]:
+        """The architectures, each once (a repeat is a warning: abuild reads it once too)."""
+        first: dict[str, int] = {}
+        for i, arch in enumerate(raw):
+            if arch in first:
+                self.ctx.warn(
+                    ("architectures", i),
+                    f"{show(arch)} is listed twice (also item [{first[arch]}])",
+                )
+            first.setdefault(arch, i)
+        return tuple(first)
+
     def dependencies(self, raw: dict[str, Any]) -> Dependencies | None:
         if not self.ctx.clean(("dependencies",)):
             return None
@@ -483,30 +518,36 @@ class _Assembler:
             return None
         destinations = raw.get("destinations")
         legacy = raw.get("destination")
-        if legacy is not None:
-            if destinations is not None:
-                self.ctx.error(
-                    ("build", "destination"),
-                    "both `destination` and `destinations` are given; keep only `destinations`",
-                    at_key=True,
-                )
-                return None
-            destinations = [legacy] if isinstance(legacy, str) else legacy
-            modern = _dump({"destinations": destinations})
+        key = "destinations"
+        if legacy is not None and destinations is not None:
+            # The original read one or the other, never both (`destinations`
+            # since 2023): the newer reading wins.
             self.ctx.warn(
                 ("build", "destination"),
-                f"`destination` is deprecated; write instead:\n{modern}",
+                "is ignored: `destinations` is given too (the original reads only "
+                "`destinations`); remove `destination`",
+                at_key=True,
+            )
+        elif legacy is not None:
+            key = "destination"
+            destinations = _legacy_destinations(legacy)
+            modern = _dump({"destinations": destinations})
+            meaning = (
+                f"; it copies what {show(legacy)} holds (as the original did), so write instead"
+                if isinstance(legacy, str) and destinations != [legacy]
+                else "; write instead"
+            )
+            self.ctx.warn(
+                ("build", "destination"),
+                f"`destination` is deprecated{meaning}:\n{modern}",
                 at_key=True,
             )
         cleaned: list[str] = []
         for i, destination in enumerate(destinations or ()):
-            while destination.startswith("./"):
-                destination = destination[2:]
-            destination = destination.rstrip("/")
+            destination = _clean_destination(destination)
             if destination in ("", "."):
-                key = "destination" if legacy is not None else "destinations"
                 self.ctx.error(
-                    ("build", key, i) if not isinstance(legacy, str) else ("build", key),
+                    ("build", key, i),
                     "names the whole app folder; list what to install instead "
                     "(`*` for every top-level entry, plus dot-files by name)",
                 )
@@ -519,7 +560,7 @@ class _Assembler:
         )
 
     def run(self, raw: dict[str, Any]) -> Run | None:
-        if any(raw.get(k) is not None for k in _LEGACY_RUN_KEYS):
+        if _legacy_run_keys(raw) and not _modern_run(raw):
             modern = self.modernize_run(raw)
             if modern is None:
                 return None
@@ -545,21 +586,23 @@ class _Assembler:
         )
         return Run(name=raw.get("name"), services=services, commands=commands)
 
-    def check_run_shape(self, raw: dict[str, Any]) -> bool:
-        """The old shape (binary/start/... under run) and the new one together: an error."""
-        legacy = [k for k in _LEGACY_RUN_KEYS if raw.get(k) is not None]
-        if legacy and (raw.get("services") or raw.get("commands")):
-            self.ctx.error(
+    def check_run_shape(self, raw: dict[str, Any]) -> None:
+        """The older shape beside services/commands is not read (a warning)."""
+        legacy = _legacy_run_keys(raw)
+        if legacy and _modern_run(raw):
+            # The original reads one shape or the other, never both (services
+            # and commands since 2023): the newer reading wins.
+            keys = ", ".join(f"`{k}`" for k in legacy)
+            self.ctx.warn(
                 ("run", legacy[0]),
-                "mixes the old shape (binary/start/process/command directly under run) "
-                "with services/commands; use services and commands only",
+                f"{keys} {'is' if len(legacy) == 1 else 'are'} ignored: the older run shape "
+                "(binary/start/process/stop/command directly under run) is not read when "
+                "services or commands are given; remove it",
                 at_key=True,
             )
-            return True
-        return False
 
     def check_run_names(self, raw: dict[str, Any]) -> None:
-        """Names must be unique and commands must not shadow OpenRC or the shell.
+        """Commands must not shadow OpenRC or the shell; a name used twice is a warning.
 
         Checked item by item, so these are reported even when other parts of
         `run` have errors.
@@ -577,9 +620,12 @@ class _Assembler:
                 if not isinstance(name, str):
                     continue
                 if name in first:
-                    self.ctx.error(
-                        path, f"`{name}` is defined twice (also run.{key}[{first[name]}])"
+                    outcome = (
+                        f"SERVICE_MODE={name} starts run.services[{first[name]}], never this one"
+                        if key == "services"
+                        else f"this definition replaces run.commands[{first[name]}]"
                     )
+                    self.ctx.warn(path, f"`{name}` is defined twice: {outcome}")
                 first.setdefault(name, i)
                 if key == "commands" and name in RESERVED_COMMANDS:
                     self.ctx.error(
@@ -591,30 +637,33 @@ class _Assembler:
         return None if path is None else (path.rstrip("/") or "/")
 
     def modernize_run(self, raw: dict[str, Any]) -> dict[str, Any] | None:
-        """Translate the older `run` shape, warning with the modern equivalent."""
+        """Translate the older `run` shape, warning with the modern equivalent.
+
+        `start` (or `process`) makes one service named `web`; `command` makes
+        one command per variation. Without `start` the app runs no service:
+        a `run` holding only `command` defines commands.
+        """
         ctx = self.ctx
         binary = raw.get("binary") or raw.get("name")
         start = raw.get("start") or raw.get("process")
-        if binary is None:
+        command = raw.get("command")
+        if binary is None and (start or (command and command.get("variations"))):
             ctx.error(
                 ("run",), "the old run shape needs `binary` (or `name`) to know what to start"
             )
             return None
-        if start is None:
-            ctx.error(("run",), "the old run shape needs `start.call` or `process.call`")
-            return None
-        service: dict[str, Any] = {
-            "name": "web",
-            "binary": binary,
-            "start": {"call": start["call"]},
-        }
-        if raw.get("stop"):
-            service["stop"] = dict(raw["stop"])
         modern: dict[str, Any] = {}
         if raw.get("name"):
             modern["name"] = raw["name"]
-        modern["services"] = [service]
-        command = raw.get("command")
+        if start is not None:
+            service: dict[str, Any] = {
+                "name": "web",
+                "binary": binary,
+                "start": {"call": start["call"]},
+            }
+            if raw.get("stop"):
+                service["stop"] = dict(raw["stop"])
+            modern["services"] = [service]
         commands = []
         if command:
             base = command.get("call") or ""
@@ -642,30 +691,55 @@ class _Assembler:
                 commands.append({"name": name, "binary": binary, "call": call})
         if commands:
             modern["commands"] = commands
+        unused = [f"`{k}`" for k in ("binary", "stop") if raw.get(k) is not None]
+        note = ""
+        if start is None and unused:
+            verb = "is" if len(unused) == 1 else "are"
+            note = (
+                f" (without `start` or `process` it starts no service, so "
+                f"{' and '.join(unused)} {verb} not used)"
+            )
         ctx.warn(
             ("run",),
-            "this `run` shape (binary/start/process/command directly under run) is deprecated; "
-            f"write instead:\n{_dump({'run': modern})}",
+            "this `run` shape (binary/start/process/command directly under run) is deprecated"
+            f"{note}; write instead:\n{_dump({'run': modern})}",
             at_key=True,
         )
         return modern
 
     def type_rules(self, app_type: AppType, run: Run | None) -> None:
         ctx, data = self.ctx, self.data
-        if app_type is AppType.DEFAULT:
-            if data.get("run") is None:
-                ctx.error(
+        if app_type is AppType.DEFAULT and not (run is not None and run.services):
+            if run is not None and run.commands:
+                ctx.warn(
                     ("run",),
-                    "required key is missing: an app of the default type runs services; "
-                    "add `run` with at least one service, or set `type: custom` or `type: static`",
+                    "defines commands but no service: the package installs an OpenRC script "
+                    "for `rc-service <name> <command>` that starts nothing",
+                    at_key=True,
                 )
-        elif app_type is AppType.STATIC and run is not None:
+            elif ctx.clean(("run",)):
+                ctx.warn(
+                    ("run",),
+                    "runs no service: the package installs its files in /var/lib/<name> with "
+                    "no init script or s6 service; add run.services to run one",
+                    at_key=data.get("run") is not None,
+                )
+        if app_type is AppType.STATIC and run is not None:
             ctx.warn(("run",), "is ignored for `type: static` (nginx serves the site)", at_key=True)
-        elif app_type is AppType.CUSTOM and data.get("package") is None:
-            ctx.error(
-                ("type",),
-                "`type: custom` needs a `package` body: the shell that installs files into $pkgdir",
-            )
+        elif app_type is AppType.CUSTOM:
+            if data.get("package") is None:
+                ctx.error(
+                    ("type",),
+                    "`type: custom` needs a `package` body: the shell that installs files "
+                    "into $pkgdir",
+                )
+            if run is not None and (run.services or run.commands):
+                ctx.warn(
+                    ("run",),
+                    "services and commands are not used for `type: custom`: no init script "
+                    "or service files are generated (your package() installs what runs)",
+                    at_key=True,
+                )
 
     def lint_service_mode(self, run: Run, kits: tuple[Kit, ...]) -> None:
         known = {s.name for s in run.services}

@@ -161,6 +161,8 @@ def stage_service_files(
         _install(source, pkgdir / target.format(name=name), mode)
     elif app.type is AppType.DEFAULT:
         for kind, target, mode in INSTALLED_FILES:
+            if kind not in app.service_files:
+                continue  # an app without services (or commands) runs nothing
             source = rendered_dir / f"{name}.{kind}"
             if not source.is_file():
                 raise StagingError(f"the generated file {source} is missing; render it first")

@@ -16,13 +16,18 @@ from pakman.model import AppConfig, Identity
 from pakman.schema import load_app
 from support import EXAMPLES
 
-EXAMPLE_NAMES = sorted(p.parent.name for p in EXAMPLES.glob("*/instellar.yml"))
+# The older and smaller shapes the original builds from (see tests/shapes/README.md).
+SHAPES = Path(__file__).resolve().parent / "shapes"
+SHAPE_NAMES = sorted(p.parent.name for p in SHAPES.glob("*/instellar.yml"))
+# What the render and staging tests render: every example and every shape.
+EXAMPLE_NAMES = sorted(p.parent.name for p in EXAMPLES.glob("*/instellar.yml")) + SHAPE_NAMES
 
 
 @functools.cache
 def example(name: str) -> tuple[AppConfig, Identity]:
-    """An example app and the fixed identity its goldens are rendered with."""
-    app, _ = load_app(EXAMPLES / name)
+    """An example app (or a shape) and the fixed identity its goldens are rendered with."""
+    folder = SHAPES / name if name in SHAPE_NAMES else EXAMPLES / name
+    app, _ = load_app(folder)
     return app, fixed_identity(app)
 
 

@@ -49,8 +49,8 @@ def test_check_mixed_folder_exits_3_and_reports_both(
     out = capsys.readouterr().out
     assert f"{tmp_path}/bad/instellar.yml:2:8: build: expected a mapping, got a list" in out
     assert f"{tmp_path}/good/instellar.yml: ok" in out
-    assert f"{tmp_path}/bad/instellar.yml:1:1: run: required key is missing" in out
-    assert "checked 2 files: 1 valid, 1 invalid (2 errors, 1 warning)" in out
+    assert f"{tmp_path}/bad/instellar.yml:1:1: warning: run: runs no service" in out
+    assert "checked 2 files: 1 valid, 1 invalid (1 error, 2 warnings)" in out
 
 
 def test_check_nothing_found_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,6 +128,8 @@ def test_check_lints_hooks_and_needs_the_apps_files(
 
     assert main(["check", str(site)]) == 3
     out = capsys.readouterr().out
+    line = 1 + (site / "instellar.yml").read_text().splitlines().index("type: static")
+    assert f"{site / 'instellar.yml'}:{line}:7: type: `type: static` installs" in out
     assert "nginx.conf does not exist" in out
     assert "0 valid, 1 invalid" in out
 

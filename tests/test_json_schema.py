@@ -16,14 +16,12 @@ from pakman.source import load_file
 from support import example_configs
 
 ERRORS = Path(__file__).resolve().parent / "errors"
-# Rules JSON Schema cannot express: unique names, reserved names, shell word
-# splitting, and keys that exclude each other.
+# Rules JSON Schema cannot express: reserved names, shell word splitting, and
+# keys needed only when others are given.
 SEMANTIC_ONLY = {
     "call-unbalanced-quote",
     "command-name-reserved",
-    "destination-and-destinations",
-    "duplicate-names",
-    "legacy-mixed",
+    "legacy-run-command-without-binary",
 }
 
 

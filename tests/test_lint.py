@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from pakman.lint import lint_app, lint_hooks, lint_run_name
+from pakman.lint import lint_app, lint_hooks, lint_openrc_dependency, lint_run_name
 from pakman.model import AppConfig, Identity
 from pakman.schema import load_app
 from pakman.source import load_file
@@ -111,3 +111,22 @@ def test_warnings_are_located_at_the_hook_key(tmp_path: Path) -> None:
         f"{config}:8:3: warning: hook.post-install: `rc-service app nope`: `nope` is neither a "
         "command of run.commands (none) nor an OpenRC action (start, stop, restart, status, ...)"
     )
+
+
+def test_an_app_that_runs_nothing_has_no_service_for_hooks_to_call() -> None:
+    app, identity = _with_hook("rc-update add pyweb\nrc-service pyweb start")
+    bare = dataclasses.replace(app, run=None)
+    assert [d.message for d in lint_hooks(bare, identity)] == [
+        "`rc-update add pyweb`: the package installs no OpenRC service: "
+        "`run` defines no service or command",
+        "`rc-service pyweb start`: the package installs no OpenRC service: "
+        "`run` defines no service or command",
+    ]
+
+
+def test_an_openrc_dependency_of_a_package_without_init_script_warns() -> None:
+    app, identity = example("heartbeat")  # depends on heartbeat-openrc
+    assert lint_openrc_dependency(app, identity) == []
+    (warning,) = lint_openrc_dependency(dataclasses.replace(app, run=None), identity)
+    assert warning.path == "dependencies.runtime[5]"
+    assert warning.message.startswith("`heartbeat-openrc` is not made: the package installs no")

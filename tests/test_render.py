@@ -312,6 +312,18 @@ def test_commands_become_extra_commands() -> None:
     assert "\nmigrate() {\n" in initd and "\nlogs() {\n" in initd
 
 
+def test_a_relative_path_or_binary_runs_from_the_apps_folder_as_in_the_original() -> None:
+    """The original's scripts `cd /var/lib/<name>` first, so `path: bin` meant that folder."""
+    app, identity = example("pyweb")
+    run = Run(
+        services=(Service("web", "server", "start", path="release/bin"),),
+        commands=(Command("migrate", "bin/tool", "up"),),
+    )
+    files = render_all(dataclasses.replace(app, run=run), identity)
+    assert "exec /var/lib/pyweb/release/bin/server start 2>&1" in files["pyweb.run"].text
+    assert "'/var/lib/pyweb/bin/bin/tool up'" in files["pyweb.initd"].text
+
+
 def test_a_command_name_that_is_not_a_function_name_is_refused() -> None:
     run = Run(
         services=(Service("web", "app", ""),),
@@ -353,6 +365,8 @@ def _variants(app: AppConfig, identity: Identity) -> list[tuple[AppConfig, Ident
             identity,
         ),
         (dataclasses.replace(app, run=dataclasses.replace(run, commands=())), identity),
+        (dataclasses.replace(app, run=dataclasses.replace(run, services=())), identity),
+        (dataclasses.replace(app, run=None), identity),
         (dataclasses.replace(app, run=dataclasses.replace(run, name="renamed")), identity),
         (dataclasses.replace(app, hooks=MappingProxyType({"pre-install": "echo hi"})), identity),
         (
@@ -394,6 +408,8 @@ def test_a_file_changes_only_when_what_its_stage_reads_changes(kind: str) -> Non
     before_slice = declared_reads(stage, AppBuild(app, identity))
     changed_any = False
     for other_app, other_identity in _variants(app, identity):
+        if not stage.applies_to(other_app):
+            continue  # this app has no such file (an app without services has no run script)
         try:
             after = rendered(other_app, other_identity)
         except RenderError:

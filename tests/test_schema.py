@@ -94,7 +94,7 @@ KEY_CASES: list[tuple[str, dict[str, Any], Callable[[AppConfig], Any], Any]] = [
         "build.destination string",
         {"build": {"destinations": None, "destination": "dist"}},
         lambda a: a.build.destinations,
-        ("dist",),
+        ("dist/*",),
     ),
     (
         "build.destination list",
@@ -269,6 +269,14 @@ def test_key_reaches_the_model(
     assert get(app(patch)) == expected
 
 
+def test_a_repeated_architecture_is_built_once_with_a_warning() -> None:
+    config, warnings = load({"architectures": ["x86_64", "aarch64", "x86_64"]})
+    assert config.architectures == ("x86_64", "aarch64")
+    assert [f"{w.path}: {w.message}" for w in warnings] == [
+        "architectures[2]: 'x86_64' is listed twice (also item [0])"
+    ]
+
+
 def test_defaults() -> None:
     config = app({})
     assert config.type is AppType.DEFAULT
@@ -397,8 +405,61 @@ def test_legacy_process_and_binary_defaulting_to_name() -> None:
     assert (config.run.services[0].binary, config.run.services[0].start) == ("worker", "run --fast")
 
 
-def test_legacy_and_modern_mixed_is_an_error() -> None:
-    assert errors({"run": {"binary": "x"}})[0].startswith("run.binary: mixes the old shape")
+def test_legacy_beside_modern_is_ignored_with_a_warning() -> None:
+    config, warnings = load({"run": {"binary": "x", "start": {"call": "y"}}})
+    assert config.run is not None
+    assert [s.binary for s in config.run.services] == ["app"]  # the modern services of BASE
+    assert [(w.path, w.message.split(":")[0]) for w in warnings] == [
+        ("run.binary", "`binary`, `start` are ignored")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("destination", "expected"),
+    [
+        ("_build/prod/rel/app", "_build/prod/rel/app/*"),
+        ("./_build/prod/rel/app/", "_build/prod/rel/app/*"),
+        (".", "*"),
+        ("./", "*"),
+        ("_build/prod/rel/app/*", "_build/prod/rel/app/*"),
+        ("dist/[a-z]*", "dist/[a-z]*"),
+    ],
+)
+def test_legacy_destination_copies_the_folders_contents(destination: str, expected: str) -> None:
+    """The original moved `<destination>/*` into /var/lib/<name>/ (2021-2023)."""
+    config, warnings = load({"build": {"destinations": None, "destination": destination}})
+    assert config.build.destinations == (expected,)
+    (warning,) = warnings
+    modern = yaml.safe_load(warning.message.split(":\n", 1)[1])
+    assert modern == {"destinations": [expected]}
+
+
+def test_legacy_destination_beside_destinations_is_ignored() -> None:
+    config, warnings = load({"build": {"destinations": ["dist"], "destination": "other"}})
+    assert config.build.destinations == ("dist",)
+    (warning,) = warnings
+    assert warning.path == "build.destination" and warning.message.startswith("is ignored")
+
+
+def test_legacy_run_with_only_a_command_defines_commands_and_no_service() -> None:
+    run = {
+        "name": "rdio",
+        "command": {"call": "eval", "variations": {"migrate": "Rdio.Release.Tasks.migrate"}},
+        "services": None,
+    }
+    config, warnings = load({"run": run})
+    assert config.run is not None and config.run.services == ()
+    assert [(c.name, c.binary, c.call) for c in config.run.commands] == [
+        ("migrate", "rdio", "eval Rdio.Release.Tasks.migrate")
+    ]
+    assert config.service_files == ("initd", "environment", "env-exec", "profile")
+    assert [w.message.split(";")[0].split(":")[0] for w in warnings] == [
+        "this `run` shape (binary/start/process/command directly under run) is deprecated",
+        "defines commands but no service",
+    ]
+    custom, warnings = load({"run": run, "type": "custom", "package": "true"})
+    assert custom.run is not None and custom.service_files == ()
+    assert warnings[-1].message.startswith("services and commands are not used for `type: custom`")
 
 
 def test_legacy_variation_names_are_checked() -> None:
@@ -419,10 +480,13 @@ def test_legacy_variation_names_are_checked() -> None:
 # -- rules across keys -------------------------------------------------------
 
 
-def test_default_type_needs_services() -> None:
-    assert errors({"run": None})[0].startswith(
-        "run: required key is missing: an app of the default type runs services"
-    )
+@pytest.mark.parametrize(
+    "run", [None, {"name": "app", "services": None}, {"name": "app", "services": []}]
+)
+def test_default_type_without_services_runs_nothing_with_a_warning(run: Any) -> None:
+    config, warnings = load({"run": run})
+    assert config.service_files == ()
+    assert [w.message.split(":")[0] for w in warnings] == ["runs no service"]
 
 
 def test_custom_needs_package() -> None:
@@ -438,12 +502,15 @@ def test_static_ignores_run_with_warning() -> None:
     ]
 
 
-def test_duplicate_service_and_command_names() -> None:
+def test_duplicate_service_and_command_names_warn() -> None:
     svc = {"name": "web", "binary": "b", "start": {"call": "x"}}
     cmd = {"name": "migrate", "binary": "b"}
-    assert errors({"run": {"services": [svc, svc], "commands": [cmd, cmd]}}) == [
-        "run.services[1].name: `web` is defined twice (also run.services[0])",
-        "run.commands[1].name: `migrate` is defined twice (also run.commands[0])",
+    _, warnings = load({"run": {"services": [svc, svc], "commands": [cmd, cmd]}})
+    assert [f"{w.path}: {w.message}" for w in warnings] == [
+        "run.services[1].name: `web` is defined twice: SERVICE_MODE=web starts "
+        "run.services[0], never this one",
+        "run.commands[1].name: `migrate` is defined twice: this definition replaces "
+        "run.commands[0]",
     ]
 
 
@@ -485,7 +552,11 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         "run.services[0].name",
     ),
     (
-        {"run": {"services": [{"name": "w", "binary": "bin/rails", "start": {"call": "x"}}]}},
+        {"run": {"services": [{"name": "w", "binary": "/bin/rails", "start": {"call": "x"}}]}},
+        "run.services[0].binary",
+    ),
+    (
+        {"run": {"services": [{"name": "w", "binary": "x/../rails", "start": {"call": "x"}}]}},
         "run.services[0].binary",
     ),
     (
@@ -496,7 +567,7 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
         {
             "run": {
                 "services": [
-                    {"name": "w", "binary": "b", "path": "usr/bin", "start": {"call": "x"}}
+                    {"name": "w", "binary": "b", "path": "../usr/bin", "start": {"call": "x"}}
                 ]
             }
         },
@@ -538,7 +609,6 @@ REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"build": {"destinations": ["$(id)"]}}, "build.destinations[0]"),
     ({"build": {"destinations": ["./"]}}, "build.destinations[0]"),
     ({"architectures": ["amd64"]}, "architectures[0]"),
-    ({"architectures": ["x86_64", "x86_64"]}, "architectures[1]"),
     ({"architectures": []}, "architectures"),
     ({"dependencies": {"runtime": ["nodejs >= 20"]}}, "dependencies.runtime[0]"),
     ({"dependencies": {"runtime": ["nodejs>=twenty"]}}, "dependencies.runtime[0]"),

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_package
+from pakman.executables import check_executables
 from pakman.fsutil import write_if_changed
 from pakman.graph import Step
 from pakman.model import AppType
@@ -35,7 +36,7 @@ LICENSE = "MIT"  # what the original writes
 PACKAGER = "pakman"
 
 
-def package(step: Step, context: RunContext) -> None:
+def package(step: Step, context: RunContext) -> list[str]:
     """Write `<name>-<ver>-r<rel>.apk` (and its -openrc split) into packages/<arch>/."""
     assert step.app is not None and step.arch is not None
     app, identity, arch = step.app.config, step.app.identity, step.arch
@@ -51,6 +52,12 @@ def package(step: Step, context: RunContext) -> None:
         # store share.
         srcdir = fresh_dir(work / f"srcdir-{arch}", context)
         shutil.copytree(build_dir, srcdir, symlinks=True, dirs_exist_ok=True)
+        # abuild links each source of the APKBUILD into $srcdir, so a body may
+        # install "$srcdir"/$pkgname.initd (the original's own caddy example).
+        for kind in app.service_files:
+            shutil.copyfile(
+                render_dir / f"{identity.name}.{kind}", srcdir / f"{identity.name}.{kind}"
+            )
         startdir = fresh_dir(work / f"startdir-{arch}", context)
         shutil.copytree(render_dir, startdir, symlinks=True, dirs_exist_ok=True)
         variables = {
@@ -77,6 +84,8 @@ def package(step: Step, context: RunContext) -> None:
         shutil.copytree(collected, pkgdir, symlinks=True, dirs_exist_ok=True)
         stage_service_files(app, identity, build_dir, render_dir, pkgdir)
         owners[f"var/lib/{identity.name}"] = (identity.name, identity.name)
+    # Before the split: the init script's commands and the run script see the whole install.
+    warnings = check_executables(app, identity, pkgdir)
 
     scripts = {}
     for path in upstream_outputs(step, "render-pre-install") + upstream_outputs(
@@ -111,6 +120,7 @@ def package(step: Step, context: RunContext) -> None:
     write_package(pkgdir, info, tmp, key, level=level)
     _write_apkbuild(render_dir / "APKBUILD", tmp / "APKBUILD", identity.release)
     replace_dir(tmp, out, context)
+    return warnings
 
 
 def _write_apkbuild(rendered: Path, target: Path, release: int) -> None:
