@@ -223,6 +223,14 @@ def _packaged(
     return entries, owners
 
 
+def _binstubs(root: Path, names: list[str]) -> None:
+    for name in names:
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+
+
 @pytest.mark.parametrize("name", [n for n in EXAMPLE_NAMES if example(n)[0].package is None])
 def test_the_apkbuild_and_pakman_build_package_the_same_tree(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -237,6 +245,8 @@ def test_the_apkbuild_and_pakman_build_package_the_same_tree(
     ignored = shutil.ignore_patterns(".apk", "__pycache__", "instellar.yml")
     app_files = {"Gemfile": "gem 'rails'\n", "config.ru": "run App\n", "app/models/user.rb": ""}
     rails_app = app_files if name == "rails-seed" else {}  # the example is its config alone
+    # A Rails app's binstubs, which its services and commands execute.
+    binstubs = ["bin/rails", "bin/bundle"] if name == "rails-seed" else []
 
     # pakman build: the build, collect and package steps, packed into .apk files.
     workspace = tmp_path / "workspace"
@@ -244,6 +254,7 @@ def test_the_apkbuild_and_pakman_build_package_the_same_tree(
         app.root, workspace / "apps" / name, ignore=shutil.ignore_patterns(".apk", "__pycache__")
     )
     make(workspace / "apps" / name, rails_app)
+    _binstubs(workspace / "apps" / name, binstubs)
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")  # bundle, for rails-seed
     monkeypatch.chdir(workspace)
     key = make_key(tmp_path / "key")
@@ -279,6 +290,7 @@ def test_the_apkbuild_and_pakman_build_package_the_same_tree(
     srcdir = tmp_path / "src"
     shutil.copytree(app.root, srcdir, ignore=ignored)
     make(srcdir, rails_app)
+    _binstubs(srcdir, binstubs)
     owners_file = tmp_path / "owners"
     env = {
         "PATH": f"{stubs}:/usr/bin:/bin",
