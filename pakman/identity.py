@@ -153,12 +153,14 @@ def version_inputs(root: Path) -> list[Path]:
     """Paths whose change can change the version git gives `root` (for cheap change checks).
 
     The repository's HEAD, the ref it names, packed refs and the tags; outside
-    a repository, the folders a `.git` could appear in.
+    a repository, each `.git` that could appear (not the folders it would
+    appear in: /tmp or a home folder changes all the time, and the version
+    with it only when a `.git` comes).
     """
     found = git_dir(root)
     if found is None:
         resolved = root.resolve()
-        return [resolved, *resolved.parents]
+        return [folder / ".git" for folder in (resolved, *resolved.parents)]
     meta = found
     if found.is_file():  # a worktree or submodule: "gitdir: <path>"
         text = found.read_text(encoding="utf-8", errors="replace").strip()

@@ -112,7 +112,7 @@ def watching(workspace: Path, *args: str) -> Iterator[Watching]:
     import sys
     import time
 
-    # Not beside the workspace: outside git, a build watches the folders above it.
+    # In .pakman/, which no app's source and no search for apps includes.
     log = workspace / ".pakman/watch-test.log"
     log.parent.mkdir(exist_ok=True)
     with log.open("wb") as out:

@@ -57,6 +57,20 @@ def test_nothing_to_do_until_something_changes(workspace: Path, key: KeyPair) ->
         assert inspect(settings(workspace, key, release="3")).plan is None
 
 
+def test_only_a_git_appearing_above_the_apps_matters(tmp_path: Path, key: KeyPair) -> None:
+    # Outside git, the version depends on no folder above the apps but for a
+    # .git appearing there: other files coming and going (in /tmp, in a home
+    # folder) prepare nothing again.
+    workspace = make_workspace(tmp_path / "ws", ["heartbeat"])
+    assert build(workspace, key).code == 0
+    (tmp_path / "another-project.txt").write_text("not the workspace's\n")
+    with working_directory(workspace):
+        assert inspect(settings(workspace, key)).nothing_to_do
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, capture_output=True)
+    with working_directory(workspace):
+        assert inspect(settings(workspace, key)).plan is None  # the version is asked of git
+
+
 def test_a_cached_project_is_the_project(workspace: Path, key: KeyPair) -> None:
     with working_directory(workspace):
         cached = load_project(settings(workspace, key))
