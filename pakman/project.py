@@ -474,7 +474,7 @@ def _source_date_epoch() -> int:
     text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not text:
         return 0
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise ConfigError(
             f"SOURCE_DATE_EPOCH={text!r} is not allowed: seconds since 1970, e.g. 1700000000"
         )
@@ -510,6 +510,8 @@ def _signing_key(
     elif not key_file:
         keys = layout.state / "keys"
         keys.mkdir(parents=True, exist_ok=True)
+        # Private keys live here: 0700 whatever the umask made it.
+        keys.chmod(0o700)
         # Several pakman processes (make -j, ninja) may start at once: one makes the key.
         with (layout.state / "keys.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
