@@ -218,6 +218,7 @@ class _Builder:
         self.key_marks: dict[KeyPath, Position] = {}
         self.errors: list[Diagnostic] = []
         self.count = 0
+        self.merging: set[int] = set()  # the mappings being expanded, to catch `a: &m {<<: *m}`
 
     def fail(self, node: yaml.Node, path: KeyPath, message: str) -> ConfigError:
         mark = node.start_mark
@@ -249,6 +250,19 @@ class _Builder:
             raise self.fail(node, path, f"cannot read this value: {exc.problem}") from None
 
     def mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
+        # Counted here too: a mapping merged with `<<` is expanded without build().
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self.fail(node, path, f"more than {MAX_VALUES} values (after expanding aliases)")
+        if id(node) in self.merging:
+            raise self.fail(node, path, "a merge key (<<) includes the mapping it belongs to")
+        self.merging.add(id(node))
+        try:
+            return self._mapping(node, path, depth)
+        finally:
+            self.merging.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
@@ -291,6 +305,8 @@ class _Builder:
                 raise self.fail(
                     source, path, "a merge key (<<) needs a mapping or list of mappings"
                 )
-            for key, value in self.mapping(source, path, depth).items():
+            if depth >= MAX_DEPTH:
+                raise self.fail(source, path, f"nested more than {MAX_DEPTH} levels deep")
+            for key, value in self.mapping(source, path, depth + 1).items():
                 merged.setdefault(key, value)
         return merged
