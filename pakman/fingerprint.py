@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import pickle
 import stat
 from array import array
 from collections.abc import Iterable, Iterator
@@ -34,12 +33,12 @@ TEMPLATES = Path(__file__).with_name("templates")
 Signature = tuple[int, int, int, int, int]
 Watched = tuple[str, "Signature | None"]  # a path and its signature, None when absent
 # Many watched paths as the plan keeps them: the paths joined by NUL, and their
-# signatures as int64s, five a path (zeros for an absent path). marshal reads a
-# str and a bytes in a millisecond where 45,000 tuples of tuples take 30.
+# signatures as int64s, five a path (zeros for an absent path). A str and a
+# bytes are read back in a millisecond where 45,000 tuples of tuples take 30.
 Packed = tuple[str, bytes]
 _INO = (1 << 63) - 1  # an inode number is unsigned: an int64 keeps all but its top bit
 _ABSENT = (0, 0, 0, 0, 0)
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: JSON (1 was a pickle)
 
 
 class SourceFile(NamedTuple):
@@ -90,6 +89,9 @@ class IgnoreRules:
         return False
 
 
+_StatFile = tuple[int, dict[str, tuple[int, int, int, str]]]
+
+
 class StatCache:
     """Remembers (size, mtime_ns, inode) -> digest per path, in one file."""
 
@@ -99,13 +101,15 @@ class StatCache:
         self.dirty = False
         self.hashed = 0  # files actually read, for tests and benchmarks
         if path is not None:
+            from pakman import datafile
+
+            # Data only, checked as it is read: a damaged or foreign file is a miss.
             try:
-                with path.open("rb") as handle:
-                    version, entries = pickle.load(handle)
-                if version == _CACHE_VERSION:
-                    self.entries = entries
-            except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
-                self.entries = {}
+                version, entries = datafile.loads(path.read_bytes(), _StatFile)
+            except (OSError, datafile.Damaged):
+                return
+            if version == _CACHE_VERSION:
+                self.entries = entries
 
     def digest(self, key: str, full_path: str, st: os.stat_result) -> str:
         known = self.entries.get(key)
@@ -119,11 +123,9 @@ class StatCache:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            write_atomic(
-                self.path,
-                pickle.dumps((_CACHE_VERSION, self.entries), protocol=5),
-                durable=False,
-            )
+            from pakman import datafile
+
+            write_atomic(self.path, datafile.dumps((_CACHE_VERSION, self.entries)), durable=False)
             self.dirty = False
 
 
