@@ -335,6 +335,7 @@ def inspect(settings: Settings) -> Inspection:
     """
 
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
+    layout.refuse_links()
     inputs = inputs_digest(settings, layout)
     plan, signature = read_plan(layout, inputs)
     # Asked before anything is looked at: all that is read from now on is

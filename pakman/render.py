@@ -36,7 +36,7 @@ import jinja2
 
 from pakman.errors import ConfigError, Diagnostic, PakmanError
 from pakman.fingerprint import TEMPLATES, template_digest
-from pakman.fsutil import write_if_changed
+from pakman.fsutil import confined, write_if_changed
 from pakman.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
 
 # The files of the default type's service, in the order of the APKBUILD's
@@ -402,6 +402,8 @@ def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
 
 def check_app_files(app: AppConfig) -> None:
     """Files the generated package needs from the app itself; raise ConfigError if missing."""
+    if app.type is AppType.STATIC:
+        confined(app.root / "nginx.conf", app.root, "nginx.conf")
     if app.type is AppType.STATIC and not (app.root / "nginx.conf").is_file():
         raise ConfigError(
             Diagnostic(

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pakman.errors import ConfigError, Diagnostic, KeyPath, Severity, format_path
+from pakman.fsutil import confined
 
 MAX_BYTES = 1 << 20  # an instellar.yml is a few KB; 1 MiB is far beyond any real one
 MAX_DEPTH = 64
@@ -65,6 +66,8 @@ def load_file(path: Path | str, name: str | None = None) -> Document:
     """Read and parse one YAML file; raise ConfigError on any problem."""
     path = Path(path)
     name = name if name is not None else str(path)
+    # A link to a file outside the app's folder would be read and echoed in messages.
+    confined(path, path.parent, "this file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_BYTES + 1)

@@ -13,13 +13,15 @@ optional `tree/` copied as the workspace, and an optional `setup.json`, a list
 of steps the harness interprets (nothing in a case is ever executed):
 
 - `{"env": {"NAME": "value"}}` sets environment variables for the command
+- `{"mkdir": "path"}` makes a folder (and its parents)
 - `{"write": "path", "text": "..."}` or `{"write": "path", "hex": "..."}`
 - `{"symlink": "path", "to": "target"}` (`{ws}` in the target is the workspace)
 - `{"deep": "path", "depth": N}`: N nested folders under path, a file at the bottom
-- `{"run": "build --offline"}`: a pakman command run first (its output is not kept)
+- `{"run": "build --offline"}`: a pakman command run first (its output is not kept;
+  `{key}` as in `command`)
 - `{"overwrite": "glob", "hex": "..."}`: every file the glob matches gets these bytes
 
-Paths are relative to the workspace; a `\\udcXX` escape in a name stands for
+Paths are relative to the workspace (`{ws}` in a value is the workspace); a `\\udcXX` escape in a name stands for
 the byte XX of a name that is not UTF-8. `expected.txt` holds `# exit N`,
 standard output, then `# stderr` and standard error when there is any; the
 workspace's path is written `<ws>` and durations `N.NNs`.
@@ -57,17 +59,21 @@ def test_corpus_is_large_enough() -> None:
     invalid = [c for c in CASES if "exit 3" in (ERRORS / c / "expected.txt").read_text()]
     assert len(invalid) >= 30
     workspace_cases = [c for c in CASES if (ERRORS / c / "command").exists()]
-    assert len(workspace_cases) >= 2
+    assert len(workspace_cases) >= 20
 
 
 def _path(workspace: Path, name: str) -> Path:
     return workspace / os.fsdecode(name.encode("utf-8", "surrogateescape"))
 
 
-def _setup(step: dict[str, Any], workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _setup(
+    step: dict[str, Any], workspace: Path, monkeypatch: pytest.MonkeyPatch, key: Path
+) -> None:
     if "env" in step:
         for name, value in step["env"].items():
-            monkeypatch.setenv(name, value)
+            monkeypatch.setenv(name, value.replace("{ws}", str(workspace)))
+    elif "mkdir" in step:
+        _path(workspace, step["mkdir"]).mkdir(parents=True, exist_ok=True)
     elif "write" in step:
         target = _path(workspace, step["write"])
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +97,7 @@ def _setup(step: dict[str, Any], workspace: Path, monkeypatch: pytest.MonkeyPatc
         finally:
             os.close(fd)
     elif "run" in step:
-        main(shlex.split(step["run"]))
+        main(shlex.split(step["run"].replace("{key}", str(key))))
     elif "overwrite" in step:
         matches = [p for p in workspace.glob(step["overwrite"]) if p.is_file()]
         assert matches, f"setup: nothing matches {step['overwrite']}"
@@ -122,8 +128,9 @@ def test_error_output(
             workspace.mkdir()
         monkeypatch.chdir(workspace)
         setup = folder / "setup.json"
-        for step in json.loads(setup.read_text()) if setup.exists() else []:
-            _setup(step, workspace, monkeypatch)
+        steps = json.loads(setup.read_text()) if setup.exists() else []
+        for step in steps:
+            _setup(step, workspace, monkeypatch, signing_key)
         capsys.readouterr()
         command = (folder / "command").read_text().strip().replace("{key}", str(signing_key))
         code = main(shlex.split(command))
@@ -133,6 +140,9 @@ def test_error_output(
             for text in (captured.out, captured.err)
         )
         text = f"# exit {code}\n{out}" + (f"# stderr\n{err}" if err else "")
+        for step in steps:
+            if "deep" in step:  # pytest's own clean-up would hit the recursion limit
+                _remove_deep(_path(workspace, step["deep"]))
     else:
         target = tmp_path / "instellar.yml"
         if case in GENERATED:
@@ -147,3 +157,18 @@ def test_error_output(
     assert "Traceback" not in captured.out + captured.err
     assert code in EXIT_CODES
     golden(folder / "expected.txt", text)
+
+
+def _remove_deep(top: Path) -> None:
+    """Delete a tree bottom-up without recursion (shutil.rmtree recurses per folder)."""
+    stack = [str(top)]
+    while stack:
+        with os.scandir(stack[-1]) as listing:
+            entries = list(listing)
+        deeper = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        if deeper:
+            stack.extend(deeper)
+            continue
+        for entry in entries:
+            os.unlink(entry.path)
+        os.rmdir(stack.pop())

@@ -45,6 +45,12 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     try:
         outcome = execute_step(step, context)
     except ConfigError as exc:
+        # What the build made cannot be packed (a file name apk ignores, say):
+        # the step failed (exit 1); the input was checked before any step ran.
+        # (Loaded once a package was packed: no import on this path.)
+        apk_errors = sys.modules.get("pakman.apk.errors")
+        if apk_errors is not None and isinstance(exc, apk_errors.PackageInputError):
+            return TaskFailed(str(exc))
         return InvalidInput(str(exc))
     except PakmanError as exc:
         return TaskFailed(str(exc))
