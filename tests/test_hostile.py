@@ -6,6 +6,7 @@ or a look at files a build leaves behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -136,3 +137,80 @@ def test_a_plan_naming_outputs_outside_the_workspace_is_not_used(workspace: Path
     path.write_text(json.dumps(plan))
     assert load_plan(path, layout)[0] is None
     assert load_plan(path)[0] is not None  # the shape is right: only where it points is not
+
+
+def test_a_full_disk_in_a_step_is_a_failed_step_in_one_line(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import errno
+
+    def full(source: object, target: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+    monkeypatch.setattr(shutil, "copy2", full)  # the build step's copy of the source
+    assert main(["build", "--offline"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert "FAIL app:build:noarch" in captured.out
+    assert "build-noarch/bin/app: No space left on device" in captured.out
+
+
+def test_a_database_that_cannot_be_written_is_one_line(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    from doit.dependency import SqliteDB
+
+    def full(self: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SqliteDB, "dump", full)  # what sqlite3 raises on a full disk
+    assert main(["build", "--offline"]) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert "database or disk is full; the next build runs it again" in captured.err
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 5 MB tmpfs (root only), unmounted afterwards."""
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root")
+    point = tmp_path / "small"
+    point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=5m", "tmpfs", str(point)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_builds_on_a_filling_disk_never_print_a_traceback(
+    full_disk: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    signing_key: Path,
+) -> None:
+    ws = full_disk / "ws"
+    shutil.copytree(BASE_APP, ws, symlinks=True)
+    (ws / "app" / "bin" / "data").write_bytes(os.urandom(600_000))
+    monkeypatch.chdir(ws)
+    for name in list(os.environ):
+        if name.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) or name == "SOURCE_DATE_EPOCH":
+            monkeypatch.delenv(name)
+    codes = []
+    for free in (0, 50_000, 150_000, 400_000, 800_000, 1_600_000, 3_000_000):
+        shutil.rmtree(ws / ".pakman", ignore_errors=True)
+        (full_disk / "filler").unlink(missing_ok=True)
+        st = os.statvfs(full_disk)
+        with contextlib.suppress(OSError), (full_disk / "filler").open("wb") as filler:
+            filler.write(bytes(max(0, st.f_bavail * st.f_frsize - free)))
+        codes.append(main(["build", "--offline", "--key", str(signing_key)]))
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.out + captured.err, free
+    assert set(codes) <= {0, 1} and 1 in codes
