@@ -780,6 +780,10 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
     check_app_files(app, document)
     files = render_all(app, identity)
     out_dir = output or workdir / ".apk" / identity.organization / identity.name
+    if output is None:
+        from pakman.fsutil import refuse_links
+
+        refuse_links(workdir, out_dir)  # a checkout's `.apk` may be a link to anywhere
     results = write_rendered(files, out_dir)
     # Files rendered there before and no longer generated (a hook or service removed).
     removed = prune_rendered(files, out_dir)

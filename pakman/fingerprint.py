@@ -12,7 +12,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-import pickle
 import stat
 from array import array
 from collections.abc import Iterable, Iterator
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from pakman.fsutil import write_atomic
+from pakman.errors import ConfigError, Diagnostic
+from pakman.fsutil import confined, leads_outside, write_atomic
 
 # Never part of an app's source: VCS data, pakman's own output, and the
 # configuration itself (its parts reach the steps that read them through
@@ -34,12 +34,15 @@ TEMPLATES = Path(__file__).with_name("templates")
 Signature = tuple[int, int, int, int, int]
 Watched = tuple[str, "Signature | None"]  # a path and its signature, None when absent
 # Many watched paths as the plan keeps them: the paths joined by NUL, and their
-# signatures as int64s, five a path (zeros for an absent path). marshal reads a
-# str and a bytes in a millisecond where 45,000 tuples of tuples take 30.
+# signatures as int64s, five a path (zeros for an absent path). A str and a
+# bytes are read back in a millisecond where 45,000 tuples of tuples take 30.
 Packed = tuple[str, bytes]
 _INO = (1 << 63) - 1  # an inode number is unsigned: an int64 keeps all but its top bit
 _ABSENT = (0, 0, 0, 0, 0)
-_CACHE_VERSION = 1
+# Far beyond any real source tree, and far from the interpreter's recursion
+# limit (the walk and the copies recurse per folder).
+MAX_TREE_DEPTH = 256
+_CACHE_VERSION = 2  # 2: JSON (1 was a pickle)
 
 
 class SourceFile(NamedTuple):
@@ -68,10 +71,7 @@ class IgnoreRules:
 
     @classmethod
     def for_app(cls, root: Path) -> IgnoreRules:
-        try:
-            return cls((root / IGNORE_FILE).read_text(encoding="utf-8").splitlines())
-        except FileNotFoundError:
-            return cls([])
+        return cls(read_ignore_file(root / IGNORE_FILE, root))
 
     def ignored(self, relpath: str, is_dir: bool) -> bool:
         name = relpath.rsplit("/", 1)[-1]
@@ -90,6 +90,30 @@ class IgnoreRules:
         return False
 
 
+_StatFile = tuple[int, dict[str, tuple[int, int, int, str]]]
+
+
+def read_ignore_file(path: Path, root: Path) -> list[str]:
+    """The lines of a `.pakmanignore` ([] when there is none); ConfigError when it is not UTF-8 text."""
+    confined(path, root, IGNORE_FILE)
+    try:
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as exc:
+        raise ConfigError(Diagnostic(str(path), 0, 0, "", f"cannot read: {exc.strerror}")) from None
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ConfigError(
+            Diagnostic(
+                str(path), line, column, "", f"not UTF-8 text: invalid byte 0x{raw[exc.start]:02x}"
+            )
+        ) from None
+
+
 class StatCache:
     """Remembers (size, mtime_ns, inode) -> digest per path, in one file."""
 
@@ -99,13 +123,15 @@ class StatCache:
         self.dirty = False
         self.hashed = 0  # files actually read, for tests and benchmarks
         if path is not None:
+            from pakman import datafile
+
+            # Data only, checked as it is read: a damaged or foreign file is a miss.
             try:
-                with path.open("rb") as handle:
-                    version, entries = pickle.load(handle)
-                if version == _CACHE_VERSION:
-                    self.entries = entries
-            except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
-                self.entries = {}
+                version, entries = datafile.loads(path.read_bytes(), _StatFile)
+            except (OSError, datafile.Damaged):
+                return
+            if version == _CACHE_VERSION:
+                self.entries = entries
 
     def digest(self, key: str, full_path: str, st: os.stat_result) -> str:
         known = self.entries.get(key)
@@ -119,11 +145,9 @@ class StatCache:
 
     def save(self) -> None:
         if self.path is not None and self.dirty:
-            write_atomic(
-                self.path,
-                pickle.dumps((_CACHE_VERSION, self.entries), protocol=5),
-                durable=False,
-            )
+            from pakman import datafile
+
+            write_atomic(self.path, datafile.dumps((_CACHE_VERSION, self.entries)), durable=False)
             self.dirty = False
 
 
@@ -209,10 +233,24 @@ def fingerprint_tree(
     """
     rules = IgnoreRules.for_app(root)
     files: list[SourceFile] = []
-    for relpath, full, st in _walk(str(root), "", rules, seen):
+    for relpath, full, st in _walk(str(root), "", rules, seen, 0):
         mode = st.st_mode
+        if _not_utf8(relpath):
+            # Package formats and logs need text: tar's PAX names are UTF-8.
+            raise _refused(full, "its name is not UTF-8 text; rename it")
         if stat.S_ISLNK(mode):
             target = os.readlink(full)
+            # A link may point anywhere inside the app; one leading out of it
+            # would let a build, collect or package read what it names.
+            outside = leads_outside(full, root)
+            if outside is not None:
+                raise _refused(
+                    full,
+                    f"a symbolic link to {_shown(str(outside))}, outside the app; "
+                    "pakman reads nothing outside the app",
+                )
+            if _not_utf8(target):
+                raise _refused(full, "a symbolic link whose target is not UTF-8 text")
             files.append(
                 SourceFile(relpath, "l", False, hashlib.sha256(target.encode()).hexdigest())
             )
@@ -228,10 +266,41 @@ def fingerprint_tree(
     return SourceTree(root, tuple(files), hasher.hexdigest())
 
 
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode keeps bytes that are not UTF-8 as surrogates
+        return True
+    return False
+
+
+def _shown(path: str) -> str:
+    """A path as printable text: bytes that are not UTF-8 and control characters escaped."""
+    out = []
+    for char in path:
+        if "\udc80" <= char <= "\udcff":  # a byte os.fsdecode kept
+            out.append(f"\\x{ord(char) - 0xDC00:02x}")
+        elif not char.isprintable():
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _refused(path: str, message: str) -> ConfigError:
+    return ConfigError(Diagnostic(_shown(path), 0, 0, "", message))
+
+
 def _walk(
-    top: str, prefix: str, rules: IgnoreRules, seen: list[Watched] | None
+    top: str, prefix: str, rules: IgnoreRules, seen: list[Watched] | None, depth: int
 ) -> Iterator[tuple[str, str, os.stat_result]]:
     """Regular files, symlinks and empty folders under `top`; special files are skipped."""
+    if depth > MAX_TREE_DEPTH:
+        where = prefix if len(prefix) <= 60 else prefix[:60] + "..."
+        raise _refused(
+            top[: len(top) - len(prefix)],
+            f"the source tree is nested more than {MAX_TREE_DEPTH} folders deep ({where})",
+        )
     if seen is not None:
         seen.append(watch(top))  # a folder's times change when entries come or go
     with os.scandir(top) as entries:
@@ -244,7 +313,7 @@ def _walk(
         if rules.ignored(relpath, is_dir):
             continue
         if is_dir:
-            yield from _walk(entry.path, relpath + "/", rules, seen)
+            yield from _walk(entry.path, relpath + "/", rules, seen, depth + 1)
         elif entry.is_file(follow_symlinks=False) or entry.is_symlink():
             st = entry.stat(follow_symlinks=False)
             if seen is not None:

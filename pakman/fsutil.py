@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from pakman.errors import ConfigError, Diagnostic
+
 
 def write_atomic(path: str | Path, data: bytes, mode: int = 0o644, *, durable: bool = True) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place.
@@ -25,7 +27,7 @@ def write_if_changed(path: str | Path, data: bytes, mode: int = 0o644) -> bool:
     """Write atomically unless the file already holds exactly `data` (and mode); True if written."""
     path = Path(path)
     try:
-        stat = path.stat()
+        stat = path.lstat()  # a symbolic link there is replaced, never read or written through
         if (
             stat.st_size == len(data)
             and (stat.st_mode & 0o7777) == mode
@@ -56,6 +58,56 @@ def open_atomic(path: str | Path, mode: int = 0o644, *, durable: bool = True) ->
                 os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write or close (a full disk): say which file
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def leads_outside(path: str | Path, root: str | Path) -> Path | None:
+    """Where `path` really leads (symbolic links followed) when that is outside `root`, else None."""
+    real = Path(os.path.realpath(path))
+    base = Path(os.path.realpath(root))
+    return None if real == base or real.is_relative_to(base) else real
+
+
+def confined(path: Path, root: Path, what: str) -> None:
+    """Refuse a file read from an app (`root`) that is a symbolic link leading out of it."""
+    if path.is_symlink():
+        real = leads_outside(path, root)
+        if real is not None:
+            raise ConfigError(
+                Diagnostic(
+                    str(path),
+                    0,
+                    0,
+                    "",
+                    f"{what} is a symbolic link to {real}, outside {root}; "
+                    "pakman reads nothing outside the app",
+                )
+            )
+
+
+def refuse_links(base: Path, target: Path) -> None:
+    """Refuse to write into `target` when a folder from `base` (excluded) down to it is a symbolic link.
+
+    A checkout may commit `.apk` as a link to any folder: nothing is written through it.
+    """
+    folder = base
+    for part in target.relative_to(base).parts:
+        folder = folder / part
+        if folder.is_symlink():
+            raise ConfigError(
+                Diagnostic(
+                    str(folder),
+                    0,
+                    0,
+                    "",
+                    f"a symbolic link (to {os.readlink(folder)}); pakman does not write "
+                    "through links: remove it",
+                )
+            )

@@ -245,7 +245,8 @@ def _release(explicit: int | str | None, env: Mapping[str, str]) -> int:
     if value is None or value == "":
         return 0
     text = str(value).strip()
-    if not text.isdigit():
+    # isdigit() alone accepts '²' and other digits int() refuses.
+    if not (text.isascii() and text.isdigit()):
         raise ConfigError(
             f"{source}={value!r} is not allowed: the release must be a whole number >= 0"
         )

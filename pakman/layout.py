@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,23 @@ class Layout:
         root = root.resolve()
         state = root / ".pakman"
         return cls(root, state, (repo or state / "repo").resolve() if repo else state / "repo")
+
+    def refuse_links(self) -> None:
+        """Refuse a `.pakman` that is, or holds, a symbolic link: pakman writes there.
+
+        A checkout may commit `.pakman/build` as a link to any folder; a
+        build would then write (and delete) there. One lstat and one listing.
+        """
+        from pakman.fsutil import refuse_links
+
+        refuse_links(self.root, self.state)
+        try:
+            with os.scandir(self.state) as entries:
+                linked = [e.path for e in entries if e.is_symlink()]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if linked:
+            refuse_links(self.state, Path(sorted(linked)[0]))
 
     def work(self, app: str | None) -> Path:
         return self.state / "build" / (app or f"_{REPOSITORY}")

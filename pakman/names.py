@@ -24,14 +24,20 @@ class Rule:
         object.__setattr__(self, "compiled", re.compile(self.pattern))
 
     def match(self, text: str) -> bool:
-        return self.compiled.match(text) is not None
+        # fullmatch: `$` alone also matches before a trailing newline.
+        return self.compiled.fullmatch(text) is not None
 
+
+# The true end of the text: `$` alone also matches before a final newline in
+# Python (and so in Python's JSON Schema validators); ECMA-262 reads the
+# lookahead as a no-op.
+END = r"$(?!\n)"
 
 # apk's version grammar: digits separated by dots, an optional letter, any
 # number of _suffix[N], an optional ~hash (apk-tools src/version.c).
 _VERSION = r"[0-9]+(\.[0-9]+)*[a-z]?(_(alpha|beta|pre|rc|cvs|svn|git|hg|p)[0-9]*)*(~[0-9a-f]+)?"
 VERSION = Rule(
-    rf"^{_VERSION}$",
+    rf"^{_VERSION}{END}",
     "an Alpine version: numbers separated by dots, an optional letter, then optional "
     "suffixes _alpha, _beta, _pre, _rc, _cvs, _svn, _git, _hg or _p each with an "
     "optional number (e.g. 1.2.3, 2.0a, 1.4_rc2, 3.1_p1)",
@@ -40,58 +46,58 @@ VERSION = Rule(
 # (`<name>-openrc-<version>-r<release>.apk`, `<name>.pre-install`, ...) fits
 # in a file name (255 bytes).
 PACKAGE_NAME = Rule(
-    r"^[a-z0-9][a-z0-9+._-]{0,99}$",
+    rf"^[a-z0-9][a-z0-9+._-]{{0,99}}{END}",
     "an Alpine package name: lower-case letters, digits, '+', '.', '_' and '-', "
     "starting with a letter or digit, at most 100 characters",
 )
 DEPENDENCY = Rule(
     r"^!?([a-z0-9][a-z0-9._+-]*:)?[A-Za-z0-9][A-Za-z0-9._+-]*(@[A-Za-z0-9_-]+)?"
-    rf"(([<>]=?|=|~=?|><){_VERSION}(-r[0-9]+)?)?$",
+    rf"(([<>]=?|=|~=?|><){_VERSION}(-r[0-9]+)?)?{END}",
     "an Alpine dependency: a package name (or a provider such as so:libc.musl-x86_64.so.1 "
     "or cmd:bash), optionally followed by a constraint such as >=20, =1.2.3-r0 or ~3.1, "
     "with no spaces; '!' in front means a conflict",
 )
 SERVICE_NAME = Rule(
-    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    rf"^[A-Za-z0-9][A-Za-z0-9_.-]*{END}",
     "a service name: letters, digits, '_', '.' and '-', starting with a letter or digit",
 )
 COMMAND_NAME = Rule(
-    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    rf"^[A-Za-z_][A-Za-z0-9_]*{END}",
     "a command name becomes a shell function of the OpenRC script: letters, digits "
     "and '_', not starting with a digit",
 )
 BINARY = Rule(
-    r"^(?!(.*/)?\.\.?(/|$))[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*$",
+    rf"^(?!(.*/)?\.\.?(/|$))[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*{END}",
     "a file name (or a relative path to it, as in the original, e.g. bin/app): "
     "'/'-separated letters, digits, '_', '.', '+' and '-', without '.' or '..' segments",
 )
 BIN_PATH = Rule(
-    r"^(?!(.*/)?\.\.?(/|$))(/|/?[A-Za-z0-9_.+@-]+(/[A-Za-z0-9_.+@-]+)*/?)$",
+    rf"^(?!(.*/)?\.\.?(/|$))(/|/?[A-Za-z0-9_.+@-]+(/[A-Za-z0-9_.+@-]+)*/?){END}",
     "a folder such as /usr/bin, or one relative to /var/lib/<name> such as bin: "
     "'/'-separated letters, digits, '_', '.', '+', '@' and '-', without '.' or '..' segments",
 )
 DESTINATION = Rule(
-    r"^(?!/)(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.+@%,=:/*?\[\]!-]+$",
+    rf"^(?!/)(?!(.*/)?\.\.(/|$))[A-Za-z0-9_.+@%,=:/*?\[\]!-]+{END}",
     "a path inside the app (a shell glob is allowed: *, ?, [...]) made of letters, digits "
     "and _.+@%,=:-!/ — not absolute, no '..' segments, no spaces or quotes",
 )
 ENV_KEY = Rule(
-    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    rf"^[A-Za-z_][A-Za-z0-9_]*{END}",
     "an environment variable name: letters, digits and '_', not starting with a digit",
 )
 DRIVER = Rule(
-    r"^[a-z0-9_-]+/[a-z0-9_.-]+$",
+    rf"^[a-z0-9_-]+/[a-z0-9_.-]+{END}",
     "a driver name such as generic/secret or database/postgresql",
 )
 STACK = Rule(
-    r"^alpine/(edge|3\.[0-9]+)$",
+    rf"^alpine/(edge|3\.[0-9]+){END}",
     "alpine/3.NN (for example alpine/3.20) or alpine/edge",
 )
 URL = Rule(
-    r"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+$",
+    rf"^https?://[A-Za-z0-9._~:/?#@!$&()*+,;=%-]+{END}",
     "an http(s) URL without spaces or quotes",
 )
-ONE_LINE = Rule(r"^[^\x00-\x1f\x7f]*$", "one line of text without control characters")
+ONE_LINE = Rule(rf"^[^\x00-\x1f\x7f]*{END}", "one line of text without control characters")
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 

@@ -1,6 +1,6 @@
 """The plan: the small part of a prepared project's snapshot, and checking it.
 
-`pakman build` starts here: the plan (plain data, read with marshal) holds
+`pakman build` starts here: the plan (plain data, JSON) holds
 the signature of every path the project was prepared from, the steps' ids,
 keys and outputs, and the warnings to repeat. Checking it costs one lstat per
 watched path and reading the journal, with none of the heavier modules
@@ -17,9 +17,13 @@ paths of another; a file that is missing counts as a change.
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import marshal
+import itertools
+import json
 import os
+import re
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +37,20 @@ from pakman.layout import Layout
 from pakman.settings import Settings, inputs_digest
 from pakman.watch import Token, ask
 
-PLAN_FORMAT = 4
+PLAN_FORMAT = 5  # 5: JSON (4 was marshal)
+PLAN_FILE = "plan.json"
 TOKEN_FILE = "watch.token"  # the watcher's token for the plan (see pakman.watch)
 
-# The plan: the small part of the snapshot, plain data (read with marshal,
-# several times faster than unpickling objects), enough to tell that nothing
-# changed and to stand in for the apps that did not.
+# The plan: the small part of the snapshot, plain data (JSON: .pakman/ may
+# come from a cache restored from elsewhere, so nothing read back from it may
+# run code, as unpickling can), enough to tell that nothing changed and to
+# stand in for the apps that did not. Checked for its shape when read.
 Plan = dict[str, Any]
+# A watched list on disk: a magic, the length of the NUL-joined paths (UTF-8,
+# surrogates kept for names that are not), the paths, then five int64s a path.
+_WATCHED_MAGIC = b"PKW1"
+_WATCHED_HEAD = struct.Struct("<4sQ")
+_WATCHED_NAME = re.compile(r"[0-9a-f]{32}\Z")
 
 
 def snapshot_dir(layout: Layout) -> Path:
@@ -50,9 +61,29 @@ def watched_dir(layout: Layout) -> Path:
     return snapshot_dir(layout) / "watched"
 
 
+def _pack_watched(packed: Packed) -> bytes:
+    names = packed[0].encode("utf-8", "surrogatepass")
+    return _WATCHED_HEAD.pack(_WATCHED_MAGIC, len(names)) + names + packed[1]
+
+
+def _unpack_watched(data: bytes) -> Packed | None:
+    try:
+        magic, length = _WATCHED_HEAD.unpack_from(data)
+        names = data[_WATCHED_HEAD.size : _WATCHED_HEAD.size + length].decode(
+            "utf-8", "surrogatepass"
+        )
+    except (struct.error, UnicodeDecodeError):
+        return None
+    values = data[_WATCHED_HEAD.size + length :]
+    count = names.count("\0") + 1 if values else 0
+    if magic != _WATCHED_MAGIC or len(values) != 40 * count:
+        return None
+    return names, values
+
+
 def write_watched(folder: Path, packed: Packed) -> str:
     """Keep an app's watched paths in `folder`, in a file named after their digest; its name."""
-    data = marshal.dumps(packed)
+    data = _pack_watched(packed)
     name = hashlib.sha256(data).hexdigest()[:32]
     # Written even when it is there: it may be why the app is prepared again (damaged).
     write_atomic(folder / name, data, durable=False)
@@ -62,17 +93,10 @@ def write_watched(folder: Path, packed: Packed) -> str:
 def read_watched(folder: Path, name: str) -> Packed | None:
     """The watched paths kept under `name`; None when they are not there (or not readable)."""
     try:
-        packed = marshal.loads((folder / name).read_bytes())
-    except (OSError, EOFError, ValueError, TypeError):
+        data = (folder / name).read_bytes()
+    except OSError:
         return None
-    if (
-        not isinstance(packed, tuple)
-        or len(packed) != 2
-        or not isinstance(packed[0], str)
-        or not isinstance(packed[1], bytes)
-    ):
-        return None
-    return packed[0], packed[1]
+    return _unpack_watched(data)
 
 
 def prune_watched(folder: Path, keep: set[str]) -> None:
@@ -148,20 +172,116 @@ def read_plan(layout: Layout, inputs: str) -> tuple[Plan | None, list[int] | Non
 
     Nothing it lists is looked at yet: `inspect` asks the watcher first.
     """
-    try:
-        with (snapshot_dir(layout) / "plan.marshal").open("rb") as handle:
-            signature = plan_signature(os.fstat(handle.fileno()))
-            plan = marshal.loads(handle.read())
-    except (OSError, EOFError, ValueError, TypeError):
-        return None, None
-    if (
-        not isinstance(plan, dict)
-        or plan.get("format") != PLAN_FORMAT
-        or plan.get("version") != __version__
-        or plan.get("inputs") != inputs
-    ):
+    plan, signature = load_plan(snapshot_dir(layout) / PLAN_FILE, layout)
+    if plan is None or plan["version"] != __version__ or plan["inputs"] != inputs:
         return None, None
     return plan, signature
+
+
+def dump_plan(plan: Plan) -> bytes:
+    """The plan's bytes (its `watched` paths' signatures as base64)."""
+    names, values = plan["watched"]
+    plain = {**plan, "watched": [names, base64.b64encode(values).decode("ascii")]}
+    return json.dumps(plain, separators=(",", ":"), check_circular=False).encode()
+
+
+def load_plan(path: Path, layout: Layout | None = None) -> tuple[Plan | None, list[int] | None]:
+    """A plan file and its signature; (None, None) when it is missing or not a plan of this format.
+
+    With `layout`, every output the plan lists must lie in the workspace's
+    `.pakman/` or the repository (a plan names what a build may remove).
+    """
+    try:
+        with path.open("rb") as handle:
+            signature = plan_signature(os.fstat(handle.fileno()))
+            plan = json.loads(handle.read())
+        if not _plan_shape(plan, layout):
+            return None, None
+        names, values = plan["watched"]
+        plan["watched"] = (names, base64.b64decode(values, validate=True))
+    except (OSError, ValueError, RecursionError):  # a JSON or base64 error is a ValueError
+        return None, None
+    if len(plan["watched"][1]) != (40 * (names.count("\0") + 1) if plan["watched"][1] else 0):
+        return None, None
+    return plan, signature
+
+
+def _strings(value: object) -> bool:
+    return type(value) is list and set(map(type, value)) <= {str}
+
+
+def _steps_shape(steps: list[Any], within: tuple[str, ...]) -> bool:
+    """Every step summary is [id, stage, arch or null, key, [output, ...]].
+
+    Checked over columns with builtins (3,000 steps at 200 apps, read by every
+    build): joining raises TypeError for anything that is not text.
+    """
+    if not steps:
+        return True
+    if set(map(type, steps)) != {list} or set(map(len, steps)) != {5}:
+        return False
+    ids, stages, arches, keys, outputs = zip(*steps, strict=True)
+    if set(map(type, arches)) - {str, type(None)} or set(map(type, outputs)) != {list}:
+        return False
+    paths = list(itertools.chain.from_iterable(outputs))
+    try:
+        "".join(ids + stages + keys)
+        joined = "\0" + "\0".join(paths)
+    except TypeError:
+        return False
+    if not within:
+        return True
+    # Each output starts right after a NUL (none holds one): count those that
+    # start in the workspace's .pakman/ or the repository.
+    if joined.count("\0") != len(paths):
+        return False
+    state, repo = within
+    inside = joined.count("\0" + state)
+    if not repo.startswith(state):
+        inside += joined.count("\0" + repo)
+    return inside == len(paths)
+
+
+def _plan_shape(plan: object, layout: Layout | None) -> bool:
+    """True when decoded JSON has exactly the plan's shape (what `inspect` and others rely on)."""
+    within = (f"{layout.state}/", f"{layout.repo}/") if layout is not None else ()
+    if type(plan) is not dict or plan.get("format") != PLAN_FORMAT:
+        return False
+    watched, key, apps, repository = (
+        plan.get("watched"),
+        plan.get("key"),
+        plan.get("apps"),
+        plan.get("repository"),
+    )
+    if not (
+        type(plan.get("version")) is str
+        and type(plan.get("inputs")) is str
+        and type(watched) is list
+        and len(watched) == 2
+        and _strings(watched)
+        and type(key) is list
+        and len(key) == 3
+        and _strings(key)
+        and type(apps) is list
+        and type(repository) is list
+    ):
+        return False
+    steps = list(repository)
+    for app in apps:
+        if not (
+            type(app) is dict
+            and type(app.get("config")) is str
+            and type(app.get("watched")) is str
+            and _WATCHED_NAME.match(app["watched"])
+            and type(app.get("name")) is str
+            and _strings(app.get("packages"))
+            and _strings(app.get("architectures"))
+            and _strings(app.get("warnings"))
+            and type(app.get("steps")) is list
+        ):
+            return False
+        steps += app["steps"]
+    return _steps_shape(steps, within)
 
 
 def all_done(steps: Sequence[Sequence[Any]], journal: Mapping[str, str]) -> bool:
@@ -215,6 +335,7 @@ def inspect(settings: Settings) -> Inspection:
     """
 
     layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
+    layout.refuse_links()
     inputs = inputs_digest(settings, layout)
     plan, signature = read_plan(layout, inputs)
     # Asked before anything is looked at: all that is read from now on is

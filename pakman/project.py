@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import marshal
 import os
-import pickle
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -55,9 +53,11 @@ from pakman.graph import (
 from pakman.layout import Layout
 from pakman.pipeline import Pipeline, load_pipeline, pipelines_dir
 from pakman.plan import (
+    PLAN_FILE,
     PLAN_FORMAT,
     Inspection,
     Plan,
+    dump_plan,
     inspect,
     plan_signature,
     prune_watched,
@@ -141,7 +141,10 @@ def load_project(
         inspection = inspect(settings)
     if use_snapshot and inspection is not None and inspection.plan is not None:
         layout, changed = inspection.layout, inspection.changed
-        snapshot = _read_snapshot(layout, inspection.plan, inspection.done if lazy else set())
+        # The apps that changed are prepared again: their records are not read.
+        summarised = set(changed) | (inspection.done if lazy else set())
+        pipeline = load_pipeline(settings.pipeline)
+        snapshot = _read_snapshot(layout, inspection.plan, summarised, pipeline)
         if snapshot is not None:
             if not changed:
                 return _project(settings, layout, snapshot, reused=len(snapshot.records))
@@ -246,7 +249,7 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: i
     )
     prefix = os.path.relpath(config.root, layout.root) + "/"
     # One stat cache per app, so refreshing one app reads and writes only its own.
-    cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".pickle"))
+    cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".json"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
     return _AppRecord(config_path, pack(watched), AppBuild(config, identity), source, warnings)
@@ -333,30 +336,71 @@ def _digest(text: str) -> str:
 
 
 def _record_file(config_path: Path) -> str:
-    return _digest(str(config_path)) + ".pickle"
+    return _digest(str(config_path)) + ".json"
 
 
 def _step_summary(step: Step) -> tuple[str, str, str | None, str, tuple[str, ...]]:
     return (step.id, step.stage, step.arch, step.key, tuple(o.rstrip("/") for o in step.outputs))
 
 
-def _read_pickle(path: Path) -> object:
+def _read_data(path: Path, kind: Any) -> Any:
+    """A record of `kind` kept under .pakman/ (data only), or None when missing or damaged."""
+    from pakman import datafile
+
     try:
-        with path.open("rb") as handle:
-            return pickle.load(handle)
-    except (
-        OSError,
-        EOFError,
-        pickle.UnpicklingError,
-        AttributeError,
-        ImportError,
-        TypeError,
-        ValueError,
-    ):
+        return datafile.loads(path.read_bytes(), kind)
+    except (OSError, datafile.Damaged):
         return None
 
 
-def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapshot | None:
+def _write_data(path: Path, value: object) -> None:
+    """Keep a record; one that holds what JSON cannot (a YAML date) is not kept."""
+    from pakman import datafile
+
+    try:
+        data = datafile.dumps(value)
+    except (TypeError, ValueError):
+        path.unlink(missing_ok=True)
+        return
+    write_atomic(path, data, durable=False)
+
+
+def _trusted(steps: Iterable[Step], pipeline: Pipeline, layout: Layout) -> bool:
+    """Steps read back run the pipeline's actions and write only in .pakman/ or the repository."""
+    actions = {stage.name: stage.action for stage in pipeline.stages}
+    within = (f"{layout.state}/", f"{layout.repo}/")
+    return all(
+        actions.get(step.stage) == step.action and all(o.startswith(within) for o in step.outputs)
+        for step in steps
+    )
+
+
+def _without_shared(record: _AppRecord) -> _AppRecord | None:
+    """The record as kept: its steps' app and source tree are the record's, kept once.
+
+    None when a step holds another app (then the record is not kept).
+    """
+    if any(step.app is not record.app for step in record.steps):
+        return None
+    steps = [replace(step, app=None, source=None) for step in record.steps]
+    return replace(record, steps=steps)
+
+
+def _with_shared(record: _AppRecord) -> _AppRecord:
+    """The inverse of `_without_shared`."""
+    tree = record.source
+    fingerprint = tree.fingerprint if tree is not None else None
+    for step in record.steps:
+        # Straight into the frozen steps, just read: replace() would check every field again.
+        step.__dict__["app"] = record.app
+        if fingerprint is not None and step.reads.get("source") == fingerprint:
+            step.__dict__["source"] = tree
+    return record
+
+
+def _read_snapshot(
+    layout: Layout, plan: Plan, summarised: set[int], pipeline: Pipeline
+) -> _Snapshot | None:
     """The snapshot's records: read back in full, or summaries for the apps in `summarised`."""
     folder = snapshot_dir(layout)
     records: list[_AppRecord] = []
@@ -378,12 +422,15 @@ def _read_snapshot(layout: Layout, plan: Plan, summarised: set[int]) -> _Snapsho
                 )
             )
             continue
-        record = _read_pickle(folder / "apps" / _record_file(config_path))
-        if not isinstance(record, _AppRecord):
+        record = _read_data(folder / "apps" / _record_file(config_path), _AppRecord)
+        if record is None or record.config_path != config_path:
             return None
-        records.append(record)
-    repository = _read_pickle(folder / "repository.pickle")
-    if not isinstance(repository, list):
+        records.append(_with_shared(record))
+    repository = _read_data(folder / "repository.json", list[Step])
+    if repository is None:
+        return None
+    steps = [step for record in records for step in record.steps if step.complete]
+    if not _trusted([*steps, *repository], pipeline, layout):
         return None
     key = (plan["key"][0], plan["key"][1], plan["key"][2])
     return _Snapshot(
@@ -411,13 +458,13 @@ def _write_snapshot(
     changed = set(changed)
     for index in changed:
         record = snapshot.records[index]
-        data = pickle.dumps(record, protocol=5)
-        write_atomic(folder / "apps" / _record_file(record.config_path), data, durable=False)
-    write_atomic(
-        folder / "repository.pickle",
-        pickle.dumps(snapshot.repository, protocol=5),
-        durable=False,
-    )
+        target = folder / "apps" / _record_file(record.config_path)
+        kept = _without_shared(record)
+        if kept is None:
+            target.unlink(missing_ok=True)
+        else:
+            _write_data(target, kept)
+    _write_data(folder / "repository.json", snapshot.repository)
 
     def entry(index: int, record: _AppRecord) -> dict[str, Any]:
         if previous is not None and index not in changed:
@@ -444,8 +491,8 @@ def _write_snapshot(
         "apps": apps,
         "repository": [_step_summary(s) for s in snapshot.repository],
     }
-    with open_atomic(folder / "plan.marshal", durable=False) as handle:
-        handle.write(marshal.dumps(plan))
+    with open_atomic(folder / PLAN_FILE, durable=False) as handle:
+        handle.write(dump_plan(plan))
         handle.flush()
         signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
     if token is not None:
@@ -569,6 +616,8 @@ def _signing_key(
     elif not key_file:
         keys = layout.state / "keys"
         keys.mkdir(parents=True, exist_ok=True)
+        # Private keys live here: 0700 whatever the umask made it.
+        keys.chmod(0o700)
         # Several pakman processes (make -j, ninja) may start at once: one makes the key.
         with (layout.state / "keys.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

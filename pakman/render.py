@@ -36,7 +36,7 @@ import jinja2
 
 from pakman.errors import ConfigError, Diagnostic, PakmanError
 from pakman.fingerprint import TEMPLATES, template_digest
-from pakman.fsutil import write_if_changed
+from pakman.fsutil import confined, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
     SERVICE_FILES,
@@ -421,6 +421,8 @@ def check_app_files(app: AppConfig, document: Document | None = None) -> None:
 
     With the loaded `document`, the error is located at the `type` key.
     """
+    if app.type is AppType.STATIC:
+        confined(app.root / "nginx.conf", app.root, "nginx.conf")
     if app.type is AppType.STATIC and not (app.root / "nginx.conf").is_file():
         message = (
             f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pakman.errors import ConfigError, Diagnostic, KeyPath, Severity, format_path
+from pakman.fsutil import confined
 
 MAX_BYTES = 1 << 20  # an instellar.yml is a few KB; 1 MiB is far beyond any real one
 MAX_DEPTH = 64
@@ -65,6 +66,8 @@ def load_file(path: Path | str, name: str | None = None) -> Document:
     """Read and parse one YAML file; raise ConfigError on any problem."""
     path = Path(path)
     name = name if name is not None else str(path)
+    # A link to a file outside the app's folder would be read and echoed in messages.
+    confined(path, path.parent, "this file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
@@ -218,6 +221,7 @@ class _Builder:
         self.key_marks: dict[KeyPath, Position] = {}
         self.errors: list[Diagnostic] = []
         self.count = 0
+        self.merging: set[int] = set()  # the mappings being expanded, to catch `a: &m {<<: *m}`
 
     def fail(self, node: yaml.Node, path: KeyPath, message: str) -> ConfigError:
         mark = node.start_mark
@@ -249,6 +253,19 @@ class _Builder:
             raise self.fail(node, path, f"cannot read this value: {exc.problem}") from None
 
     def mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
+        # Counted here too: a mapping merged with `<<` is expanded without build().
+        self.count += 1
+        if self.count > MAX_VALUES:
+            raise self.fail(node, path, f"more than {MAX_VALUES} values (after expanding aliases)")
+        if id(node) in self.merging:
+            raise self.fail(node, path, "a merge key (<<) includes the mapping it belongs to")
+        self.merging.add(id(node))
+        try:
+            return self._mapping(node, path, depth)
+        finally:
+            self.merging.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
         result: dict[str, Any] = {}
         merged: dict[str, Any] = {}
         first_seen: dict[str, int] = {}
@@ -291,6 +308,8 @@ class _Builder:
                 raise self.fail(
                     source, path, "a merge key (<<) needs a mapping or list of mappings"
                 )
-            for key, value in self.mapping(source, path, depth).items():
+            if depth >= MAX_DEPTH:
+                raise self.fail(source, path, f"nested more than {MAX_DEPTH} levels deep")
+            for key, value in self.mapping(source, path, depth + 1).items():
                 merged.setdefault(key, value)
         return merged

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import fcntl
 import json
-import marshal
 import os
 import selectors
 import socket
@@ -28,7 +27,7 @@ from inotify_simple import INotify, flags
 from pakman.errors import PakmanError
 from pakman.fingerprint import Packed, unpack
 from pakman.layout import Layout
-from pakman.plan import PLAN_FORMAT, plan_signature, read_watched, snapshot_dir, watched_dir
+from pakman.plan import PLAN_FILE, load_plan, read_watched, snapshot_dir, watched_dir
 from pakman.watch import PROTOCOL, SOCKET, read_line, socket_address
 
 # Whatever may change what a build reads: content, metadata, entries coming
@@ -49,7 +48,6 @@ MASK = (
 )
 GONE = flags.IGNORED | flags.DELETE_SELF | flags.MOVE_SELF
 NEVER = 1 << 62  # the clock of a folder that is not watched: newer than any token
-PLAN = "plan.marshal"
 
 
 def folders_of(packed: Packed) -> list[str]:
@@ -152,17 +150,12 @@ class Watcher:
 
     def load_plan(self) -> None:
         """Watch the folders of the plan's apps (and no others)."""
-        try:
-            with (self.plan_folder / PLAN).open("rb") as handle:
-                signature = plan_signature(os.fstat(handle.fileno()))
-                plan = marshal.loads(handle.read())
-            if not isinstance(plan, dict) or plan.get("format") != PLAN_FORMAT:
-                raise ValueError("a plan of another format")
-            apps = [(str(a["name"]), str(a["watched"])) for a in plan["apps"]]
-            outputs = [tuple(str(o) for s in a["steps"] for o in s[4]) for a in plan["apps"]]
-        except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+        plan, signature = load_plan(self.plan_folder / PLAN_FILE)
+        if plan is None:
             self.plan, self.apps, self.outputs, self.names = None, [], [], []
             return
+        apps = [(str(a["name"]), str(a["watched"])) for a in plan["apps"]]
+        outputs = [tuple(str(o) for s in a["steps"] for o in s[4]) for a in plan["apps"]]
         # Only the apps whose watched paths changed (a new file) are worked out again.
         self.known = {w: self.known.get(w) or self.folders(w) for _, w in apps}
         self.apps = [self.known[watched] for _, watched in apps]
@@ -236,7 +229,7 @@ class Watcher:
                 if event.mask & flags.Q_OVERFLOW:
                     self.overflowed_at = self.clock
                 elif event.wd == self.plan_wd:
-                    reload = reload or event.name == PLAN
+                    reload = reload or event.name == PLAN_FILE
                 else:
                     for folder in list(self.folders_by_wd.get(event.wd, ())):
                         self.changed_at[folder] = self.clock

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from pakman.errors import ConfigError
-from pakman.fingerprint import Watched, watch
+from pakman.fingerprint import Watched, read_ignore_file, watch
 
 CONFIG_NAME = "instellar.yml"
 IGNORE_FILE = ".pakmanignore"
@@ -85,7 +85,7 @@ def _search(root: Path, skip_ignored: bool, seen: list[Watched] | None) -> list[
 
 
 def _ignored(folder: Path) -> list[str]:
-    lines = (folder / IGNORE_FILE).read_text(encoding="utf-8").splitlines()
+    lines = read_ignore_file(folder / IGNORE_FILE, folder)
     return [
         line.strip().strip("/")
         for line in lines

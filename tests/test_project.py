@@ -11,7 +11,7 @@ import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
 from pakman.fingerprint import TEMPLATES, unpack
-from pakman.plan import inspect, prune_watched, read_watched, write_watched
+from pakman.plan import inspect, load_plan, prune_watched, read_watched, write_watched
 from pakman.project import load_project
 from pakman.settings import Settings
 from pakman.tasks import run_build
@@ -132,9 +132,9 @@ def test_a_renamed_app_is_prepared_again(workspace: Path, key: KeyPair) -> None:
 
 def test_a_damaged_snapshot_is_ignored(workspace: Path, key: KeyPair) -> None:
     folder = workspace / ".pakman/cache/project"
-    (folder / "plan.marshal").write_bytes(b"\x00garbage")
+    (folder / "plan.json").write_bytes(b"\x00garbage")
     for record in (folder / "apps").iterdir():
-        record.write_bytes(b"not a pickle")
+        record.write_bytes(b"not a record")
     assert ran(workspace, key) == set()
     with working_directory(workspace):
         assert inspect(settings(workspace, key)).nothing_to_do  # written anew
@@ -164,9 +164,7 @@ def test_summaries_stand_for_steps_found_done(workspace: Path, key: KeyPair) -> 
 
 
 def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> None:
-    import marshal
-
-    plan = marshal.loads((workspace / ".pakman/cache/project/plan.marshal").read_bytes())
+    plan = load_plan(workspace / ".pakman/cache/project/plan.json")[0]
     watched = {path for path, _ in unpack(plan["watched"])}
     assert str(TEMPLATES / "APKBUILD") in watched
     assert str(key.private) in watched
@@ -182,12 +180,8 @@ def test_the_plan_watches_what_keys_depend_on(workspace: Path, key: KeyPair) -> 
 
 
 def test_an_apps_watched_paths_are_kept_by_digest(workspace: Path, key: KeyPair) -> None:
-    import marshal
-
     folder = workspace / ".pakman/cache/project"
-    names = [
-        app["watched"] for app in marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
-    ]
+    names = [app["watched"] for app in load_plan(folder / "plan.json")[0]["apps"]]
     assert sorted(p.name for p in (folder / "watched").iterdir()) == sorted(names)
     # A change to one app writes one new file, named after its content.
     (workspace / "apps/heartbeat/bin/heartbeat").write_text("#!/bin/sh\necho changed\n")
@@ -198,9 +192,7 @@ def test_an_apps_watched_paths_are_kept_by_digest(workspace: Path, key: KeyPair)
         "repo:index:x86_64",
         "repo:sign:x86_64",
     }
-    after = [
-        app["watched"] for app in marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
-    ]
+    after = [app["watched"] for app in load_plan(folder / "plan.json")[0]["apps"]]
     assert after[0] == names[0] and after[1] != names[1]  # greet, heartbeat
     data = (folder / "watched" / after[1]).read_bytes()
     assert hashlib.sha256(data).hexdigest()[:32] == after[1]
@@ -210,10 +202,8 @@ def test_an_apps_watched_paths_are_kept_by_digest(workspace: Path, key: KeyPair)
 def test_a_missing_or_damaged_watched_file_counts_as_a_change(
     workspace: Path, key: KeyPair, damage: str
 ) -> None:
-    import marshal
-
     folder = workspace / ".pakman/cache/project"
-    apps = marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    apps = load_plan(folder / "plan.json")[0]["apps"]
     kept = folder / "watched" / apps[1]["watched"]  # heartbeat's
     if damage == "remove":
         kept.unlink()
@@ -240,14 +230,12 @@ def test_watched_files_no_plan_names_are_pruned(tmp_path: Path) -> None:
 
 
 def test_a_refreshed_plan_is_the_plan_prepared_from_scratch(workspace: Path, key: KeyPair) -> None:
-    import marshal
-
-    plan_file = workspace / ".pakman/cache/project/plan.marshal"
+    plan_file = workspace / ".pakman/cache/project/plan.json"
     (workspace / "apps/heartbeat/bin/heartbeat").write_text("#!/bin/sh\necho changed\n")
     with working_directory(workspace):
         refreshed = load_project(settings(workspace, key))  # greet's entry is carried over
         assert refreshed.reused == 1
-        after_refresh = marshal.loads(plan_file.read_bytes())
+        after_refresh = load_plan(plan_file)[0]
         load_project(settings(workspace, key), use_snapshot=False)
-        from_scratch = marshal.loads(plan_file.read_bytes())
+        from_scratch = load_plan(plan_file)[0]
     assert after_refresh == from_scratch

@@ -382,6 +382,7 @@ VARIABLES = {
     "EMPTY": "",
     "NUMBER": 5,
     "bad-key": "skipped",
+    "TRAILING\n": "skipped",  # a key with a newline at its end is not a shell name either
 }
 
 
@@ -413,7 +414,7 @@ def test_the_environment_exports_platform_values_intact(
         box.root / "environment", render_all(app, identity)["pyweb.environment"].text
     )
     out = tmp_path / "values"
-    keys = [k for k in VARIABLES if k != "bad-key"]
+    keys = [k for k in VARIABLES if k not in ("bad-key", "TRAILING\n")]
     show = 'source "$1"; shift; for key; do printf "%s\\0" "${!key}"; done > "$OUT"; env'
     result = box.run(
         "bash", "-c", show, "bash", str(environment), *keys, LXD=str(lxd), OUT=str(out)
@@ -421,6 +422,7 @@ def test_the_environment_exports_platform_values_intact(
     values = out.read_bytes().decode().split("\0")[:-1]
     assert values == [str(VARIABLES[k]) for k in keys]
     assert b"bad-key" not in result.stdout  # not exported: not a shell name
+    assert b"TRAILING" not in result.stdout + result.stderr
     assert b"\nPLAIN=hello\n" in result.stdout  # exported, not just set
     banner = "http://uplink.local/variables" if manager == "uplink" else "from backup"
     assert f"----- Fetching {banner} -----".encode() in result.stdout

@@ -33,7 +33,7 @@ from pakman import watch
 from pakman import watcher as watcher_module
 from pakman.cli import _settings, build_parser
 from pakman.layout import Layout
-from pakman.plan import inspect
+from pakman.plan import inspect, load_plan
 from pakman.watcher import NEVER, Watcher
 from support import EXAMPLES
 
@@ -298,10 +298,8 @@ def test_garbled_requests_are_dropped(watcher: Watcher, workspace: Path) -> None
 
 
 def test_an_app_whose_watched_paths_are_missing_is_always_changed(workspace: Path) -> None:
-    import marshal
-
     folder = workspace / ".pakman/cache/project"
-    apps = marshal.loads((folder / "plan.marshal").read_bytes())["apps"]
+    apps = load_plan(folder / "plan.json")[0]["apps"]
     kept = folder / "watched" / apps[0]["watched"]
     data = kept.read_bytes()
     kept.unlink()

@@ -94,7 +94,7 @@ class IndexEntry:
 
         def number(key: str) -> int:
             text = control.first(key, "0") or "0"
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ArchiveError(f".PKGINFO: {key} = {text!r} is not a number")
             return int(text)
 
@@ -131,7 +131,7 @@ class IndexEntry:
 
         def number(letter: str) -> int:
             text = values.get(letter, "0") or "0"
-            if not text.isdigit():
+            if not (text.isascii() and text.isdigit()):
                 raise ArchiveError(f"APKINDEX: {letter}:{text!r} is not a number")
             return int(text)
 

@@ -79,11 +79,7 @@ class PublicKey:
     def from_file(cls, path: str | Path) -> PublicKey:
         """Load a public key file; its file name is its key name."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SigningKeyError(f"{path}: cannot read public key: {exc.strerror}") from None
-        return cls(path.name, _load_public(data, str(path)))
+        return cls(path.name, _load_public(_read_key_file(path, "public key"), str(path)))
 
     @property
     def pem(self) -> bytes:
@@ -252,13 +248,24 @@ def _check_keyname(keyname: str) -> None:
         )
 
 
+# A PEM key of 16384 bits is about 13 KB: anything much larger is not a key
+# (and /dev/zero would be read until memory ran out).
+MAX_KEY_BYTES = 1 << 16
+
+
 def _read_key_file(path: Path, what: str) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_KEY_BYTES + 1)
     except FileNotFoundError:
         raise SigningKeyError(f"{path}: {what} not found") from None
     except OSError as exc:
         raise SigningKeyError(f"{path}: cannot read {what}: {exc.strerror}") from None
+    if len(data) > MAX_KEY_BYTES:
+        raise SigningKeyError(
+            f"{path}: not a {what}: larger than {MAX_KEY_BYTES // 1024} KiB (a PEM key is a few KB)"
+        )
+    return data
 
 
 def load_signing_key(

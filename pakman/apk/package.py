@@ -169,7 +169,7 @@ def resolve_builddate(builddate: int | None) -> int:
     text = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not text:
         return int(time.time())
-    if not text.isdigit() or int(text) > MAX_MTIME:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_MTIME:
         raise PackageInputError(
             f"SOURCE_DATE_EPOCH={text!r} is not a Unix time in 0..{MAX_MTIME} (whole seconds "
             "that fit a tar header)"

@@ -29,7 +29,7 @@ from pakman.steps import RunContext, upstream_outputs
 # In the index's work folder: the key of the index step that made the folder
 # hold exactly the packages its text lists (see sign).
 LINKED = ".linked"
-_PACKAGE_FILE = re.compile(r"^(?P<name>.+)-[^-]+-r\d+\.apk$")
+_PACKAGE_FILE = re.compile(r"(?P<name>.+)-[^-]+-r\d+\.apk\Z")
 
 
 def _packages(step: Step) -> dict[str, tuple[str, int]]:

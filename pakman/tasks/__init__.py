@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from doit.cmd_base import TaskLoader2
-from doit.exceptions import TaskFailed
+from doit.dependency import SqliteDB
+from doit.exceptions import InvalidTask, TaskFailed
 from doit.loader import generate_tasks
 from doit.task import Task
 from doit.tools import config_changed
@@ -45,9 +46,20 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     try:
         outcome = execute_step(step, context)
     except ConfigError as exc:
+        # What the build made cannot be packed (a file name apk ignores, say):
+        # the step failed (exit 1); the input was checked before any step ran.
+        # (Loaded once a package was packed: no import on this path.)
+        apk_errors = sys.modules.get("pakman.apk.errors")
+        if apk_errors is not None and isinstance(exc, apk_errors.PackageInputError):
+            return TaskFailed(str(exc))
         return InvalidInput(str(exc))
     except PakmanError as exc:
         return TaskFailed(str(exc))
+    except OSError as exc:
+        # A full disk, no inodes left, a folder made read-only: the step failed,
+        # said in one line (doit would print the traceback).
+        where = f"{exc.filename}: " if exc.filename else ""
+        return TaskFailed(f"{where}{exc.strerror or exc}")
     if outcome.provisional:
         # Not done for good: without its manifest (a target) doit runs it next time.
         context.layout.manifest(step.id).unlink(missing_ok=True)
@@ -145,6 +157,33 @@ class PakmanLoader(TaskLoader2):  # type: ignore[misc]
         return load_doit_tasks(self.project, self.only)
 
 
+class SqliteRecord(SqliteDB):  # type: ignore[misc]
+    """doit's sqlite3 backend; a database it cannot write (a full disk) is one line, not a traceback."""
+
+    def __init__(self, name: str, codec: Any, **kwargs: Any) -> None:
+        import sqlite3
+
+        from doit.dependency import DatabaseException
+
+        try:
+            super().__init__(name, codec, **kwargs)
+        except (sqlite3.Error, DatabaseException) as exc:
+            cause = exc.__context__ if isinstance(exc, DatabaseException) else exc
+            raise InvalidTask(f"cannot open {name}: {cause or exc}") from None
+
+    def dump(self) -> None:
+        import sqlite3
+
+        try:
+            super().dump()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            # doit prints this one as `ERROR: <message>`; the build exits 1.
+            raise InvalidTask(
+                f"cannot record what ran in {self.name}: {exc}; the next build runs it again"
+            ) from None
+
+
 def run_build(
     project: Project,
     *,
@@ -196,7 +235,9 @@ def run_build(
             if always:
                 args.append("--always-execute")
             loader = PakmanLoader(project, reporter, only=stale)
-            code = DoitMain(loader, config_filenames=()).run(args)
+            # doit's sqlite3 backend, with its errors (a full disk) said in one line.
+            backend = {"BACKEND": {"sqlite3": "pakman.tasks:SqliteRecord"}}
+            code = DoitMain(loader, config_filenames=(), extra_config=backend).run(args)
         else:
             reporter.complete_run()
         if code == 0 and not reporter.failed:
