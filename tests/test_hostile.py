@@ -75,6 +75,9 @@ def test_cache_files_are_data(workspace: Path) -> None:
     for path in (workspace / ".pakman" / "cache").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
+            if path.name == "epoch":  # the first build's time: ASCII digits, read as such
+                assert data.rstrip(b"\n").isdigit(), data
+                continue
             assert data[:1] in (b"{", b"[") or data[:4] == b"PKW1", path
 
 
