@@ -32,6 +32,7 @@ STAGE = Fields(
         "description": Field(Text(rule=names.ONE_LINE)),
         "per": Field(Text(enum=("app", "arch", "repository")), required=True),
         "each": Field(Text(enum=("hook",))),
+        "build-on": Field(Text(enum=("alpine", "host"))),
         "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
         "after": Field(Items(Text(rule=_STAGE_NAME), unique=True)),
         "reads": Field(
@@ -46,6 +47,7 @@ STAGE = Fields(
                     "mirror": Field(Flag()),
                     "local": Field(Flag()),
                     "base": Field(Flag()),
+                    "sandbox": Field(Flag()),
                 }
             )
         ),
@@ -70,6 +72,7 @@ class Reads:
     mirror: bool = False
     local: bool = False
     base: bool = False  # the build base set (settings.build_base_packages)
+    sandbox: bool = False  # --build-on and --network, when building on alpine
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class Stage:
     types: frozenset[AppType] | None = None  # None: every type
     after: tuple[str, ...] = ()
     reads: Reads = Reads()
+    build_on: str | None = None  # only in builds on this (--build-on); None: in every build
 
     def applies_to(self, app_type: AppType) -> bool:
         return self.types is None or app_type in self.types
@@ -160,7 +164,9 @@ def _stage(raw: dict[str, Any]) -> Stage:
             mirror=bool(reads.get("mirror")),
             local=bool(reads.get("local")),
             base=bool(reads.get("base")),
+            sandbox=bool(reads.get("sandbox")),
         ),
+        build_on=raw.get("build-on"),
     )
 
 
