@@ -158,12 +158,14 @@ def test_a_program_compiled_with_musl_gcc_runs_in_the_root(
     assert "hello from musl" in log(tmp_path, "c")
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_two_apps_with_one_closure_build_one_root(
-    tmp_path: Path, key: KeyPair, mirror: Mirror
+    tmp_path: Path, key: KeyPair, mirror: Mirror, jobs: str
 ) -> None:
     write_app(tmp_path, "one", "[greet]", "greet one > out.txt")
     write_app(tmp_path, "two", "[greet]", "greet two > out.txt")
-    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    # -j 2: both buildroot steps at once wait for one another, not fetch into the same files
+    done = run(tmp_path, key, mirror, "--build-on", "alpine", "-j", jobs)
     assert done.code == 0, done.messages()
     assert {f"one:buildroot:{ARCH}", f"two:buildroot:{ARCH}"} <= done.ran
     assert len(roots(tmp_path)) == 1

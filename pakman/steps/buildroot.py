@@ -16,8 +16,10 @@ depends on the closure alone (not on which names an app asked for).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,8 +77,6 @@ def _repositories(lock: Mapping[str, Any]) -> list[str]:
 
 def ensure_lock_root(lock: Mapping[str, Any], step: Step, context: RunContext) -> Path:
     """The root of the lock's closure: fetched and made unless it exists already."""
-    from pakman.apk.fetch import TerminalProgress, fetch_closure, trusted_package_keys
-    from pakman.sandbox import RootError, RootSpec, ensure_root
     from pakman.sandbox.root import ROOT_FOLDER
 
     closure = _closure(lock, step)
@@ -84,7 +84,26 @@ def ensure_lock_root(lock: Mapping[str, Any], step: Step, context: RunContext) -
     existing = roots_dir(context) / digest / ROOT_FOLDER
     if existing.is_dir():
         return existing
-    import sys
+    cache = context.layout.state / "cache" / "apk"
+    cache.mkdir(parents=True, exist_ok=True)
+    # Steps running at once (-j, make -j) for apps of one closure would write
+    # the same downloads: one makes the root, the others wait and find it made.
+    with (cache / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if existing.is_dir():
+            return existing
+        return _make(lock, closure, digest, step, context)
+
+
+def _make(
+    lock: Mapping[str, Any],
+    closure: list[dict[str, Any]],
+    digest: str,
+    step: Step,
+    context: RunContext,
+) -> Path:
+    from pakman.apk.fetch import TerminalProgress, fetch_closure, trusted_package_keys
+    from pakman.sandbox import RootError, RootSpec, ensure_root
 
     progress = TerminalProgress() if sys.stderr.isatty() else None
     fetched = fetch_closure(
