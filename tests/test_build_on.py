@@ -256,3 +256,13 @@ def test_a_build_on_the_host_says_its_binaries_use_the_host_libraries(
     assert f"{step}: up to date\n  note: it builds on the host" in said
     assert "linked against the host's libraries" in said
     assert "builds on the host" not in explain("--build-on", "alpine")
+
+
+def test_a_wrong_build_on_variable_is_invalid_input(
+    tmp_path: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_app(tmp_path, "one", "[]", "echo > out.txt")
+    monkeypatch.setenv("PAKMAN_BUILD_ON", "docker")
+    done = run(tmp_path, key, None, "--offline")
+    assert done.code == 3
+    assert "PAKMAN_BUILD_ON 'docker': use host or alpine" in done.stderr
