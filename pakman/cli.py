@@ -329,6 +329,20 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
             "or commas; default: PAKMAN_BUILD_BASE, else the original's build environment)",
         ),
         group.add_argument(
+            "--build-on",
+            choices=("host", "alpine"),
+            default=None,
+            help="where build.command runs: alpine (a bubblewrap sandbox on a root of the "
+            "stack's Alpine with dependencies.build) or host (its tools and libraries); "
+            "default: PAKMAN_BUILD_ON, else host in this version",
+        ),
+        group.add_argument(
+            "--network",
+            choices=("host", "none"),
+            default=None,
+            help="the network a build on alpine sees: host (shared, the default) or none",
+        ),
+        group.add_argument(
             "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
         ),
     ]
@@ -820,6 +834,8 @@ def _settings(args: argparse.Namespace) -> Any:
         verbose=getattr(args, "verbose", False),
         alpine_keys=args.alpine_keys,
         build_base=args.build_base_packages,
+        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or "host",
+        network=args.network or os.environ.get("PAKMAN_NETWORK") or "host",
     )
 
 
@@ -864,7 +880,10 @@ def _build(args: argparse.Namespace) -> int:
     if args.explain:
         from pakman.explain import explain_steps
 
-        for explanation in explain_steps(project.graph, project.layout, project.graph.order()):
+        explanations = explain_steps(
+            project.graph, project.layout, project.graph.order(), build_on=settings.build_on
+        )
+        for explanation in explanations:
             if explanation.will_run:
                 print(explanation.text())
     code, _ = run_build(
@@ -935,7 +954,9 @@ def _explain(args: argparse.Namespace) -> int:
     steps = select(project.graph, args.targets)
     if args.targets and not steps:
         raise ConfigError(f"no app or step named {', '.join(args.targets)} (see `pakman graph`)")
-    explanations = explain_steps(project.graph, project.layout, steps)
+    explanations = explain_steps(
+        project.graph, project.layout, steps, build_on=project.settings.build_on
+    )
     shown = [e for e in explanations if args.all or e.will_run]
     if args.json:
         print(json.dumps([e.as_dict() for e in shown], indent=2))

@@ -40,6 +40,8 @@ VARIABLES = {
     "PAKMAN_REQUIRE_DEPS": "--require-deps (1)",
     "PAKMAN_ALPINE_KEYS": "--alpine-keys",
     "PAKMAN_BUILD_BASE": "--build-base-packages",
+    "PAKMAN_BUILD_ON": "--build-on (alpine or host)",
+    "PAKMAN_NETWORK": "--network (host or none)",
     "PAKMAN_VERBOSE": "-v (1)",
 }
 
@@ -71,6 +73,8 @@ def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:
         verbose=flag("PAKMAN_VERBOSE"),
         alpine_keys=text("PAKMAN_ALPINE_KEYS"),
         build_base=env.get("PAKMAN_BUILD_BASE"),  # set but empty: no base set
+        build_on=text("PAKMAN_BUILD_ON") or "host",
+        network=text("PAKMAN_NETWORK") or "host",
     )
 
 

@@ -30,21 +30,26 @@ class Explanation:
     will_run: bool
     reasons: tuple[str, ...] = ()
     restorable: bool = False  # the store holds outputs for its current key
+    notes: tuple[str, ...] = ()  # what to know about the step whether it runs or not
 
     def text(self) -> str:
+        notes = [f"  note: {note}" for note in self.notes]
         if not self.will_run:
-            return f"{self.step}: up to date"
+            return "\n".join([f"{self.step}: up to date", *notes])
         how = " (its outputs will be restored from the store)" if self.restorable else ""
         lines = [f"{self.step} will run{how}:"] + [f"  - {reason}" for reason in self.reasons]
-        return "\n".join(lines)
+        return "\n".join(lines + notes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "step": self.step,
             "will_run": self.will_run,
             "reasons": list(self.reasons),
             "restorable": self.restorable,
         }
+        if self.notes:
+            data["notes"] = list(self.notes)
+        return data
 
 
 @dataclass
@@ -69,8 +74,16 @@ def select(graph: StepGraph, targets: Iterable[str]) -> list[Step]:
     return chosen
 
 
-def explain_steps(graph: StepGraph, layout: Layout, steps: Iterable[Step]) -> list[Explanation]:
-    """An explanation for each step: will it run, and why."""
+HOST_NOTE = (
+    "it builds on the host (--build-on host): its binaries are linked against the host's "
+    "libraries, not the stack's Alpine (--build-on alpine builds in it)"
+)
+
+
+def explain_steps(
+    graph: StepGraph, layout: Layout, steps: Iterable[Step], *, build_on: str = "host"
+) -> list[Explanation]:
+    """An explanation for each step: will it run, and why (and, on the host, what a build links)."""
     from pakman.store import RECORD, Store
 
     store = Store(layout.state / "store")
@@ -79,7 +92,8 @@ def explain_steps(graph: StepGraph, layout: Layout, steps: Iterable[Step]) -> li
     for step in steps:
         reasons = _reasons(step, _manifest(layout.manifest(step.id)), graph, journal)
         restorable = bool(reasons) and (store.entry(step.key) / RECORD).exists()
-        out.append(Explanation(step.id, bool(reasons), tuple(reasons), restorable))
+        notes = (HOST_NOTE,) if build_on == "host" and step.stage == "build" else ()
+        out.append(Explanation(step.id, bool(reasons), tuple(reasons), restorable, notes))
     return out
 
 

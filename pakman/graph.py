@@ -220,6 +220,12 @@ class Shared:
     # Only some of the workspace's apps (--only): the repository keeps the others' packages.
     partial: bool = False
     build_base: tuple[str, ...] = ()  # the packages every build root has besides dependencies.build
+    # --build-on alpine: {"build_on", "network"} (steps that read `sandbox` get it); None: host
+    sandbox: Mapping[str, str] | None = None
+
+    @property
+    def build_on(self) -> str:
+        return self.sandbox["build_on"] if self.sandbox else "host"
 
 
 def compile_graph(
@@ -252,6 +258,8 @@ def compile_app(
     steps: list[Step] = []
     for stage in pipeline.stages:
         if stage.per == "repository" or not stage.applies_to(app.config):
+            continue
+        if stage.build_on is not None and stage.build_on != shared.build_on:
             continue
         arches: list[str | None] = list(app.config.architectures) if stage.per == "arch" else [None]
         items: list[str | None] = (
@@ -298,6 +306,8 @@ def compile_repository(
     shared_by_stage: dict[str, list[Step]] = {}
     for stage in pipeline.stages:
         if stage.per != "repository":
+            continue
+        if stage.build_on is not None and stage.build_on != shared.build_on:
             continue
         made = shared_by_stage.setdefault(stage.name, [])
         for arch in arches:
@@ -392,6 +402,9 @@ def _make_step(
         reads["only"] = sorted(shared.provided)
     if stage.reads.base:
         reads["base"] = list(shared.build_base)
+    if stage.reads.sandbox and shared.sandbox is not None:
+        # only on alpine: a build on the host keeps the keys it had
+        reads["sandbox"] = dict(shared.sandbox)
     if stage.reads.local and app is not None:
         runtime = [d.name for d in app.config.dependencies.runtime]
         reads["local"] = sorted(n for n in runtime if n in shared.provided)

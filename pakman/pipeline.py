@@ -32,6 +32,7 @@ STAGE = Fields(
         "description": Field(Text(rule=names.ONE_LINE)),
         "per": Field(Text(enum=("app", "arch", "repository")), required=True),
         "each": Field(Text(enum=("hook",))),
+        "build-on": Field(Text(enum=("alpine", "host"))),
         "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
         "service-file": Field(Text(enum=SERVICE_FILES)),
         "after": Field(Items(Text(rule=_STAGE_NAME), unique=True)),
@@ -47,6 +48,7 @@ STAGE = Fields(
                     "mirror": Field(Flag()),
                     "local": Field(Flag()),
                     "base": Field(Flag()),
+                    "sandbox": Field(Flag()),
                 }
             )
         ),
@@ -71,6 +73,7 @@ class Reads:
     mirror: bool = False
     local: bool = False
     base: bool = False  # the build base set (settings.build_base_packages)
+    sandbox: bool = False  # --build-on and --network, when building on alpine
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Stage:
     after: tuple[str, ...] = ()
     reads: Reads = Reads()
     service_file: str | None = None  # only for apps that get this file (AppConfig.service_files)
+    build_on: str | None = None  # only in builds on this (--build-on); None: in every build
 
     def applies_to(self, app: AppConfig | AppType) -> bool:
         """Whether an app (or, by type alone, every app of a type) has this stage."""
@@ -171,7 +175,9 @@ def _stage(raw: dict[str, Any]) -> Stage:
             mirror=bool(reads.get("mirror")),
             local=bool(reads.get("local")),
             base=bool(reads.get("base")),
+            sandbox=bool(reads.get("sandbox")),
         ),
+        build_on=raw.get("build-on"),
     )
 
 

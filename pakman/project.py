@@ -72,6 +72,7 @@ from pakman.settings import (
     Settings,
     build_base_packages,
     inputs_digest,
+    sandbox_settings,
 )
 from pakman.steps import DEFAULT_MIRROR, RunContext
 from pakman.watch import Token
@@ -294,6 +295,7 @@ def _compile(
         template_digest,
         partial=bool(settings.only),
         build_base=build_base_packages(settings),
+        sandbox=sandbox_settings(settings),
     )
     for index in recompile:
         record = snapshot.records[index]

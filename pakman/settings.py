@@ -30,6 +30,8 @@ BUILD_BASE = (
     "cmake",
 )
 _BASE_WORD = re.compile(r"!?[A-Za-z0-9_.+:/-][^\s<>=~!]*(?:(?:><|<=|>=|~=|<|>|=|~)[^\s<>=~]\S*)?\Z")
+BUILD_ON = ("host", "alpine")
+NETWORKS = ("host", "none")
 PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
 # Never passed on to the app's own shell (build.command, a package body).
 SECRET_VARIABLES = ("ABUILD_PRIVATE_KEY", PASSPHRASE_VARIABLE)
@@ -74,6 +76,10 @@ class Settings:
     # --build-base-packages: names (and constraints) separated by spaces or commas;
     # None: PAKMAN_BUILD_BASE, else BUILD_BASE. "" means none.
     build_base: str | None = None
+    # --build-on: where build.command runs: "host" (today's default) or "alpine"
+    # (a bubblewrap sandbox on a root of the build lock's closure).
+    build_on: str = "host"
+    network: str = "host"  # --network: what a sandboxed build sees, "host" or "none"
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -108,3 +114,23 @@ def build_base_packages(settings: Settings) -> tuple[str, ...]:
             "name with an optional constraint (e.g. build-base, git>=2.40, !name)"
         )
     return words
+
+
+def sandbox_settings(settings: Settings) -> dict[str, str] | None:
+    """What the build and package steps read of --build-on and --network; None on the host.
+
+    Raises ConfigError for a value that is neither (PAKMAN_BUILD_ON, PAKMAN_NETWORK).
+    """
+    from pakman.errors import ConfigError
+
+    if settings.build_on not in BUILD_ON:
+        raise ConfigError(
+            f"--build-on / PAKMAN_BUILD_ON {settings.build_on!r}: use {' or '.join(BUILD_ON)}"
+        )
+    if settings.network not in NETWORKS:
+        raise ConfigError(
+            f"--network / PAKMAN_NETWORK {settings.network!r}: use {' or '.join(NETWORKS)}"
+        )
+    if settings.build_on == "host":
+        return None
+    return {"build_on": settings.build_on, "network": settings.network}

@@ -27,6 +27,8 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_ALPINE_KEYS": "keys/alpine",
         "PAKMAN_VERBOSE": "1",
         "PAKMAN_BUILD_BASE": "busybox git",
+        "PAKMAN_BUILD_ON": "alpine",
+        "PAKMAN_NETWORK": "none",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -48,6 +50,8 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         alpine_keys="keys/alpine",
         verbose=True,
         build_base="busybox git",
+        build_on="alpine",
+        network="none",
     )
 
 

@@ -195,6 +195,8 @@ def test_the_options_handed_to_run_step_compile_the_same_settings() -> None:
             setattr(args, action.dest, True)
         elif action.dest == "only":
             setattr(args, action.dest, ["one", "-two"])
+        elif action.choices:
+            setattr(args, action.dest, list(action.choices)[-1])
         else:
             setattr(args, action.dest, "-x $y #z 'q'")
     argv = project_argv(args)

@@ -12,7 +12,14 @@ from pakman.pipeline import load_pipeline, pipelines_dir
 def test_default_pipeline() -> None:
     pipeline = load_pipeline()
     names = [s.name for s in pipeline.stages]
-    assert names[:4] == ["fetch-deps-build", "fetch-deps-runtime", "build", "collect"]
+    assert names[:5] == [
+        "fetch-deps-build",
+        "fetch-deps-runtime",
+        "buildroot",
+        "build",
+        "collect",
+    ]
+    assert pipeline.stage("buildroot").build_on == "alpine"  # only in builds on alpine
     assert names[-3:] == ["package", "index", "sign"]
     assert pipeline.stage("build").reads.source is True
     assert pipeline.stage("render-initd").applies_to(AppType.STATIC) is False

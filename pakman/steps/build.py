@@ -9,7 +9,7 @@ from pathlib import Path
 from pakman.fingerprint import SourceTree
 from pakman.graph import Step
 from pakman.steps import RunContext, fresh_dir
-from pakman.steps.shell import run_shell, shell_variables
+from pakman.steps.shell import HOST_WARNING, run_sandboxed, run_shell, shell_variables
 
 
 def copy_source(tree: SourceTree, dest: Path) -> None:
@@ -45,9 +45,21 @@ def _make_folders(folder: Path, made: set[Path]) -> None:
         made.add(each)
 
 
-def run_build(step: Step, context: RunContext) -> None:
-    """Copy the source into `build-<arch>/` and run build.command there with abuild's variables."""
+def run_build(step: Step, context: RunContext) -> list[str]:
+    """Copy the source into `build-<arch>/` and run build.command there with abuild's variables.
+
+    On alpine (the step reads `sandbox`) the command runs in the build root
+    under bubblewrap, with the copy at /home/build; on the host it runs here,
+    and the step warns that its binaries are linked against the host's libraries.
+    """
     assert step.app is not None and step.source is not None and step.arch is not None
+    sandbox = step.reads.get("sandbox")
+    root = None
+    if sandbox is not None and step.app.config.build.command.strip():
+        from pakman.steps.buildroot import check_sandbox, root_for
+
+        check_sandbox(step)  # before the copy: a machine that cannot run it stops at once
+        root = root_for(step, context)
     # Built in place (not renamed afterwards), so paths a build writes into
     # its files stay true; the step's manifest, written last, marks it done.
     out = fresh_dir(Path(step.outputs[0]), context)
@@ -65,13 +77,39 @@ def run_build(step: Step, context: RunContext) -> None:
         # The release feeds only the steps that write it; a command that
         # names $pkgrel reads it too (and its key says so, see the graph).
         variables["pkgrel"] = str(identity.release)
-    if command.strip():
-        script = shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + command
-        run_shell(
+    if not command.strip():
+        return []
+    what = f"build of {identity.name} ({step.arch})"
+    if root is not None:
+        from pakman.sandbox import BUILD_DIR, Sandbox
+
+        assert sandbox is not None
+        variables["srcdir"] = BUILD_DIR
+        del variables["pkgdir"]  # the package step's, outside the build's sandbox
+        if step.arch == "noarch":
+            del variables["CARCH"]  # the sandbox's (the host's arch), as abuild gives noarch
+        script = shell_variables(variables) + 'cd "$srcdir"\n' + command
+        run_sandboxed(
             script,
-            cwd=out,
+            Sandbox(
+                root,
+                arch=step.arch,
+                build_dir=out,
+                network=sandbox.get("network") != "none",
+                env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+            ),
             log=context.log_path(step),
-            what=f"build of {identity.name} ({step.arch})",
+            what=what,
             verbose=context.verbose,
-            env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
         )
+        return []
+    script = shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + command
+    run_shell(
+        script,
+        cwd=out,
+        log=context.log_path(step),
+        what=what,
+        verbose=context.verbose,
+        env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+    )
+    return [HOST_WARNING.format(what=what)]

@@ -11,6 +11,7 @@ change `$srcdir` as abuild allows, without touching what other steps share). The
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -30,7 +31,7 @@ from pakman.steps import (
     upstream_output,
     upstream_outputs,
 )
-from pakman.steps.shell import run_shell, shell_variables
+from pakman.steps.shell import run_sandboxed, run_shell, shell_variables
 
 LICENSE = "MIT"  # what the original writes
 PACKAGER = "pakman"
@@ -46,7 +47,45 @@ def package(step: Step, context: RunContext) -> list[str]:
     render_dir = work / "render"
     pkgdir = fresh_dir(work / f"pkgdir-{arch}", context)
     owners: dict[str, tuple[str, str]] = {}
-    if app.package is not None:
+    sandbox = step.reads.get("sandbox")
+    if app.package is not None and sandbox is not None:
+        # On alpine the body runs in the build root, in copies under one
+        # folder bound at /home/build: src/, pkg/ (then moved to pkgdir) and startdir/.
+        from pakman.sandbox import BUILD_DIR, Sandbox
+        from pakman.steps.buildroot import check_sandbox, root_for
+
+        check_sandbox(step)
+        root = root_for(step, context)
+        place = fresh_dir(work / f"package-{arch}", context)
+        shutil.copytree(build_dir, place / "src", symlinks=True)
+        shutil.copytree(render_dir, place / "startdir", symlinks=True)
+        (place / "pkg").mkdir()
+        variables = {
+            "srcdir": f"{BUILD_DIR}/src",
+            "pkgdir": f"{BUILD_DIR}/pkg",
+            "startdir": f"{BUILD_DIR}/startdir",
+            "pkgname": identity.name,
+            "pkgver": identity.version,
+            "pkgrel": str(identity.release),
+            "pkgusers": identity.name,
+            "pkggroups": identity.name,
+        }
+        run_sandboxed(
+            shell_variables(variables) + 'cd "$srcdir"\n' + app.package,
+            Sandbox(
+                root,
+                arch=arch,
+                build_dir=place,
+                network=sandbox.get("network") != "none",
+                env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+            ),
+            log=context.log_path(step),
+            what=f"package() of {identity.name} ({arch})",
+            verbose=context.verbose,
+        )
+        pkgdir.rmdir()
+        os.replace(place / "pkg", pkgdir)
+    elif app.package is not None:
         # The body runs in copies: what it changes in $srcdir or $startdir must
         # not reach the build's and render's outputs, which other steps and the
         # store share.

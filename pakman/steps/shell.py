@@ -7,12 +7,17 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pakman.errors import StepFailed
 from pakman.settings import SECRET_VARIABLES
+
+if TYPE_CHECKING:
+    from pakman.sandbox import Sandbox
 
 TAIL_LINES = 25
 UMASK = 0o022  # abuild's
@@ -81,6 +86,57 @@ def run_shell(
             # it started (its own process group) stop with us.
             _stop_group(process)
             raise
+    if status != 0:
+        shown = "\n".join(f"  | {line}" for line in tail) or "  | (no output)"
+        raise StepFailed(f"{what} failed with exit status {status}; last lines of {log}:\n{shown}")
+
+
+HOST_WARNING = (
+    "{what} ran on the host (--build-on host): its binaries are linked against the host's "
+    "libraries, not the stack's Alpine (--build-on alpine builds in it)"
+)
+
+
+def run_sandboxed(
+    script: str,
+    sandbox: Sandbox,
+    *,
+    log: Path,
+    what: str,
+    verbose: bool = False,
+) -> None:
+    """Run `script` with `sh -e` in the sandbox; output to `log` (live to stderr when verbose).
+
+    A non-zero exit raises StepFailed with the status and the tail of the log;
+    a machine that cannot run the sandbox, StepFailed with bwrap's reason.
+    """
+    from pakman.sandbox import SandboxError
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    read_end, write_end = os.pipe()
+
+    def copy(out: Any) -> None:
+        with os.fdopen(read_end, "rb") as lines:
+            for line in lines:
+                out.write(line)
+                tail.append(line.decode("utf-8", "replace").rstrip("\n"))
+                if verbose:
+                    sys.stderr.write(line.decode("utf-8", "replace"))
+
+    with log.open("wb") as out:
+        reader = threading.Thread(target=copy, args=(out,), daemon=True)
+        reader.start()
+        try:
+            try:
+                status = sandbox.run(
+                    ["/bin/sh", "-e", "-c", script], stdout=write_end, stderr=write_end
+                )
+            finally:
+                os.close(write_end)
+                reader.join()
+        except SandboxError as exc:
+            raise StepFailed(f"{what}: {exc}") from None
     if status != 0:
         shown = "\n".join(f"  | {line}" for line in tail) or "  | (no output)"
         raise StepFailed(f"{what} failed with exit status {status}; last lines of {log}:\n{shown}")
