@@ -217,3 +217,35 @@ def test_builds_on_a_filling_disk_never_print_a_traceback(
         captured = capsys.readouterr()
         assert "Traceback" not in captured.out + captured.err, free
     assert set(codes) <= {0, 1} and 1 in codes
+
+
+@pytest.mark.parametrize("name", ["instellar.yml", ".pakmanignore"])
+@pytest.mark.parametrize("command", [["check"], ["build", "--offline"]])
+def test_a_fifo_where_pakman_reads_a_file_does_not_hang_it(
+    workspace: Path, name: str, command: list[str]
+) -> None:
+    # A tarball checkout can hold a FIFO (or, extracted as root, a device such
+    # as /dev/zero): opening or reading it would block, or never end.
+    import subprocess
+    import sys
+
+    target = workspace / "app" / name
+    if name == "instellar.yml":
+        target.unlink()
+    os.mkfifo(target)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pakman", *command],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pakman {' '.join(command)} hung on a FIFO {name}")
+    assert "Traceback" not in run.stderr
+    if command == ["check"] and name == ".pakmanignore":  # check reads no .pakmanignore
+        assert run.returncode == 0, run.stdout + run.stderr
+        return
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "not a regular file (a FIFO)" in run.stdout + run.stderr
