@@ -249,3 +249,53 @@ def test_a_fifo_where_pakman_reads_a_file_does_not_hang_it(
         return
     assert run.returncode == 3, run.stdout + run.stderr
     assert "not a regular file (a FIFO)" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name", ["HEAD", "commondir"])
+def test_git_files_leading_to_a_device_are_not_read_whole(workspace: Path, name: str) -> None:
+    # A checkout from an archive can bring its own .git: a HEAD (or commondir)
+    # linked to /dev/zero was read until memory ran out (a MemoryError traceback).
+    import resource
+    import subprocess
+    import sys
+
+    git = workspace / ".git"
+    (git / "refs" / "tags").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / name).unlink(missing_ok=True)
+    (git / name).symlink_to("/dev/zero")
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_git_head_that_is_a_fifo_does_not_stall_a_build(workspace: Path) -> None:
+    # git itself blocks on it: each git command waited for its 30 s timeout.
+    import subprocess
+    import sys
+    import time
+
+    git = workspace / ".git"
+    (git / "refs" / "tags").mkdir(parents=True)
+    os.mkfifo(git / "HEAD")
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert time.monotonic() - started < 20
