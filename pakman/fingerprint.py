@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from pakman.errors import ConfigError, Diagnostic
-from pakman.fsutil import confined, leads_outside, write_atomic
+from pakman.fsutil import confined, leads_outside, read_regular, write_atomic
 
 # Never part of an app's source: VCS data, pakman's own output, and the
 # configuration itself (its parts reach the steps that read them through
 # their keys, so editing a hook does not rebuild the app).
 ALWAYS_IGNORED = (".git", ".hg", ".svn", ".pakman", ".apk", "instellar.yml")
 IGNORE_FILE = ".pakmanignore"
+IGNORE_MAX_BYTES = 1 << 20  # a list of patterns; anything this large is not one
 TEMPLATES = Path(__file__).with_name("templates")
 
 # What a file's lstat says that matters: a change to any of these (ctime
@@ -97,11 +98,15 @@ def read_ignore_file(path: Path, root: Path) -> list[str]:
     """The lines of a `.pakmanignore` ([] when there is none); ConfigError when it is not UTF-8 text."""
     confined(path, root, IGNORE_FILE)
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path, IGNORE_MAX_BYTES)
     except (FileNotFoundError, NotADirectoryError):
         return []
     except OSError as exc:
         raise ConfigError(Diagnostic(str(path), 0, 0, "", f"cannot read: {exc.strerror}")) from None
+    if len(raw) > IGNORE_MAX_BYTES:
+        raise ConfigError(
+            Diagnostic(str(path), 0, 0, "", "the file is too large; the limit is 1 MiB")
+        )
     try:
         return raw.decode("utf-8").splitlines()
     except UnicodeDecodeError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,6 +67,50 @@ def open_atomic(path: str | Path, mode: int = 0o644, *, durable: bool = True) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words ("a FIFO")."""
+    return next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
+
+
+def read_regular(path: str | Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of a regular file (symbolic links followed), else OSError.
+
+    A checkout extracted from an archive can hold a FIFO or, extracted as
+    root, a device where pakman reads a file: reading it would block or never
+    end. Its type is checked before it is opened (a FIFO is never opened) and
+    again on the open file, opened non-blocking, in case the path was replaced
+    between. A folder raises IsADirectoryError; other kinds an OSError whose
+    `strerror` says "not a regular file (a FIFO)".
+    """
+    _need_regular(os.stat(path).st_mode, path)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _need_regular(os.fstat(fd).st_mode, path)
+        os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with handle:
+        return handle.read(limit + 1)
+
+
+def _need_regular(mode: int, path: str | Path) -> None:
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(21, "is a directory", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(22, f"not a regular file ({file_kind(mode)})", str(path))
 
 
 def leads_outside(path: str | Path, root: str | Path) -> Path | None:

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pakman.errors import ConfigError
+from pakman.fsutil import read_regular
 from pakman.model import AppConfig, Identity
 from pakman.names import PACKAGE_NAME, URL, VERSION, is_version, slugify
 
@@ -125,7 +126,7 @@ def git_describe(root: Path) -> str | None:
     Run once per repository, however many apps it holds.
     """
     found = git_dir(root)
-    return None if found is None else _describe_repository(found.parent)
+    return None if found is None or not _has_head(found) else _describe_repository(found.parent)
 
 
 @functools.cache
@@ -163,17 +164,14 @@ def version_inputs(root: Path) -> list[Path]:
         return [folder / ".git" for folder in (resolved, *resolved.parents)]
     meta = found
     if found.is_file():  # a worktree or submodule: "gitdir: <path>"
-        text = found.read_text(encoding="utf-8", errors="replace").strip()
+        text = _git_text(found)
         meta = (found.parent / text.removeprefix("gitdir:").strip()).resolve()
     paths = [found, meta / "HEAD", meta / "packed-refs"]
     common = meta
     if (meta / "commondir").is_file():
-        common = (meta / (meta / "commondir").read_text().strip()).resolve()
+        common = (meta / _git_text(meta / "commondir")).resolve()
         paths.append(common / "packed-refs")
-    try:
-        head = (meta / "HEAD").read_text(encoding="utf-8", errors="replace").strip()
-    except OSError:
-        head = ""
+    head = _git_text(meta / "HEAD")
     if head.startswith("ref:"):
         paths.append(common / head.removeprefix("ref:").strip())
     tags = common / "refs" / "tags"
@@ -181,6 +179,30 @@ def version_inputs(root: Path) -> list[Path]:
     if tags.is_dir():
         paths.extend(p for p in tags.rglob("*"))
     return paths
+
+
+_GIT_TEXT_LIMIT = 64 << 10  # HEAD, a .git file and commondir hold one line
+
+
+def _git_text(path: Path) -> str:
+    """A one-line file of a repository's metadata, "" when it cannot be read or is absurd.
+
+    A checkout from an archive brings its own `.git`: its HEAD may be a FIFO
+    or lead to /dev/zero, which must neither block nor be read whole.
+    """
+    try:
+        raw = read_regular(path, _GIT_TEXT_LIMIT)
+    except OSError:
+        return ""
+    return "" if len(raw) > _GIT_TEXT_LIMIT else raw.decode("utf-8", "replace").strip()
+
+
+def _has_head(found: Path) -> bool:
+    """Whether the repository's HEAD is a file git can read (a FIFO there would hang git)."""
+    meta = found
+    if found.is_file():
+        meta = found.parent / _git_text(found).removeprefix("gitdir:").strip()
+    return _git_text(meta / "HEAD") != ""
 
 
 EARLIEST_EPOCH = 315532800  # 1980-01-01: zip files (shiv, wheels) cannot hold earlier times
@@ -213,7 +235,8 @@ def last_commit_times(roots: Sequence[Path]) -> dict[Path, int | None]:
 
 
 def _last_commit_time(root: Path) -> int | None:
-    if git_dir(root) is None:
+    found = git_dir(root)
+    if found is None or not _has_head(found):
         return None
     try:
         result = subprocess.run(

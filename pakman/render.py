@@ -25,6 +25,7 @@ scripts.
 
 from __future__ import annotations
 
+import errno
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +37,7 @@ import jinja2
 
 from pakman.errors import ConfigError, Diagnostic, PakmanError
 from pakman.fingerprint import TEMPLATES, template_digest
-from pakman.fsutil import confined, write_if_changed
+from pakman.fsutil import confined, read_regular, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
     SERVICE_FILES,
@@ -450,6 +451,7 @@ def write_rendered(files: Mapping[str, RenderedFile], out_dir: Path) -> list[tup
 
 
 RENDERED_LIST = ".pakman-rendered"  # in the output folder: the files written last time
+RENDERED_LIST_LIMIT = 1 << 20  # a few file names; a checkout can commit anything there
 
 
 def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
@@ -461,11 +463,17 @@ def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
     """
     listing = out_dir / RENDERED_LIST
     try:
-        before = set(listing.read_text(encoding="utf-8").splitlines())
+        raw = read_regular(listing, RENDERED_LIST_LIMIT)
     except FileNotFoundError:
-        before = set()
+        raw = b""
     except OSError as exc:
-        raise PakmanError(f"cannot read {listing}: {exc.strerror or exc}") from None
+        if exc.errno not in (errno.EINVAL, errno.EISDIR):
+            raise PakmanError(f"cannot read {listing}: {exc.strerror or exc}") from None
+        raw = b""  # a FIFO or a device committed there: bookkeeping lost, nothing pruned
+    try:
+        before = set(raw.decode("utf-8").splitlines()) if len(raw) <= RENDERED_LIST_LIMIT else set()
+    except UnicodeDecodeError:  # not pakman's list: nothing pruned, and it is replaced
+        before = set()
     now = sorted(set(names))
     removed = []
     for name in sorted(before - set(now)):

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from pakman.errors import ConfigError, Diagnostic, KeyPath, Severity, format_path
-from pakman.fsutil import confined
+from pakman.fsutil import confined, read_regular
 
 MAX_BYTES = 1 << 20  # an instellar.yml is a few KB; 1 MiB is far beyond any real one
 MAX_DEPTH = 64
@@ -69,8 +69,7 @@ def load_file(path: Path | str, name: str | None = None) -> Document:
     # A link to a file outside the app's folder would be read and echoed in messages.
     confined(path, path.parent, "this file")
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
+        raw = read_regular(path, MAX_BYTES)
     except IsADirectoryError:
         raise ConfigError(Diagnostic(name, 0, 0, "", "is a directory, not a file")) from None
     except OSError as exc:

@@ -16,6 +16,7 @@ of steps the harness interprets (nothing in a case is ever executed):
 - `{"mkdir": "path"}` makes a folder (and its parents)
 - `{"write": "path", "text": "..."}` or `{"write": "path", "hex": "..."}`
 - `{"symlink": "path", "to": "target"}` (`{ws}` in the target is the workspace)
+- `{"fifo": "path"}` makes a FIFO (a named pipe), replacing a file there
 - `{"deep": "path", "depth": N}`: N nested folders under path, a file at the bottom
 - `{"run": "build --offline"}`: a pakman command run first (its output is not kept;
   `{key}` as in `command`)
@@ -83,6 +84,10 @@ def _setup(
         link = _path(workspace, step["symlink"])
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(step["to"].replace("{ws}", str(workspace)))
+    elif "fifo" in step:
+        fifo = _path(workspace, step["fifo"])
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo)
     elif "deep" in step:
         # os.makedirs would build the whole path at once, beyond PATH_MAX.
         fd = os.open(_path(workspace, step["deep"]), os.O_RDONLY)

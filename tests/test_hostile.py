@@ -217,3 +217,85 @@ def test_builds_on_a_filling_disk_never_print_a_traceback(
         captured = capsys.readouterr()
         assert "Traceback" not in captured.out + captured.err, free
     assert set(codes) <= {0, 1} and 1 in codes
+
+
+@pytest.mark.parametrize("name", ["instellar.yml", ".pakmanignore"])
+@pytest.mark.parametrize("command", [["check"], ["build", "--offline"]])
+def test_a_fifo_where_pakman_reads_a_file_does_not_hang_it(
+    workspace: Path, name: str, command: list[str]
+) -> None:
+    # A tarball checkout can hold a FIFO (or, extracted as root, a device such
+    # as /dev/zero): opening or reading it would block, or never end.
+    import subprocess
+    import sys
+
+    target = workspace / "app" / name
+    if name == "instellar.yml":
+        target.unlink()
+    os.mkfifo(target)
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pakman", *command],
+            cwd=workspace,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"pakman {' '.join(command)} hung on a FIFO {name}")
+    assert "Traceback" not in run.stderr
+    if command == ["check"] and name == ".pakmanignore":  # check reads no .pakmanignore
+        assert run.returncode == 0, run.stdout + run.stderr
+        return
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "not a regular file (a FIFO)" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("name", ["HEAD", "commondir"])
+def test_git_files_leading_to_a_device_are_not_read_whole(workspace: Path, name: str) -> None:
+    # A checkout from an archive can bring its own .git: a HEAD (or commondir)
+    # linked to /dev/zero was read until memory ran out (a MemoryError traceback).
+    import resource
+    import subprocess
+    import sys
+
+    git = workspace / ".git"
+    (git / "refs" / "tags").mkdir(parents=True)
+    (git / "HEAD").write_text("ref: refs/heads/main\n")
+    (git / name).unlink(missing_ok=True)
+    (git / name).symlink_to("/dev/zero")
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    run = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    assert "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_a_git_head_that_is_a_fifo_does_not_stall_a_build(workspace: Path) -> None:
+    # git itself blocks on it: each git command waited for its 30 s timeout.
+    import subprocess
+    import sys
+    import time
+
+    git = workspace / ".git"
+    (git / "refs" / "tags").mkdir(parents=True)
+    os.mkfifo(git / "HEAD")
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pakman", "build", "--offline"],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert time.monotonic() - started < 20
