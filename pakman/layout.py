@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+# Files under .pakman/cache/ that every build reads (a FIFO there would block it).
+BOOKKEEPING = ("epoch", "project/plan.json", "project/watch.token")
 
 REPOSITORY = "repo"  # the name of the shared steps' namespace (index, sign)
 
@@ -24,21 +28,50 @@ class Layout:
         return cls(root, state, (repo or state / "repo").resolve() if repo else state / "repo")
 
     def refuse_links(self) -> None:
-        """Refuse a `.pakman` that is, or holds, a symbolic link: pakman writes there.
+        """Refuse a `.pakman` that is, or holds, a symbolic link or a special file.
 
-        A checkout may commit `.pakman/build` as a link to any folder; a
-        build would then write (and delete) there. One lstat and one listing.
+        A checkout (or a CI cache restored into it) may hold `.pakman/build` as
+        a link to any folder; a build would then write (and delete) there. A
+        FIFO or a device where pakman reads its bookkeeping (the journal, a
+        lock, the plan) would block a build or never end. One listing of
+        `.pakman` and an lstat of each bookkeeping file below it.
         """
         from pakman.fsutil import refuse_links
 
         refuse_links(self.root, self.state)
         try:
             with os.scandir(self.state) as entries:
-                linked = [e.path for e in entries if e.is_symlink()]
+                found = {e.name: e for e in entries}
         except (FileNotFoundError, NotADirectoryError):
             return
+        linked = [e.path for e in found.values() if e.is_symlink()]
         if linked:
             refuse_links(self.state, Path(sorted(linked)[0]))
+        special = [
+            e.path
+            for e in found.values()
+            if not e.is_dir(follow_symlinks=False) and not e.is_file(follow_symlinks=False)
+        ]
+        if "cache" in found:
+            for name in BOOKKEEPING:
+                path = self.state / "cache" / name
+                try:
+                    mode = os.lstat(path).st_mode
+                except OSError:
+                    continue
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    special.append(str(path))
+        if special:
+            from pakman.errors import ConfigError, Diagnostic
+            from pakman.fsutil import file_kind
+
+            first = sorted(special)[0]
+            kind = file_kind(os.lstat(first).st_mode)
+            raise ConfigError(
+                Diagnostic(
+                    first, 0, 0, "", f"{kind}, not a regular file: pakman reads it; remove it"
+                )
+            )
 
     def work(self, app: str | None) -> Path:
         return self.state / "build" / (app or f"_{REPOSITORY}")
