@@ -325,3 +325,34 @@ def test_a_root_without_strip_leaves_elf_files_unstripped_and_says_so(
     packaged = tmp_path / f".pakman/build/st/pkgdir-{ARCH}/usr/bin/greet"
     (root,) = roots(tmp_path)
     assert packaged.read_bytes() == (root / "root/usr/bin/greet").read_bytes()  # unchanged
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_the_roots_strip_runs_on_the_packages_elf_files_unless_strip_binary_is_false(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, strip: bool
+) -> None:
+    folder = write_app(
+        tmp_path,
+        "fs",
+        "[greet, fake-strip]",
+        "echo > out.txt",
+        'mkdir -p "$pkgdir"/usr/bin "$pkgdir"/usr/share\n'
+        'cp /usr/bin/greet "$pkgdir"/usr/bin/\necho text > "$pkgdir"/usr/share/notes',
+    )
+    if not strip:
+        config = folder / "instellar.yml"
+        config.write_text(
+            config.read_text().replace(
+                "build:\n  command:", "build:\n  strip_binary: false\n  command:"
+            )
+        )
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    tree = tmp_path / f".pakman/build/fs/pkgdir-{ARCH}"
+    (root,) = roots(tmp_path)
+    original = (root / "root/usr/bin/greet").read_bytes()
+    greet = tree / "usr/bin/greet"
+    # abuild's `strip -o tmp file`, then the bytes replace the file's: its mode stays
+    assert greet.read_bytes() == (original + b"STRIPPED" if strip else original)
+    assert greet.stat().st_mode & 0o777 == 0o755
+    assert (tree / "usr/share/notes").read_text() == "text\n"  # not ELF: never stripped
