@@ -16,6 +16,8 @@ packages are shaped like Alpine 3.20's where the tests rely on it:
 - `hello-setup` (community): needs `cmd:greet` and busybox; its pre-install adds a user (uid 101),
   its post-install runs `greet` into a file, its trigger records its
   arguments; ships `var/lib/hello` owned by that user, and a hard link.
+- `fake-strip` (community): `/usr/bin/strip`, a shell script standing in for
+  binutils' (`strip -o OUT IN` copies IN to OUT and appends `STRIPPED`).
 
 Needs Debian's busybox-static, musl and musl-tools (scripts/test installs them).
 """
@@ -350,6 +352,31 @@ def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
                 },
                 triggers=("/usr/lib", "/usr/share/*"),
                 owners={"var/lib/hello": ("hello", "hello")},
+                builddate=EPOCH,
+            ),
+        )
+    )
+
+    # A stand-in for binutils' strip (Debian's needs glibc): `strip -o OUT IN`
+    # copies IN to OUT and marks it, so a test sees which files were stripped.
+    stripper = _tree(trees, "fake-strip")
+    _write(
+        stripper / "usr/bin/strip",
+        '#!/bin/sh\n[ "$1" = -o ] || exit 2\ncat "$3" > "$2" && printf STRIPPED >> "$2"\n',
+        0o755,
+    )
+    made.append(
+        (
+            "community",
+            stripper,
+            PackageInfo(
+                "fake-strip",
+                "1.0",
+                arch,
+                description="marks what it strips",
+                license="MIT",
+                depends=("busybox",),
+                provides=("cmd:strip=1.0-r0",),
                 builddate=EPOCH,
             ),
         )

@@ -266,3 +266,93 @@ def test_a_wrong_build_on_variable_is_invalid_input(
     done = run(tmp_path, key, None, "--offline")
     assert done.code == 3
     assert "PAKMAN_BUILD_ON 'docker': use host or alpine" in done.stderr
+
+
+@pytest.mark.parametrize("traced", [True, False])
+def test_trace_adds_the_so_dependencies_the_roots_packages_provide(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, traced: bool
+) -> None:
+    from pakman.apk.reader import read_package_control
+
+    folder = write_app(
+        tmp_path,
+        "tr",
+        "[greet]",
+        "echo > out.txt",
+        'mkdir -p "$pkgdir"/usr/bin\ncp /usr/bin/greet "$pkgdir"/usr/bin/',
+    )
+    config = folder / "instellar.yml"
+    config.write_text(
+        config.read_text().replace(
+            "  build: [greet]", f"  build: [greet]\n  trace: {str(traced).lower()}"
+        )
+    )
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    (apk,) = (tmp_path / f".pakman/build/tr/packages/{ARCH}").glob("tr-*.apk")
+    with apk.open("rb") as handle:
+        depends = [v for k, v in read_package_control(handle).pkginfo if k == "depend"]
+    assert ("so:libgreet.so.1" in depends) is traced
+    warnings = [w for e in done.events for w in e.get("warnings") or ()]
+    # Debian's musl-gcc links `libc.so`, which no package of the root provides: left out, said
+    assert any("libc.so (needed by usr/bin/greet)" in w for w in warnings) is traced
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_a_root_without_strip_leaves_elf_files_unstripped_and_says_so(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, strip: bool
+) -> None:
+    folder = write_app(
+        tmp_path,
+        "st",
+        "[greet]",
+        "echo > out.txt",
+        'mkdir -p "$pkgdir"/usr/bin\ncp /usr/bin/greet "$pkgdir"/usr/bin/',
+    )
+    config = folder / "instellar.yml"
+    text = config.read_text().replace(
+        "build:\n  command:", "build:\n  strip_binary: false\n  command:"
+    )
+    if not strip:
+        config.write_text(text)
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    warnings = [w for e in done.events for w in e.get("warnings") or ()]
+    said = [w for w in warnings if "left unstripped" in w]
+    assert bool(said) is strip
+    if strip:
+        assert "1 ELF file(s)" in said[0] and "binutils" in said[0]
+    packaged = tmp_path / f".pakman/build/st/pkgdir-{ARCH}/usr/bin/greet"
+    (root,) = roots(tmp_path)
+    assert packaged.read_bytes() == (root / "root/usr/bin/greet").read_bytes()  # unchanged
+
+
+@pytest.mark.parametrize("strip", [True, False])
+def test_the_roots_strip_runs_on_the_packages_elf_files_unless_strip_binary_is_false(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, strip: bool
+) -> None:
+    folder = write_app(
+        tmp_path,
+        "fs",
+        "[greet, fake-strip]",
+        "echo > out.txt",
+        'mkdir -p "$pkgdir"/usr/bin "$pkgdir"/usr/share\n'
+        'cp /usr/bin/greet "$pkgdir"/usr/bin/\necho text > "$pkgdir"/usr/share/notes',
+    )
+    if not strip:
+        config = folder / "instellar.yml"
+        config.write_text(
+            config.read_text().replace(
+                "build:\n  command:", "build:\n  strip_binary: false\n  command:"
+            )
+        )
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    tree = tmp_path / f".pakman/build/fs/pkgdir-{ARCH}"
+    (root,) = roots(tmp_path)
+    original = (root / "root/usr/bin/greet").read_bytes()
+    greet = tree / "usr/bin/greet"
+    # abuild's `strip -o tmp file`, then the bytes replace the file's: its mode stays
+    assert greet.read_bytes() == (original + b"STRIPPED" if strip else original)
+    assert greet.stat().st_mode & 0o777 == 0o755
+    assert (tree / "usr/share/notes").read_text() == "text\n"  # not ELF: never stripped

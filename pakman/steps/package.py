@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 from pathlib import Path
 
 from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_package
+from pakman.apk.tracedeps import Trace
 from pakman.executables import check_executables
 from pakman.fsutil import write_if_changed
 from pakman.graph import Step
@@ -126,6 +128,16 @@ def package(step: Step, context: RunContext) -> list[str]:
     # Before the split: the init script's commands and the run script see the whole install.
     warnings = check_executables(app, identity, pkgdir)
 
+    if sandbox is not None and app.build.strip_binary and arch != "noarch":
+        warnings = [*warnings, *_strip(pkgdir, step, context)]
+    depends = tuple(runtime_dependencies(app))
+    provides: tuple[str, ...] = ()
+    if app.dependencies.trace and arch != "noarch":
+        traced = _trace(pkgdir, step, context)
+        depends += tuple(d for d in traced.depends if d not in depends)
+        provides = tuple(traced.provides)
+        warnings = [*warnings, *(f"{identity.name} ({arch}): {w}" for w in traced.warnings)]
+
     scripts = {}
     for path in upstream_outputs(step, "render-pre-install") + upstream_outputs(
         step, "render-hook"
@@ -142,7 +154,8 @@ def package(step: Step, context: RunContext) -> list[str]:
         license=LICENSE,
         origin=identity.name,
         packager=PACKAGER,
-        depends=tuple(runtime_dependencies(app)),
+        depends=depends,
+        provides=provides,
         install_scripts=scripts,
         owners=owners,
         builddate=identity.epoch,
@@ -160,6 +173,72 @@ def package(step: Step, context: RunContext) -> list[str]:
     _write_apkbuild(render_dir / "APKBUILD", tmp / "APKBUILD", identity.release)
     replace_dir(tmp, out, context)
     return warnings
+
+
+def _strip(pkgdir: Path, step: Step, context: RunContext) -> list[str]:
+    """abuild's stripbin: the root's `strip` on each executable and shared object, in the sandbox.
+
+    As abuild: ELF files of type ET_EXEC or ET_DYN, not under usr/lib/debug,
+    not of the STANDALONE OS ABI; `strip -o` into a temporary file whose
+    bytes then replace the file's (so its mode stays). A root without
+    `strip` (binutils is not in dependencies.build) strips nothing and says so.
+    """
+    from pakman.apk.elf import ELFOSABI_STANDALONE
+    from pakman.apk.tracedeps import elf_files
+    from pakman.sandbox import BUILD_DIR, Sandbox
+    from pakman.steps.buildroot import root_for
+
+    assert step.app is not None and step.arch is not None
+    targets = [
+        path
+        for path, info in elf_files(pkgdir)
+        if info.is_dynamic_object
+        and info.osabi != ELFOSABI_STANDALONE
+        and not path.startswith("usr/lib/debug/")
+    ]
+    if not targets:
+        return []
+    root = root_for(step, context)
+    if not any(os.path.lexists(root / place / "strip") for place in ("usr/bin", "bin")):
+        return [
+            f"{step.app.identity.name} ({step.arch}): {len(targets)} ELF file(s) left unstripped: "
+            "the build root has no `strip` (add binutils to dependencies.build, or set "
+            "build.strip_binary: false)"
+        ]
+    lines = [
+        f"strip -o /tmp/stripped {shlex.quote(p)} && cat /tmp/stripped > {shlex.quote(p)}"
+        for p in targets
+    ]
+    run_sandboxed(
+        f"cd {BUILD_DIR}\n" + "\n".join(lines) + "\n",
+        Sandbox(root, arch=step.arch, build_dir=pkgdir, network=False),
+        log=context.log_path(step).with_suffix(".strip.log"),
+        what=f"strip of {step.app.identity.name} ({step.arch})",
+        verbose=context.verbose,
+    )
+    return []
+
+
+def _trace(pkgdir: Path, step: Step, context: RunContext) -> Trace:
+    """abuild's tracedeps on the tree; needs resolved against the build root on alpine.
+
+    On the host there is no Alpine root to ask, so every need the package
+    does not meet itself becomes a dependency, with a warning that says so.
+    """
+    from pakman.apk.tracedeps import installed_sonames, trace
+
+    if step.reads.get("sandbox") is None:
+        traced = trace(pkgdir, None)
+        if traced.depends:
+            traced.warnings.append(
+                "built on the host: "
+                + ", ".join(traced.depends)
+                + " added without checking that an Alpine package provides them"
+            )
+        return traced
+    from pakman.steps.buildroot import root_for
+
+    return trace(pkgdir, installed_sonames(root_for(step, context)))
 
 
 def _write_apkbuild(rendered: Path, target: Path, release: int) -> None:
