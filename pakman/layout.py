@@ -47,11 +47,8 @@ class Layout:
         linked = [e.path for e in found.values() if e.is_symlink()]
         if linked:
             refuse_links(self.state, Path(sorted(linked)[0]))
-        special = [
-            e.path
-            for e in found.values()
-            if not e.is_dir(follow_symlinks=False) and not e.is_file(follow_symlinks=False)
-        ]
+        # The watcher's socket (watch.sock) is one of ours; a FIFO or a device is not.
+        special = [e.path for e in found.values() if _blocks(e.stat(follow_symlinks=False).st_mode)]
         if "cache" in found:
             for name in BOOKKEEPING:
                 path = self.state / "cache" / name
@@ -59,7 +56,7 @@ class Layout:
                     mode = os.lstat(path).st_mode
                 except OSError:
                     continue
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                if _blocks(mode):
                     special.append(str(path))
         if special:
             from pakman.errors import ConfigError, Diagnostic
@@ -89,3 +86,8 @@ class Layout:
     def relative_str(self, path: str) -> str:
         """`relative` for an output path, keeping a trailing / that marks a folder."""
         return self.relative(Path(path)) + ("/" if path.endswith("/") else "")
+
+
+def _blocks(mode: int) -> bool:
+    """A file whose reading could block or never end: a FIFO or a device."""
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
