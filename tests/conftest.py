@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,9 +17,15 @@ from support import TEST_EPOCH, updating_goldens
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["SOURCE_DATE_EPOCH"] = TEST_EPOCH  # see support.TEST_EPOCH
+    # `pakman index` keeps its cache under XDG_CACHE_HOME: the suite's own, not the user's.
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pakman-tests-cache-")
     # One switch for every golden test, including those that read the variable.
     if config.getoption("--update-goldens"):
         os.environ["PAKMAN_UPDATE_GOLDENS"] = "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
