@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -88,29 +88,42 @@ def read_regular(path: str | Path, limit: int) -> bytes:
 
     A checkout extracted from an archive can hold a FIFO or, extracted as
     root, a device where pakman reads a file: reading it would block or never
-    end. Its type is checked before it is opened (a FIFO is never opened) and
-    again on the open file, opened non-blocking, in case the path was replaced
-    between. A folder raises IsADirectoryError; other kinds an OSError whose
-    `strerror` says "not a regular file (a FIFO)".
+    end (see `open_regular`). A folder raises IsADirectoryError; other kinds
+    an OSError whose `strerror` says "not a regular file (a FIFO)".
     """
-    _need_regular(os.stat(path).st_mode, path)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        _need_regular(os.fstat(fd).st_mode, path)
-        os.set_blocking(fd, True)
-        handle = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with handle:
+    with open_regular(path) as handle:
         return handle.read(limit + 1)
 
 
-def _need_regular(mode: int, path: str | Path) -> None:
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(21, "is a directory", str(path))
+def open_regular(
+    path: str | os.PathLike[str], refuse: Callable[[int, str], Exception] | None = None
+) -> BinaryIO:
+    """Open a regular file (symbolic links followed) for reading; else raise `refuse(mode, path)`.
+
+    The type is checked before the path is opened, so a FIFO is never opened
+    (which would block, or wake a writer waiting for a reader), and again on
+    the open file, opened non-blocking, in case the path was replaced between.
+    """
+    refuse = refuse or _not_regular
+    mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        raise OSError(22, f"not a regular file ({file_kind(mode)})", str(path))
+        raise refuse(mode, os.fspath(path))
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise refuse(mode, os.fspath(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _not_regular(mode: int, path: str) -> OSError:
+    if stat.S_ISDIR(mode):
+        return IsADirectoryError(21, "is a directory", path)
+    return OSError(22, f"not a regular file ({file_kind(mode)})", path)
 
 
 def leads_outside(path: str | Path, root: str | Path) -> Path | None:

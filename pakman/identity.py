@@ -131,14 +131,14 @@ def git_describe(root: Path) -> str | None:
 
 @functools.cache
 def _describe_repository(top: Path) -> str | None:
+    return _git(top, "describe", "--tags", "--always")
+
+
+def _git(folder: Path, *args: str) -> str | None:
+    """What `git ARGS` prints in `folder`, stripped; None when git fails or is missing."""
     try:
         result = subprocess.run(
-            ["git", "describe", "--tags", "--always"],
-            cwd=top,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
+            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -238,19 +238,8 @@ def _last_commit_time(root: Path) -> int | None:
     found = git_dir(root)
     if found is None or not _has_head(found):
         return None
-    try:
-        result = subprocess.run(
-            ["git", "log", "-1", "--format=%ct", "--", "."],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    text = result.stdout.strip()
-    return int(text) if result.returncode == 0 and text.isascii() and text.isdigit() else None
+    text = _git(root, "log", "-1", "--format=%ct", "--", ".")
+    return int(text) if text is not None and text.isascii() and text.isdigit() else None
 
 
 def build_epoch(variable: int | None, committed: int | None, now: int) -> int:

@@ -48,7 +48,12 @@ class Layout:
         if linked:
             refuse_links(self.state, Path(sorted(linked)[0]))
         # The watcher's socket (watch.sock) is one of ours; a FIFO or a device is not.
-        special = [e.path for e in found.values() if _blocks(e.stat(follow_symlinks=False).st_mode)]
+        special = [
+            e.path
+            for e in found.values()
+            if not (e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False))
+            and _blocks(e.stat(follow_symlinks=False).st_mode)
+        ]
         if "cache" in found:
             for name in BOOKKEEPING:
                 path = self.state / "cache" / name

@@ -44,10 +44,10 @@ from typing import Any, TextIO
 from pakman import __version__
 from pakman.apk.errors import ArchiveError
 from pakman.apk.gzipper import GzipMemberReader
-from pakman.apk.keys import PublicKey, load_public_keys
+from pakman.apk.keys import PublicKey, trusted_key_folder
 from pakman.apk.reader import control_from, open_regular_file, read_signed_start
 from pakman.apk.verify import signature_verdict
-from pakman.errors import ConfigError, StepFailed
+from pakman.errors import StepFailed
 
 ALPINE_KEYS = Path(__file__).parent / "alpine_keys"
 TIMEOUT = 30.0  # seconds without progress before a request is given up
@@ -119,16 +119,7 @@ def package_url(mirror: str, branch: str, arch: str, package: LockedPackage) -> 
 
 def trusted_package_keys(folder: str = "") -> dict[str, PublicKey]:
     """The keys packages must be signed with: those in `folder`, else Alpine's shipped with pakman."""
-    where = Path(folder) if folder else ALPINE_KEYS
-    if not where.is_dir():
-        raise ConfigError(
-            f"--alpine-keys {folder}: not a folder; give one holding the *.pub keys the "
-            "packages are signed with, like /etc/apk/keys"
-        )
-    keys = load_public_keys([where])
-    if not keys:
-        raise ConfigError(f"--alpine-keys {where}: there are no *.pub keys in it")
-    return keys
+    return trusted_key_folder(folder or ALPINE_KEYS, "packages")
 
 
 def check_package(path: Path, package: LockedPackage, keys: Mapping[str, PublicKey]) -> str:

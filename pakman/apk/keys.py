@@ -369,3 +369,18 @@ def _create_new(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def trusted_key_folder(folder: str | Path, signed: str) -> dict[str, PublicKey]:
+    """The *.pub keys of an `--alpine-keys` folder, which `signed` (packages, indexes) need."""
+    from pakman.errors import ConfigError
+
+    if not Path(folder).is_dir():
+        raise ConfigError(
+            f"--alpine-keys {folder}: not a folder; give one holding the *.pub keys the "
+            f"{signed} are signed with, like /etc/apk/keys"
+        )
+    keys = load_public_keys([folder])
+    if not keys:
+        raise ConfigError(f"--alpine-keys {folder}: there are no *.pub keys in it")
+    return keys

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -23,49 +22,23 @@ from pakman.apk.gzipper import GzipMemberReader
 from pakman.apk.pkginfo import INSTALL_SCRIPTS, parse_pkginfo
 from pakman.apk.sign import SIGNATURE_PREFIX, parse_signature_name
 from pakman.apk.tarfmt import TarEntry, TarReader
+from pakman.fsutil import file_kind, open_regular
 
 _DIGESTS = ("sha1", "sha256", "sha512")
 _SIGNATURE_DIGEST = {"RSA": "sha1", "RSA256": "sha256", "RSA512": "sha512"}
 MAX_CONTROL_ENTRY = 16 << 20  # refuse absurd control entries instead of reading them into memory
 
 
-_FILE_KINDS = (
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-)
-
-
 class NotRegularFileError(ArchiveError):
     """The path is a FIFO, folder, device or socket: not read, since that may block or mislead."""
 
     def __init__(self, mode: int) -> None:
-        kind = next((name for test, name in _FILE_KINDS if test(mode)), "an unknown kind of file")
-        super().__init__(f"not a regular file ({kind})")
+        super().__init__(f"not a regular file ({file_kind(mode)})")
 
 
 def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a regular file (symlinks followed) for reading; anything else raises NotRegularFileError.
-
-    The type is checked before the path is opened, so a FIFO is never opened
-    (which would block, or wake a writer waiting for a reader), and again on
-    the open file (opened non-blocking) in case the path was replaced between.
-    """
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        raise NotRegularFileError(mode)
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(mode)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
+    """Open a regular file (symlinks followed) for reading; anything else raises NotRegularFileError."""
+    return open_regular(path, lambda mode, _: NotRegularFileError(mode))
 
 
 def identity_text(sha1: bytes) -> str:

@@ -47,7 +47,7 @@ from typing import Any
 from pakman import __version__
 from pakman.apk.errors import ArchiveError
 from pakman.apk.index import IndexEntry, parse_index_entries
-from pakman.apk.keys import PublicKey, load_public_keys
+from pakman.apk.keys import PublicKey, trusted_key_folder
 from pakman.apk.reader import SignedSection, read_index_file
 from pakman.apk.resolve import (
     Candidate,
@@ -299,17 +299,7 @@ def _store(
 
 def trusted_keys(folder: str) -> dict[str, PublicKey] | None:
     """The keys indexes must be signed with (`--alpine-keys`), or None when not checking."""
-    if not folder:
-        return None
-    if not Path(folder).is_dir():
-        raise ConfigError(
-            f"--alpine-keys {folder}: not a folder; give one holding the *.pub keys the "
-            "indexes are signed with, like /etc/apk/keys"
-        )
-    keys = load_public_keys([folder])
-    if not keys:
-        raise ConfigError(f"--alpine-keys {folder}: there are no *.pub keys in it")
-    return keys
+    return trusted_key_folder(folder, "indexes") if folder else None
 
 
 def read_index(
