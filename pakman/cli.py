@@ -334,7 +334,7 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             help="where build.command runs: alpine (a bubblewrap sandbox on a root of the "
             "stack's Alpine with dependencies.build) or host (its tools and libraries); "
-            "default: PAKMAN_BUILD_ON, else host in this version",
+            "default: PAKMAN_BUILD_ON, else alpine",
         ),
         group.add_argument(
             "--network",
@@ -815,7 +815,7 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from pakman.settings import Settings
+    from pakman.settings import DEFAULT_BUILD_ON, Settings
 
     return Settings(
         paths=tuple(args.paths),
@@ -834,7 +834,7 @@ def _settings(args: argparse.Namespace) -> Any:
         verbose=getattr(args, "verbose", False),
         alpine_keys=args.alpine_keys,
         build_base=args.build_base_packages,
-        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or "host",
+        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or DEFAULT_BUILD_ON,
         network=args.network or os.environ.get("PAKMAN_NETWORK") or "host",
     )
 
