@@ -48,7 +48,12 @@ MINIMAL = {"build", "collect", "package", "index", "sign"}
 
 def environment() -> dict[str, str]:
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{CODE}:{path}" if path else str(CODE)}
+    # on the host, as ninja's commands (`pakman watch` and plain doit read the variable)
+    return {
+        **os.environ,
+        "PAKMAN_BUILD_ON": "host",
+        "PYTHONPATH": f"{CODE}:{path}" if path else str(CODE),
+    }
 
 
 def make_monorepo(root: Path, apps: int) -> None:
@@ -98,7 +103,20 @@ def run(command: Sequence[str], cwd: Path, **env: str) -> tuple[float, str]:
 
 
 def pakman(workspace: Path, key: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pakman", *extra, "apps", "--offline", "--key", str(key)]
+    # --build-on host: ninja runs the same commands on the host, so pakman does too
+    # (the default, --build-on alpine, would build each app in a sandbox on a root)
+    return [
+        sys.executable,
+        "-m",
+        "pakman",
+        *extra,
+        "apps",
+        "--offline",
+        "--build-on",
+        "host",
+        "--key",
+        str(key),
+    ]
 
 
 def ran_steps(json_lines: str) -> set[str]:
@@ -144,7 +162,12 @@ def measure(apps: int, repeat: int, base: Path, key: Path) -> dict[str, float]:
     for space in spaces.values():
         shutil.copytree(source, space)
     (spaces["doit"] / "dodo.py").write_text("from pakman.dodo import *  # noqa: F403\n")
-    doit_env = {"PAKMAN_PATH": "apps", "PAKMAN_OFFLINE": "1", "PAKMAN_KEY": str(key)}
+    doit_env = {
+        "PAKMAN_PATH": "apps",
+        "PAKMAN_OFFLINE": "1",
+        "PAKMAN_BUILD_ON": "host",
+        "PAKMAN_KEY": str(key),
+    }
 
     figures: dict[str, float] = {}
     figures["full pakman"], _ = run(

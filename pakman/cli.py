@@ -149,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
         "tail is shown), 3 when the input is invalid.",
         epilog="Keys: --key FILE, else ABUILD_PRIVATE_KEY (PEM text), else a project key made "
         "once under .pakman/keys/. Dependencies are checked against the stack's index on "
-        "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that.",
+        "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that. Builds run in "
+        "the stack's Alpine by default (--build-on alpine), which needs the mirror or, with "
+        "--offline, the indexes and packages an earlier build cached in .pakman/cache/.",
     )
     build.add_argument("paths", nargs="*", default=["."], metavar="PATH")
     _project_options(build)
@@ -312,7 +314,8 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--offline",
             action="store_true",
-            help="do not fetch package indexes; dependencies stay unchecked",
+            help="ask no mirror: dependencies stay unchecked, except that a build on alpine "
+            "resolves its root from the indexes and packages an earlier build cached",
         ),
         group.add_argument(
             "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
@@ -334,7 +337,7 @@ def _project_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             help="where build.command runs: alpine (a bubblewrap sandbox on a root of the "
             "stack's Alpine with dependencies.build) or host (its tools and libraries); "
-            "default: PAKMAN_BUILD_ON, else host in this version",
+            "default: PAKMAN_BUILD_ON, else alpine",
         ),
         group.add_argument(
             "--network",
@@ -815,7 +818,7 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from pakman.settings import Settings
+    from pakman.settings import DEFAULT_BUILD_ON, Settings
 
     return Settings(
         paths=tuple(args.paths),
@@ -834,7 +837,7 @@ def _settings(args: argparse.Namespace) -> Any:
         verbose=getattr(args, "verbose", False),
         alpine_keys=args.alpine_keys,
         build_base=args.build_base_packages,
-        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or "host",
+        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or DEFAULT_BUILD_ON,
         network=args.network or os.environ.get("PAKMAN_NETWORK") or "host",
     )
 

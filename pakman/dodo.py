@@ -20,7 +20,7 @@ from pakman.layout import Layout
 from pakman.lock import hold_lock_until_exit
 from pakman.memory import loading
 from pakman.project import load_project
-from pakman.settings import Settings
+from pakman.settings import DEFAULT_BUILD_ON, Settings
 from pakman.tasks import doit_config, task_dicts
 
 # The environment variables that stand in for `pakman build`'s options.
@@ -73,7 +73,7 @@ def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:
         verbose=flag("PAKMAN_VERBOSE"),
         alpine_keys=text("PAKMAN_ALPINE_KEYS"),
         build_base=env.get("PAKMAN_BUILD_BASE"),  # set but empty: no base set
-        build_on=text("PAKMAN_BUILD_ON") or "host",
+        build_on=text("PAKMAN_BUILD_ON") or DEFAULT_BUILD_ON,
         network=text("PAKMAN_NETWORK") or "host",
     )
 

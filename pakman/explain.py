@@ -81,7 +81,7 @@ HOST_NOTE = (
 
 
 def explain_steps(
-    graph: StepGraph, layout: Layout, steps: Iterable[Step], *, build_on: str = "host"
+    graph: StepGraph, layout: Layout, steps: Iterable[Step], *, build_on: str = "alpine"
 ) -> list[Explanation]:
     """An explanation for each step: will it run, and why (and, on the host, what a build links)."""
     from pakman.store import RECORD, Store

@@ -518,6 +518,7 @@ def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> R
         verbose=settings.verbose,
         alpine_keys=settings.alpine_keys or "",
         level=settings.level,
+        build_on=settings.build_on,
         run_id=uuid.uuid4().hex,
     )
 

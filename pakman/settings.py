@@ -31,6 +31,7 @@ BUILD_BASE = (
 )
 _BASE_WORD = re.compile(r"!?[A-Za-z0-9_.+:/-][^\s<>=~!]*(?:(?:><|<=|>=|~=|<|>|=|~)[^\s<>=~]\S*)?\Z")
 BUILD_ON = ("host", "alpine")
+DEFAULT_BUILD_ON = "alpine"  # --build-on when neither it nor PAKMAN_BUILD_ON is given
 NETWORKS = ("host", "none")
 PASSPHRASE_VARIABLE = "PAKMAN_KEY_PASSPHRASE"
 # Never passed on to the app's own shell (build.command, a package body).
@@ -76,9 +77,9 @@ class Settings:
     # --build-base-packages: names (and constraints) separated by spaces or commas;
     # None: PAKMAN_BUILD_BASE, else BUILD_BASE. "" means none.
     build_base: str | None = None
-    # --build-on: where build.command runs: "host" (today's default) or "alpine"
-    # (a bubblewrap sandbox on a root of the build lock's closure).
-    build_on: str = "host"
+    # --build-on: where build.command runs: "alpine" (the default: a bubblewrap
+    # sandbox on a root of the build lock's closure) or "host".
+    build_on: str = DEFAULT_BUILD_ON
     network: str = "host"  # --network: what a sandboxed build sees, "host" or "none"
 
 

@@ -19,15 +19,39 @@ packages are shaped like Alpine 3.20's where the tests rely on it:
 - `fake-strip` (community): `/usr/bin/strip`, a shell script standing in for
   binutils' (`strip -o OUT IN` copies IN to OUT and appends `STRIPPED`).
 
+With `stand_ins=True` the mirror also has empty packages named as Alpine's
+(bash, curl, jq, s6, ca-certificates, python3, nginx: STAND_INS), each
+saying in its description that it is a stand-in: the examples' runtime
+dependencies resolve against them (a build never installs runtime
+dependencies, so nothing runs them). `branches` makes one branch per name
+(the examples' stacks are alpine/3.19 to 3.22), each with its own
+`alpine-release`.
+
 Needs Debian's busybox-static, musl and musl-tools (scripts/test installs them).
+
+Also a command, for scripts/build-examples (a local mirror on a machine
+without the internet):
+
+    python tests/alpine_fixture.py make DIR [--branch v3.22 ...] [--stand-ins]
+    python tests/alpine_fixture.py serve DIR [--port N] [--url-file FILE]
+
+`make` writes the mirror to DIR/alpine and its public key to DIR/trusted
+(kept when DIR was made with the same options: the key, and so the build
+roots, stay the same from one run to the next); `serve` serves DIR/alpine
+on 127.0.0.1 until stopped (SIGTERM or Ctrl-C), writing its URL to FILE.
 """
 
 from __future__ import annotations
 
+import argparse
 import functools
 import http.server
+import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +60,20 @@ from pakman.apk import PackageInfo, SigningKey, generate_key, write_index, write
 from pakman.graph import host_arch
 
 BRANCH = "v3.20"
+# the examples' stacks (alpine/3.18's rails-seed is left out of builds by examples/.pakmanignore)
+EXAMPLE_BRANCHES = ("v3.19", "v3.20", "v3.21", "v3.22")
+_RELEASES = {"v3.19": "3.19.4", "v3.20": "3.20.3", "v3.21": "3.21.3", "v3.22": "3.22.1"}
+# Empty packages named as Alpine's, for runtime dependencies: (name, version, repository)
+STAND_INS = (
+    ("bash", "5.2.26", "main"),
+    ("ca-certificates", "20240705", "main"),
+    ("curl", "8.9.1", "main"),
+    ("jq", "1.7.1", "main"),
+    ("nginx", "1.26.2", "main"),
+    ("python3", "3.12.7", "main"),
+    ("s6", "2.12.0.3", "main"),
+)
+STAND_IN_NOTE = "STAND-IN, empty: made by pakman's fixture mirror, not Alpine's package"
 EPOCH = 1_700_000_000
 KEY_NAME = "pakman-test"
 # an order apk could install them in: dependencies first
@@ -85,9 +123,10 @@ class AlpineRepository:
     key: SigningKey
     public_key: Path  # <keyname>.rsa.pub, as it goes into /etc/apk/keys
     keys_dir: Path  # a folder holding only the public key
+    branches: tuple[str, ...] = (BRANCH,)
 
-    def arch_dir(self, repository: str = "main") -> Path:
-        return self.root / BRANCH / repository / self.arch
+    def arch_dir(self, repository: str = "main", branch: str = BRANCH) -> Path:
+        return self.root / branch / repository / self.arch
 
     def package(self, name: str) -> Path:
         """The .apk file of a fixture package."""
@@ -162,8 +201,10 @@ def _compile(work: Path) -> tuple[Path, Path]:
     return library, program
 
 
-def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
-    """(repository, tree, info) of every fixture package."""
+def _packages(
+    trees: Path, arch: str, branch: str = BRANCH, stand_ins: bool = False
+) -> list[tuple[str, Path, PackageInfo]]:
+    """(repository, tree, info) of every fixture package of a branch."""
     made = []
     loader = musl_loader(arch)
     libc_so = f"so:libc.musl-{_MACHINE.get(arch, arch)}.so.1"
@@ -222,11 +263,13 @@ def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
         )
     )
 
+    version = _RELEASES.get(branch, f"{branch.removeprefix('v')}.0")
     release = _tree(trees, "alpine-release")
-    _write(release / "etc/alpine-release", "3.20.3\n")
+    _write(release / "etc/alpine-release", f"{version}\n")
     _write(
         release / "etc/os-release",
-        'NAME="Alpine Linux"\nID=alpine\nVERSION_ID=3.20.3\nPRETTY_NAME="Alpine Linux v3.20"\n',
+        f'NAME="Alpine Linux"\nID=alpine\nVERSION_ID={version}\n'
+        f'PRETTY_NAME="Alpine Linux {branch}"\n',
     )
     made.append(
         (
@@ -234,7 +277,7 @@ def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
             release,
             PackageInfo(
                 "alpine-release",
-                "3.20.3",
+                version,
                 arch,
                 description="Alpine release data",
                 license="MIT",
@@ -381,10 +424,33 @@ def _packages(trees: Path, arch: str) -> list[tuple[str, Path, PackageInfo]]:
             ),
         )
     )
+    if stand_ins:
+        for name, stand_in_version, repository in STAND_INS:
+            empty = _tree(trees, name)
+            _write(empty / f"usr/share/doc/{name}/STAND-IN", f"{STAND_IN_NOTE}\n")
+            made.append(
+                (
+                    repository,
+                    empty,
+                    PackageInfo(
+                        name,
+                        stand_in_version,
+                        arch,
+                        description=f"{STAND_IN_NOTE} {name}",
+                        license="MIT",
+                        builddate=EPOCH,
+                    ),
+                )
+            )
     return made
 
 
-def build_alpine_repository(folder: Path, arch: str | None = None) -> AlpineRepository:
+def build_alpine_repository(
+    folder: Path,
+    arch: str | None = None,
+    branches: tuple[str, ...] = (BRANCH,),
+    stand_ins: bool = False,
+) -> AlpineRepository:
     """Make the fixture mirror under `folder` (its key too); returns where things are."""
     arch = arch or host_arch()
     private, public = generate_key(folder / "key", KEY_NAME, bits=2048, now=0x6B000000)
@@ -393,13 +459,15 @@ def build_alpine_repository(folder: Path, arch: str | None = None) -> AlpineRepo
     keys_dir.mkdir()
     shutil.copyfile(public, keys_dir / public.name)
     root = folder / "alpine"
-    trees = folder / "trees"
-    for repository, tree, info in _packages(trees, arch):
-        write_package(tree, info, root / BRANCH / repository / arch, key)
-    for repository in ("main", "community"):
-        write_index(root / BRANCH / repository / arch, key, builddate=EPOCH)
-    shutil.rmtree(trees)
-    return AlpineRepository(root, arch, key, keys_dir / public.name, keys_dir)
+    for branch in branches:
+        trees = folder / "trees" / branch
+        for repository, tree, info in _packages(trees, arch, branch, stand_ins):
+            write_package(tree, info, root / branch / repository / arch, key)
+        for repository in ("main", "community"):
+            (root / branch / repository / arch).mkdir(parents=True, exist_ok=True)
+            write_index(root / branch / repository / arch, key, builddate=EPOCH)
+    shutil.rmtree(folder / "trees")
+    return AlpineRepository(root, arch, key, keys_dir / public.name, keys_dir, tuple(branches))
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -410,9 +478,15 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 class LoopbackMirror:
     """Serves a folder on 127.0.0.1 (a free port) from a thread until `stop`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, port: int = 0) -> None:
         handler = functools.partial(_QuietHandler, directory=str(folder))
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        try:
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        except OSError:
+            if not port:
+                raise
+            # the port asked for is taken: any free one
+            self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
@@ -425,6 +499,70 @@ class LoopbackMirror:
         return self
 
     def stop(self) -> None:
+        """Stop serving (once; stopping again does nothing)."""
+        if not self.thread.is_alive():
+            return
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+def make_mirror(folder: Path, branches: tuple[str, ...], stand_ins: bool) -> Path:
+    """The mirror under `folder`, made unless it was made with the same options; its keys folder."""
+    wanted = {"format": 1, "arch": host_arch(), "branches": list(branches), "stand_ins": stand_ins}
+    stamp = folder / "made.json"
+    try:
+        if json.loads(stamp.read_text()) == wanted:
+            return folder / "trusted"
+    except (OSError, ValueError):
+        pass
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    build_alpine_repository(folder, branches=branches, stand_ins=stand_ins)
+    stamp.write_text(json.dumps(wanted) + "\n")
+    return folder / "trusted"
+
+
+def _serve(folder: Path, port: int, url_file: Path | None) -> int:
+    mirror = LoopbackMirror(folder / "alpine", port)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    if url_file is not None:
+        partial = url_file.with_name(url_file.name + ".part")
+        partial.write_text(mirror.url + "\n")
+        os.replace(partial, url_file)
+    print(f"serving {folder / 'alpine'} at {mirror.url}", file=sys.stderr)
+    try:
+        mirror.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        mirror.server.server_close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The fixture Alpine mirror (see the docstring).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    make = commands.add_parser("make", help="make the mirror in DIR (kept when already made)")
+    make.add_argument("folder", metavar="DIR", type=Path)
+    make.add_argument("--branch", action="append", help="a branch (repeatable; default v3.20)")
+    make.add_argument("--stand-ins", action="store_true", help="add the stand-in packages")
+    serve = commands.add_parser("serve", help="serve DIR/alpine on 127.0.0.1")
+    serve.add_argument("folder", metavar="DIR", type=Path)
+    serve.add_argument("--port", type=int, default=0, help="the port (0 or taken: a free one)")
+    serve.add_argument("--url-file", type=Path, help="where to write the mirror's URL")
+    args = parser.parse_args(argv)
+    if args.command == "make":
+        keys = make_mirror(args.folder, tuple(args.branch or (BRANCH,)), args.stand_ins)
+        print(keys)
+        return 0
+    return _serve(args.folder, args.port, args.url_file)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,6 +19,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["SOURCE_DATE_EPOCH"] = TEST_EPOCH  # see support.TEST_EPOCH
     # `pakman index` keeps its cache under XDG_CACHE_HOME: the suite's own, not the user's.
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="pakman-tests-cache-")
+    # Builds run on the host unless a test says otherwise: the default (--build-on alpine)
+    # needs an Alpine mirror for every build, and most tests build with --offline to test
+    # things the sandbox does not change. The tests of the default build on the fixture
+    # mirror and remove this variable (tests/test_build_on.py, tests/test_examples_alpine.py).
+    os.environ["PAKMAN_BUILD_ON"] = "host"
     # One switch for every golden test, including those that read the variable.
     if config.getoption("--update-goldens"):
         os.environ["PAKMAN_UPDATE_GOLDENS"] = "1"

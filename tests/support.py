@@ -37,14 +37,20 @@ def copy_examples(workspace: Path) -> Path:
     return target
 
 
+def changes_a_build(name: str) -> bool:
+    """A variable that changes names, versions, keys or mirrors (tests remove those).
+
+    PAKMAN_BUILD_ON stays: conftest sets it to host for the suite (see there).
+    """
+    if name == "PAKMAN_BUILD_ON":
+        return False
+    return name.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) or name == "SOURCE_DATE_EPOCH"
+
+
 def subprocess_env() -> dict[str, str]:
     """The environment for a pakman run in a subprocess: this checkout importable, and none
     of the variables that change names, versions, keys or mirrors."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) and k != "SOURCE_DATE_EPOCH"
-    }
+    env = {k: v for k, v in os.environ.items() if not changes_a_build(k)}
     env["SOURCE_DATE_EPOCH"] = TEST_EPOCH  # the suite's, not the developer's (see conftest)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env

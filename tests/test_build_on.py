@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,14 +198,124 @@ def test_a_change_of_build_dependencies_rebuilds_the_root_the_build_and_what_fol
     assert len(roots(tmp_path)) == 2  # one's new closure has its own root; two's is kept
 
 
-def test_an_offline_lock_cannot_build_on_alpine(tmp_path: Path, key: KeyPair) -> None:
+@pytest.fixture
+def own_mirror(alpine_repository: AlpineRepository) -> Iterator[tuple[LoopbackMirror, Mirror]]:
+    """The fixture mirror on a port of its own, which a test may stop."""
+    served = LoopbackMirror(alpine_repository.root).start()
+    yield served, Mirror(served.url, alpine_repository.keys_dir)
+    served.stop()
+
+
+@pytest.fixture
+def unreachable(alpine_repository: AlpineRepository) -> Mirror:
+    """A loopback URL nothing answers on (a mirror served, then stopped)."""
+    served = LoopbackMirror(alpine_repository.root).start()
+    url = served.url
+    served.stop()
+    return Mirror(url, alpine_repository.keys_dir)
+
+
+def test_the_default_builds_on_alpine(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAKMAN_BUILD_ON", raising=False)  # conftest builds on the host
+    write_app(tmp_path, "one", "[greet]", "greet default > out.txt\ncat /etc/alpine-release")
+    done = run(tmp_path, key, mirror)  # no --build-on
+    assert done.code == 0, done.messages()
+    assert f"one:buildroot:{ARCH}" in done.ran
+    assert "3.20" in log(tmp_path, "one")
+    assert (tmp_path / f".pakman/build/one/pkgdir-{ARCH}/usr/share/out.txt").read_text() == (
+        "hello, default\n"
+    )
+    assert not any("host's libraries" in w for e in done.events for w in e.get("warnings") or ())
+    with working_directory(tmp_path), contextlib.redirect_stdout(io.StringIO()) as said:
+        options = ["--mirror", mirror.url, "--alpine-keys", str(mirror.keys)]
+        assert (
+            main(["explain", "-p", "apps", "--all", "--build-base-packages", BASE, *options]) == 0
+        )
+    assert "builds on the host" not in said.getvalue()
+
+
+def test_offline_without_a_cached_index_fails_saying_what_to_do(
+    tmp_path: Path, key: KeyPair, unreachable: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAKMAN_BUILD_ON", raising=False)
     write_app(tmp_path, "one", "[greet]", "echo > out.txt")
-    done = run(tmp_path, key, None, "--build-on", "alpine", "--offline")
+    done = run(tmp_path, key, unreachable, "--offline")
+    assert done.code == 1
+    assert done.failed == {f"one:fetch-deps-build:{ARCH}"}
+    message = done.messages()
+    assert "--offline and no cached index of alpine v3.20" in message
+    assert "Build once with the mirror reachable" in message
+    assert "point --mirror" in message and "--build-on host" in message
+    assert "Traceback" not in message + done.stderr
+    # on the host, --offline leaves the dependencies unchecked as before
+    host = run(tmp_path, key, unreachable, "--offline", "--build-on", "host")
+    assert host.code == 0, host.messages()
+
+
+def test_an_unreachable_mirror_without_a_cache_fails_saying_what_to_do(
+    tmp_path: Path, key: KeyPair, unreachable: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PAKMAN_BUILD_ON", raising=False)
+    write_app(tmp_path, "one", "[greet]", "echo > out.txt")
+    done = run(tmp_path, key, unreachable)
+    assert done.code == 1
+    assert done.failed == {f"one:fetch-deps-build:{ARCH}"}
+    message = done.messages()
+    assert "the mirror could not be reached and no copy is cached" in message
+    assert unreachable.url in message
+    assert "Build once with the mirror reachable" in message and "--build-on host" in message
+    assert "Traceback" not in message + done.stderr
+
+
+def test_offline_after_an_online_build_uses_the_cached_index_and_packages(
+    tmp_path: Path,
+    key: KeyPair,
+    own_mirror: tuple[LoopbackMirror, Mirror],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PAKMAN_BUILD_ON", raising=False)
+    served, mirror = own_mirror
+    write_app(tmp_path, "one", "[greet]", "greet online > out.txt")
+    assert run(tmp_path, key, mirror).code == 0
+    served.stop()  # from here on nothing answers at mirror.url
+    shutil.rmtree(tmp_path / ".pakman/roots")  # the root is made again, from the cache
+    write_app(tmp_path, "one", "[greet]", "greet offline > out.txt")
+    done = run(tmp_path, key, mirror, "--offline")
+    assert done.code == 0, done.messages()
+    assert {f"one:fetch-deps-build:{ARCH}", f"one:buildroot:{ARCH}"} <= done.ran
+    assert any(
+        "--offline: dependencies.build resolved against the cached index" in w
+        for e in done.events
+        for w in e.get("warnings") or ()
+    )
+    built = tmp_path / f".pakman/build/one/pkgdir-{ARCH}/usr/share/out.txt"
+    assert built.read_text() == "hello, offline\n"
+    lock = json.loads((tmp_path / f".pakman/build/one/deps/build-{ARCH}.json").read_text())
+    assert lock["closure"] and not lock["unresolved"]
+
+
+def test_offline_with_the_index_but_not_the_packages_cached_fails_saying_what_to_do(
+    tmp_path: Path,
+    key: KeyPair,
+    own_mirror: tuple[LoopbackMirror, Mirror],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PAKMAN_BUILD_ON", raising=False)
+    served, mirror = own_mirror
+    write_app(tmp_path, "one", "[greet]", "echo > out.txt")
+    assert run(tmp_path, key, mirror).code == 0
+    served.stop()
+    shutil.rmtree(tmp_path / ".pakman/roots")
+    shutil.rmtree(tmp_path / ".pakman/cache/apk")
+    done = run(tmp_path, key, mirror, "--offline")
     assert done.code == 1
     assert done.failed == {f"one:buildroot:{ARCH}"}
     message = done.messages()
-    assert "--build-on alpine needs the closure of dependencies.build" in message
-    assert "without --offline" in message
+    assert "--offline and 6 package(s) of the build root's closure are not in" in message
+    assert "greet 1.0-r1 (main)" in message and "--build-on host" in message
+    assert "Traceback" not in message + done.stderr
 
 
 def test_without_bwrap_the_build_stops_with_what_to_install(
@@ -237,7 +348,7 @@ def test_a_build_on_the_host_says_its_binaries_use_the_host_libraries(
     tmp_path: Path, key: KeyPair, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_app(tmp_path, "one", "[]", "echo > out.txt")
-    done = run(tmp_path, key, None, "--offline")  # --build-on host is the default
+    done = run(tmp_path, key, None, "--offline", "--build-on", "host")
     assert done.code == 0, done.messages()
     step = f"one:build:{ARCH}"
     event = next(e for e in done.events if e.get("step") == step and e["event"] == "success")

@@ -60,6 +60,8 @@ def test_unset_or_zero_means_the_defaults(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("PAKMAN_OFFLINE", "0")
     assert settings_from_environment() == Settings()
+    # plain doit builds in the stack's Alpine, as pakman build does
+    assert settings_from_environment().build_on == "alpine"
 
 
 def test_the_readme_lists_every_variable() -> None:

@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 
 from pakman.cli import main
+from support import changes_a_build
 
 ERRORS = Path(__file__).resolve().parent / "errors"
 
@@ -123,7 +124,7 @@ def test_error_output(
 ) -> None:
     folder = ERRORS / case
     for name in list(os.environ):
-        if name.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) or name == "SOURCE_DATE_EPOCH":
+        if changes_a_build(name):
             monkeypatch.delenv(name)
     if (folder / "command").exists():
         workspace = tmp_path / "ws"

@@ -33,7 +33,6 @@ EXPECTED = {
         "pyweb-openrc-1.2.3-r4.apk",
         "static-site-1.2.3-r4.apk",
     },
-    "aarch64": {"greet-1.2.3-r4.apk", "static-site-1.2.3-r4.apk"},
 }
 HEARTBEAT_CHAIN = {
     "heartbeat/build/x86_64.json",

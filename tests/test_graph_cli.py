@@ -87,13 +87,16 @@ def test_json_lists_every_step_with_its_inputs_and_outputs(
     assert re.fullmatch(r"[0-9a-f]{64}", build["key"])
     # The signing key is a file the signing steps read; templates-only steps read no file.
     assert str(signing_key) in by_id["heartbeat:package:x86_64"]["files"]
-    assert by_id["repo:sign:aarch64"]["files"] == [str(signing_key)]
+    assert by_id["repo:sign:x86_64"]["files"] == [str(signing_key)]
     assert by_id["pyweb:render-finish"]["files"] == []
-    assert by_id["repo:index:aarch64"]["after"] == [
+    # noarch packages (greet, static-site) join the repository's architecture
+    assert by_id["repo:index:x86_64"]["after"] == [
         "greet:package:noarch",
-        "static-site:package:aarch64",
+        "heartbeat:package:x86_64",
+        "pyweb:package:x86_64",
+        "static-site:package:noarch",
     ]
-    assert by_id["repo:sign:aarch64"]["outputs"] == [".pakman/repo/aarch64/"]
+    assert by_id["repo:sign:x86_64"]["outputs"] == [".pakman/repo/x86_64/"]
 
 
 def test_dot_draws_with_graphviz(workspace: Path, signing_key: Path) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pakman.cli import main
+from support import changes_a_build
 
 BASE_APP = Path(__file__).resolve().parent / "errors" / "key-dev-zero" / "tree"
 
@@ -23,7 +24,7 @@ BASE_APP = Path(__file__).resolve().parent / "errors" / "key-dev-zero" / "tree"
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A workspace holding one small app (`app/`), as the current folder."""
     for name in list(os.environ):
-        if name.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) or name == "SOURCE_DATE_EPOCH":
+        if changes_a_build(name):
             monkeypatch.delenv(name)
     ws = tmp_path / "ws"
     shutil.copytree(BASE_APP, ws, symlinks=True)
@@ -204,7 +205,7 @@ def test_builds_on_a_filling_disk_never_print_a_traceback(
     (ws / "app" / "bin" / "data").write_bytes(os.urandom(600_000))
     monkeypatch.chdir(ws)
     for name in list(os.environ):
-        if name.startswith(("GITHUB_", "PAKMAN_", "ABUILD_")) or name == "SOURCE_DATE_EPOCH":
+        if changes_a_build(name):
             monkeypatch.delenv(name)
     codes = []
     for free in (0, 50_000, 150_000, 400_000, 800_000, 1_600_000, 3_000_000):

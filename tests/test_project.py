@@ -36,6 +36,7 @@ def settings(workspace: Path, key: KeyPair, **changes: object) -> Settings:
         "root": ".",
         "offline": True,
         "key_file": str(key.private),
+        "build_on": "host",  # as the CLI's in this suite (see conftest)
     }
     values.update(changes)
     return Settings(**values)  # type: ignore[arg-type]

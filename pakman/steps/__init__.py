@@ -47,6 +47,8 @@ class RunContext:
     alpine_keys: str = ""  # folder of public keys that fetched indexes must be signed with
     level: int | None = None  # gzip level for packages (None: the packer's default)
     use_store: bool = True  # restore outputs of keys built before instead of running
+    # --build-on: on "alpine" fetch-deps-build must resolve the closure (or fail)
+    build_on: str = "alpine"
     # Names one build run, so that steps in one process share what they fetched
     # (see pakman.steps.deps); never part of a step's key.
     run_id: str = ""

@@ -105,6 +105,8 @@ def _make(
     from pakman.apk.fetch import TerminalProgress, fetch_closure, trusted_package_keys
     from pakman.sandbox import RootError, RootSpec, ensure_root
 
+    if context.offline:
+        _check_cached(lock, step, context)
     progress = TerminalProgress() if sys.stderr.isatty() else None
     fetched = fetch_closure(
         lock,
@@ -127,6 +129,29 @@ def _make(
         if isinstance(exc, StepFailed):
             raise
         raise StepFailed(f"{step.id}: the build root could not be made: {exc}") from None
+
+
+def _check_cached(lock: Mapping[str, Any], step: Step, context: RunContext) -> None:
+    """--offline: every package of the closure must be in the cache already (none is fetched)."""
+    from pakman.apk.fetch import LockedPackage, cache_path
+
+    cache = context.layout.state / "cache" / "apk"
+    missing = []
+    for entry in lock.get("closure") or ():
+        package = LockedPackage.from_lock(entry)
+        try:
+            cached = cache_path(cache, package).is_file()
+        except ValueError:  # an identity that names no cache entry: the fetch says why
+            cached = True
+        if not cached:
+            missing.append(package.label)
+    if missing:
+        raise StepFailed(
+            f"{step.id}: --offline and {len(missing)} package(s) of the build root's closure "
+            f"are not in .pakman/cache/apk/ ({', '.join(missing)}); build once with the mirror "
+            "reachable, point --mirror at a mirror this machine can reach, or build with "
+            "--build-on host"
+        )
 
 
 def check_sandbox(step: Step) -> None:

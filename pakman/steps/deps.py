@@ -26,6 +26,15 @@ conflict) is located at the dependency whose chain it is, or at `stack` for
 the base set's. Offline (`--offline`,
 or a mirror that cannot be reached and no cached copy) the names are left
 unresolved with a warning; with --require-deps that fails the step.
+
+On `--build-on alpine` (the default) the build needs the closure, so
+fetch-deps-build never leaves it unresolved: with `--offline` it resolves
+against the cached copies of the indexes (`.pakman/cache/apkindex/`, left
+by an earlier build that reached the mirror) without asking the mirror; when
+there is no such copy, or the mirror cannot be reached and nothing is
+cached, the step fails saying what to do (build once with the mirror
+reachable, point --mirror at a mirror that can be reached, or build with
+--build-on host).
 """
 
 from __future__ import annotations
@@ -450,16 +459,22 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
         "unresolved": [],
     }
     stale_copy = False
+    # on alpine the build needs the closure: offline, it comes from the cached indexes
+    closure_needed = bool(base) and context.build_on == "alpine"
+    from_cache = context.offline and closure_needed
     if base:
         lock["base"] = list(base)
         lock["closure"] = None  # null until resolved: offline, or an index missing
         lock["install_order"] = []
-    if (needed or base) and not context.offline:
+    if (needed or base) and (not context.offline or from_cache):
         keys = trusted_keys(context.alpine_keys)
         cache_dir = context.layout.state / "cache" / "apkindex"
         for repository in REPOSITORIES:
             url = index_url(context.mirror, config.branch, repository, arch)
-            fetched = fetch_index(url, cache_dir, context.run_id)
+            if from_cache:
+                fetched = cached_copy(url, cache_dir)
+            else:
+                fetched = fetch_index(url, cache_dir, context.run_id)
             if not fetched.data:
                 unavailable.append(fetched.problem)
                 continue
@@ -473,12 +488,19 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 stale_copy = True
 
     where = f"alpine {config.branch} ({', '.join(REPOSITORIES)}) for {arch}"
+    if closure_needed and unavailable:
+        raise StepFailed(_no_closure(step, key, where, unavailable, from_cache))
+    if from_cache:
+        warnings.append(
+            f"--offline: {key} resolved against the cached index of {where}, as an earlier "
+            "build fetched it"
+        )
     problems: list[tuple[KeyPath, str]] = []
     for item in wanted:
         if item.name in local:
             lock["resolved"][item.name] = {"source": "local"}
             continue
-        if context.offline:
+        if context.offline and not from_cache:
             lock["unresolved"].extend(item.written)
             continue
         offers = offers_for(item.name, indexes)
@@ -512,7 +534,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
             )
     if problems:
         raise ConfigError(_located(config.file, key, problems))
-    if base and indexes and not unavailable and not context.offline:
+    if base and indexes and not unavailable and (not context.offline or from_cache):
         problems = _close(lock, base, found, indexes, where)
         if problems:
             raise ConfigError(_located(config.file, key, problems))
@@ -536,6 +558,35 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
         # The mirror failed: good enough for this build, checked again next time.
         return Provisional(warnings)
     return warnings
+
+
+def cached_copy(url: str, cache_dir: Path) -> Fetched:
+    """The cached copy of an index (--offline), without asking the mirror; no data when none."""
+    record = _read_record(_record_path(cache_dir, url), url)
+    data = cached_index(cache_dir, record.get("sha256"))
+    if not data:
+        return Fetched(url, problem=f"{url}: no cached copy")
+    return Fetched(url, data, str(record["sha256"]), "cached")
+
+
+def _no_closure(step: Step, key: str, where: str, unavailable: list[str], offline: bool) -> str:
+    """Why a build on alpine cannot have its closure, and what to do."""
+    assert step.app is not None
+    if offline:
+        why = (
+            f"--offline and no cached index of {where} in .pakman/cache/apkindex/ "
+            f"({'; '.join(unavailable)})"
+        )
+    else:
+        why = f"the mirror could not be reached and no copy is cached ({'; '.join(unavailable)})"
+    return (
+        f"{key} of {step.app.name}: --build-on alpine (the default) builds in a root of the "
+        f"closure of {key} and the build base set, resolved against the stack's index, and "
+        f"there is none: {why}. Build once with the mirror reachable (the indexes and packages "
+        "are then kept under .pakman/cache/ for --offline builds), point --mirror (or "
+        "PAKMAN_MIRROR) at a mirror this machine can reach, e.g. a local one with "
+        "--alpine-keys, or build with --build-on host"
+    )
 
 
 BASE_ORIGIN = "the build base set"

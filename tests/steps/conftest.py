@@ -65,6 +65,8 @@ def load(tmp_path: Path, keys: Keys) -> ProjectLoader:
             "key_file": str(keys.mirror_private),
             "version": "1.0.0",
             "build_base": BUILD_BASE,
+            # the lock's rules on the host; on alpine (the default) an index is required
+            "build_on": "host",
             **settings,
         }
         return load_project(Settings(**options))  # type: ignore[arg-type]

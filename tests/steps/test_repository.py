@@ -105,7 +105,9 @@ def test_sign_refuses_an_index_whose_packages_are_missing(tmp_path: Path, key: K
     assert build(workspace, key).code == 0
     (workspace / ".pakman/build/_repo/x86_64/greet-0.0.0-r0.apk").unlink()
     (workspace / ".pakman/build/greet/packages/noarch/greet-0.0.0-r0.apk").unlink()
-    settings = Settings(paths=("apps",), root=".", offline=True, key_file=str(key.private))
+    settings = Settings(
+        paths=("apps",), root=".", offline=True, key_file=str(key.private), build_on="host"
+    )
     with working_directory(workspace):
         project = load_project(settings)
         with pytest.raises(
@@ -127,7 +129,9 @@ def test_sign_trusts_the_work_folder_only_when_its_index_made_it(
 
     workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
     assert build(workspace, key).code == 0
-    settings = Settings(paths=("apps",), root=".", offline=True, key_file=str(key.private))
+    settings = Settings(
+        paths=("apps",), root=".", offline=True, key_file=str(key.private), build_on="host"
+    )
     with working_directory(workspace):
         project = load_project(settings)
     work = workspace / ".pakman/build/_repo/x86_64"
