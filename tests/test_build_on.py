@@ -11,12 +11,18 @@ import io
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from alpine_fixture import AlpineRepository, LoopbackMirror
+from alpine_fixture import (
+    AlpineRepository,
+    LoopbackMirror,
+    build_alpine_repository,
+    extract_debian_packages,
+)
 from build_support import BuildRun, KeyPair, make_key, working_directory
 from pakman.cli import main
 from pakman.graph import host_arch
@@ -43,13 +49,43 @@ def mirror(alpine_mirror: LoopbackMirror, alpine_repository: AlpineRepository) -
     return Mirror(alpine_mirror.url, alpine_repository.keys_dir)
 
 
-def write_app(root: Path, name: str, build: str, command: str, package: str = "") -> Path:
+FOREIGN = "aarch64" if ARCH != "aarch64" else "x86_64"
+
+
+@pytest.fixture(scope="module")
+def foreign_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    """The fixture mirror for another architecture, from Debian's packages of it, on loopback.
+
+    Skips when this machine has no qemu handler for it (scripts/test registers one when it
+    can) or the Debian packages were not downloaded (scripts/test does).
+    """
+    from pakman.sandbox import SandboxUnavailable, check_arch
+
+    try:
+        check_arch(FOREIGN)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    folder = tmp_path_factory.mktemp(f"alpine-{FOREIGN}")
+    try:
+        tree = extract_debian_packages(FOREIGN, folder / "debian")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    repository = build_alpine_repository(folder, FOREIGN, debian_tree=tree)
+    served = LoopbackMirror(repository.root).start()
+    yield Mirror(served.url, repository.keys_dir)
+    served.stop()
+
+
+def write_app(
+    root: Path, name: str, build: str, command: str, package: str = "", arch: str = ""
+) -> Path:
     """A custom-type app on the fixture's stack, with its build command and package body."""
     folder = root / "apps" / name
     folder.mkdir(parents=True, exist_ok=True)
     body = package or 'mkdir -p "$pkgdir"/usr/share\ncp "$srcdir"/out.txt "$pkgdir"/usr/share/'
+    architectures = f"architectures: [{arch}]\n" if arch else ""
     text = (
-        f"stack: alpine/3.20\ntype: custom\ndependencies:\n  build: {build}\n"
+        f"stack: alpine/3.20\ntype: custom\n{architectures}dependencies:\n  build: {build}\n"
         f"build:\n  command: |\n{_indent(command)}\npackage: |\n{_indent(body)}\n"
     )
     (folder / "instellar.yml").write_text(text)
@@ -75,8 +111,8 @@ def run(workspace: Path, key: KeyPair, mirror: Mirror | None, *args: str) -> Bui
     return BuildRun(code, events, err.getvalue())
 
 
-def log(workspace: Path, app: str, stage: str = "build") -> str:
-    return (workspace / f".pakman/logs/{app}/{stage}/{ARCH}.log").read_text()
+def log(workspace: Path, app: str, stage: str = "build", arch: str = ARCH) -> str:
+    return (workspace / f".pakman/logs/{app}/{stage}/{arch}.log").read_text()
 
 
 def roots(workspace: Path) -> list[Path]:
@@ -195,6 +231,50 @@ def test_a_change_of_build_dependencies_rebuilds_the_root_the_build_and_what_fol
         f"repo:sign:{ARCH}",
     }
     assert len(roots(tmp_path)) == 2  # one's new closure has its own root; two's is kept
+
+
+def test_a_foreign_architecture_builds_under_qemu_in_a_root_of_its_own_packages(
+    tmp_path: Path, key: KeyPair, foreign_mirror: Mirror
+) -> None:
+    from pakman.apk.reader import read_package_control
+
+    write_app(
+        tmp_path,
+        "arm",
+        "[]",
+        'echo "machine=$(uname -m) CARCH=$CARCH" | tee out.txt\nbusybox sha256sum out.txt',
+        arch=FOREIGN,
+    )
+    done = run(tmp_path, key, foreign_mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    assert {f"arm:buildroot:{FOREIGN}", f"arm:build:{FOREIGN}"} <= done.ran
+    text = log(tmp_path, "arm", arch=FOREIGN)
+    # uname is the root's busybox (its links made by busybox's post-install, under qemu too)
+    assert f"machine={FOREIGN} CARCH={FOREIGN}" in text
+    assert "out.txt" in text.split("\n")[-2]  # busybox sha256sum ran
+    (root,) = roots(tmp_path)
+    assert (root / "root/bin/uname").is_symlink()
+    assert (root / "root/etc/apk/arch").read_text() == f"{FOREIGN}\n"
+    (apk,) = (tmp_path / f".pakman/build/arm/packages/{FOREIGN}").glob("arm-*.apk")
+    with apk.open("rb") as handle:
+        assert ("arch", FOREIGN) in read_package_control(handle).pkginfo
+
+
+def test_noarch_builds_in_the_machines_architecture(
+    tmp_path: Path, key: KeyPair, mirror: Mirror
+) -> None:
+    from pakman.apk.reader import read_package_control
+
+    command = 'echo "machine=$(uname -m) CARCH=$CARCH" | tee out.txt'
+    write_app(tmp_path, "na", "[]", command, arch="noarch")
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    machine = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    # abuild's CARCH is the build machine's, whatever the APKBUILD's arch says
+    assert f"machine={machine} CARCH={ARCH}" in log(tmp_path, "na", arch="noarch")
+    (apk,) = (tmp_path / ".pakman/build/na/packages/noarch").glob("na-*.apk")
+    with apk.open("rb") as handle:
+        assert ("arch", "noarch") in read_package_control(handle).pkginfo
 
 
 def test_an_offline_lock_cannot_build_on_alpine(tmp_path: Path, key: KeyPair) -> None:
