@@ -277,6 +277,45 @@ def test_noarch_builds_in_the_machines_architecture(
         assert ("arch", "noarch") in read_package_control(handle).pkginfo
 
 
+_SHOW_VARIABLES = (
+    'mkdir -p "$pkgdir" && touch "$pkgdir"/written-by-$0\n'
+    '[ "$builddir" = "$srcdir/$pkgname-$pkgver" ] && echo builddir-ok\n'
+    "echo CARCH=$CARCH CBUILD=$CBUILD CHOST=$CHOST pkgname=$pkgname\n"
+    "sh -c 'echo exported=$CARCH'\n"
+)
+
+
+@pytest.mark.parametrize("arch", [ARCH, "noarch"])
+@pytest.mark.parametrize("build_on", ["host", "alpine"])
+def test_builds_get_abuilds_variables_on_the_host_and_on_alpine_alike(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, build_on: str, arch: str
+) -> None:
+    write_app(
+        tmp_path,
+        "vars",
+        "[]",
+        _SHOW_VARIABLES.replace("$0", "build") + "echo > out.txt",
+        _SHOW_VARIABLES.replace("$0", "package")
+        + 'mkdir -p "$pkgdir"/usr/share\ncp "$srcdir"/out.txt "$pkgdir"/usr/share/',
+        arch=arch,
+    )
+    if build_on == "alpine":
+        done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    else:
+        done = run(tmp_path, key, None, "--offline")
+    assert done.code == 0, done.messages()
+    hostspec = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(ARCH, ARCH) + "-alpine-linux-musl"
+    # abuild's CARCH is the machine's (noarch too), and the build sees it exported
+    said = f"CARCH={ARCH} CBUILD={hostspec} CHOST={hostspec} pkgname=vars"
+    for stage in ("build", "package"):
+        text = log(tmp_path, "vars", stage, arch=arch)
+        assert said in text, stage
+        assert f"exported={ARCH}" in text and "builddir-ok" in text, stage
+    # what the build wrote into $pkgdir is thrown away before package(), as abuild does
+    assert not (tmp_path / f".pakman/build/vars/pkgdir-{arch}/written-by-build").exists()
+    assert (tmp_path / f".pakman/build/vars/pkgdir-{arch}/usr/share/out.txt").exists()
+
+
 def test_an_offline_lock_cannot_build_on_alpine(tmp_path: Path, key: KeyPair) -> None:
     write_app(tmp_path, "one", "[greet]", "echo > out.txt")
     done = run(tmp_path, key, None, "--build-on", "alpine", "--offline")
