@@ -475,3 +475,78 @@ def test_the_roots_strip_runs_on_the_packages_elf_files_unless_strip_binary_is_f
     assert greet.read_bytes() == (original + b"STRIPPED" if strip else original)
     assert greet.stat().st_mode & 0o777 == 0o755
     assert (tree / "usr/share/notes").read_text() == "text\n"  # not ELF: never stripped
+
+
+def _gc(workspace: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    with working_directory(workspace):
+        assert main(["gc", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_gc_removes_the_roots_and_cached_packages_no_lock_references(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pakman.apk.fetch import identity_digest
+    from pakman.layout import Layout
+    from pakman.lock import run_lock
+
+    write_app(tmp_path, "one", "[greet]", "greet one > out.txt")
+    two = write_app(tmp_path, "two", "[hello-setup]", "greet two > out.txt") / "instellar.yml"
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").code == 0
+    first_roots = roots(tmp_path)
+    assert len(first_roots) == 2
+    lock = json.loads((tmp_path / f".pakman/build/two/deps/build-{ARCH}.json").read_text())
+    (hello,) = (p for p in lock["closure"] if p["name"] == "hello-setup")
+    cache = tmp_path / ".pakman/cache/apk"
+    hello_apk = cache / f"{identity_digest(hello['identity'])}.apk"
+    assert hello_apk.is_file()
+    # two now needs what one needs: hello-setup's root and package are no lock's
+    two.write_text(two.read_text().replace("build: [hello-setup]", "build: [greet]"))
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").code == 0
+    (kept,) = (
+        r
+        for r in first_roots
+        if r.name
+        in {json.loads((tmp_path / f".pakman/build/one/buildroot-{ARCH}.json").read_text())["root"]}
+    )
+    (unused,) = (r for r in first_roots if r != kept)
+    # what gc must not follow: a link out of .pakman/ in the unused root, and one in place of a root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    (unused / "root/tmp").rmdir()
+    (unused / "root/tmp").symlink_to(outside)
+    (tmp_path / ".pakman/roots/linked").symlink_to(outside)
+    leftover = tmp_path / ".pakman/roots/.0123456789abcdef.x.tmp"  # a killed run's half root
+    (leftover / "root/usr").mkdir(parents=True)
+    (leftover / "root/usr").chmod(0o555)
+
+    with run_lock(Layout.at(tmp_path)):  # a build is running: nothing is touched
+        said = _gc(tmp_path, capsys)
+    assert "build roots and cached packages left alone: a build is running" in said
+    assert unused.is_dir() and hello_apk.is_file()
+
+    said = _gc(tmp_path, capsys, "--dry-run")
+    assert f"would remove root {unused.name} (" in said
+    assert f"would remove package {hello_apk.name} (" in said
+    assert "would remove root linked (" in said and f"would remove leftover {leftover.name}" in said
+    assert unused.is_dir() and hello_apk.is_file() and leftover.is_dir()
+
+    said = _gc(tmp_path, capsys)
+    assert f"removed root {unused.name} (" in said
+    assert "removed 2 build roots, 1 cached packages and 1 leftovers" in said
+    assert not unused.exists() and not hello_apk.exists() and not leftover.exists()
+    assert not (tmp_path / ".pakman/roots/linked").is_symlink()
+    assert (outside / "keep").read_text() == "keep"  # never followed
+    assert roots(tmp_path) == [kept]
+    assert (cache / ".lock").exists()
+    assert {p.name for p in cache.glob("*.apk")} == {
+        f"{identity_digest(p['identity'])}.apk"
+        for p in json.loads((tmp_path / f".pakman/build/one/deps/build-{ARCH}.json").read_text())[
+            "closure"
+        ]
+    }
+    # what is kept still builds, with nothing to fetch or make
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").ran == set()
+    assert "removed 0 build roots, 0 cached packages and 0 leftovers" in _gc(tmp_path, capsys)
