@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -169,3 +170,42 @@ def refuse_links(base: Path, target: Path) -> None:
                     "through links: remove it",
                 )
             )
+
+
+def remove_tree(path: str | Path) -> None:
+    """`rm -rf path`: symbolic links are removed, never followed; folders without u+rwx get it first.
+
+    For build roots: their folders may be read-only (0555) and their files
+    owned by other users, and links in them may point anywhere. Nothing may
+    change the tree meanwhile (callers hold the lock that guards it).
+    """
+    path = os.fspath(path)
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    if info.st_mode & 0o700 != 0o700:
+        os.chmod(path, stat.S_IMODE(info.st_mode) | 0o700)  # a folder (lstat): no link followed
+    with os.scandir(path) as entries:
+        children = [(entry.path, entry.is_dir(follow_symlinks=False)) for entry in entries]
+    for child, is_folder in children:
+        if is_folder:
+            remove_tree(child)
+        else:
+            os.unlink(child)
+    os.rmdir(path)
+
+
+def tree_size(path: str | Path) -> int:
+    """The bytes of the regular files under `path` (links not followed)."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                info = os.lstat(os.path.join(folder, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    return total

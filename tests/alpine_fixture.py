@@ -39,6 +39,11 @@ without the internet):
 (kept when DIR was made with the same options: the key, and so the build
 roots, stay the same from one run to the next); `serve` serves DIR/alpine
 on 127.0.0.1 until stopped (SIGTERM or Ctrl-C), writing its URL to FILE.
+
+For another architecture (`build_alpine_repository(..., debian_tree=...)`)
+busybox and musl come from that architecture's Debian packages, extracted
+into `debian_tree` (`extract_debian_packages`); the packages compiled with
+musl-gcc (libgreet, greet, hello-setup) are left out.
 """
 
 from __future__ import annotations
@@ -88,6 +93,13 @@ INSTALL_ORDER = (
 )
 
 _MACHINE = {"x86_64": "x86_64", "aarch64": "aarch64", "x86": "i386", "armv7": "armhf"}
+# Alpine's architecture -> Debian's (dpkg --print-architecture)
+DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "x86": "i386", "armv7": "armhf"}
+# Where scripts/test puts Debian's packages of another architecture: <this>/<debian arch>/
+FOREIGN_DEBS = Path(
+    os.environ.get("PAKMAN_TEST_FOREIGN_DEBS")
+    or Path(__file__).resolve().parent.parent / ".cache" / "debian"
+)
 
 _LIBGREET_C = r"""
 #include <stdio.h>
@@ -148,15 +160,38 @@ def musl_loader(arch: str) -> str:
     return f"ld-musl-{_MACHINE.get(arch, arch)}.so.1"
 
 
-def _busybox() -> Path:
-    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
-        path = Path(candidate)
+def extract_debian_packages(arch: str, dest: Path, debs: Path = FOREIGN_DEBS) -> Path:
+    """Debian's busybox-static and musl of `arch` (from `debs/<debian arch>/`) extracted into `dest`.
+
+    Raises FileNotFoundError saying how to get them when they are missing.
+    """
+    folder = debs / DEBIAN_ARCH.get(arch, arch)
+    found = [sorted(folder.glob(f"{name}_*.deb")) for name in ("busybox-static", "musl")]
+    if not all(found):
+        raise FileNotFoundError(
+            f"Debian's busybox-static and musl for {arch} are not in {folder}: scripts/test "
+            f"downloads them (dpkg --add-architecture {DEBIAN_ARCH.get(arch, arch)}; "
+            "apt-get download)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    for package in found:
+        subprocess.run(["dpkg-deb", "-x", package[-1], dest], check=True)
+    return dest
+
+
+def _busybox(debian_tree: Path | None) -> Path:
+    candidates = ("/bin/busybox", "/usr/bin/busybox")
+    for candidate in candidates:
+        path = debian_tree / candidate.lstrip("/") if debian_tree else Path(candidate)
         if path.is_file():
             return path
     raise FileNotFoundError("busybox not found: install Debian's busybox-static")
 
 
-def _musl_libc() -> Path:
+def _musl_libc(arch: str, debian_tree: Path | None) -> Path:
+    if debian_tree is not None:
+        # Debian's lib/ld-musl-<arch>.so.1 is a relative link to its libc.so
+        return (debian_tree / "lib" / musl_loader(arch)).resolve(strict=True)
     listing = subprocess.run(
         ["dpkg", "-L", "musl"], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -202,9 +237,13 @@ def _compile(work: Path) -> tuple[Path, Path]:
 
 
 def _packages(
-    trees: Path, arch: str, branch: str = BRANCH, stand_ins: bool = False
+    trees: Path,
+    arch: str,
+    branch: str = BRANCH,
+    stand_ins: bool = False,
+    debian_tree: Path | None = None,
 ) -> list[tuple[str, Path, PackageInfo]]:
-    """(repository, tree, info) of every fixture package of a branch."""
+    """(repository, tree, info) of every fixture package of a branch (busybox and musl from `debian_tree` if given)."""
     made = []
     loader = musl_loader(arch)
     libc_so = f"so:libc.musl-{_MACHINE.get(arch, arch)}.so.1"
@@ -288,7 +327,7 @@ def _packages(
     )
 
     musl = _tree(trees, "musl")
-    _write(musl / "lib" / loader, _musl_libc().read_bytes(), 0o755)
+    _write(musl / "lib" / loader, _musl_libc(arch, debian_tree).read_bytes(), 0o755)
     (musl / "lib" / f"libc.musl-{_MACHINE.get(arch, arch)}.so.1").symlink_to(loader)
     made.append(
         (
@@ -307,7 +346,7 @@ def _packages(
     )
 
     busybox = _tree(trees, "busybox")
-    _write(busybox / "bin/busybox", _busybox().read_bytes(), 0o755)
+    _write(busybox / "bin/busybox", _busybox(debian_tree).read_bytes(), 0o755)
     (busybox / "bin/sh").symlink_to("busybox")
     made.append(
         (
@@ -330,6 +369,57 @@ def _packages(
         )
     )
 
+    if debian_tree is None:  # musl-gcc compiles for this machine only
+        made += _compiled_packages(trees, arch, libc_so)
+
+    # A stand-in for binutils' strip (Debian's needs glibc): `strip -o OUT IN`
+    # copies IN to OUT and marks it, so a test sees which files were stripped.
+    stripper = _tree(trees, "fake-strip")
+    _write(
+        stripper / "usr/bin/strip",
+        '#!/bin/sh\n[ "$1" = -o ] || exit 2\ncat "$3" > "$2" && printf STRIPPED >> "$2"\n',
+        0o755,
+    )
+    made.append(
+        (
+            "community",
+            stripper,
+            PackageInfo(
+                "fake-strip",
+                "1.0",
+                arch,
+                description="marks what it strips",
+                license="MIT",
+                depends=("busybox",),
+                provides=("cmd:strip=1.0-r0",),
+                builddate=EPOCH,
+            ),
+        )
+    )
+    if stand_ins:
+        for name, stand_in_version, repository in STAND_INS:
+            empty = _tree(trees, name)
+            _write(empty / f"usr/share/doc/{name}/STAND-IN", f"{STAND_IN_NOTE}\n")
+            made.append(
+                (
+                    repository,
+                    empty,
+                    PackageInfo(
+                        name,
+                        stand_in_version,
+                        arch,
+                        description=f"{STAND_IN_NOTE} {name}",
+                        license="MIT",
+                        builddate=EPOCH,
+                    ),
+                )
+            )
+    return made
+
+
+def _compiled_packages(trees: Path, arch: str, libc_so: str) -> list[tuple[str, Path, PackageInfo]]:
+    """libgreet, greet and hello-setup: compiled with musl-gcc for this machine."""
+    made = []
     library, program = _compile(trees / "cc")
     libgreet = _tree(trees, "libgreet")
     _write(libgreet / "usr/lib/libgreet.so.1", library.read_bytes(), 0o755)
@@ -400,48 +490,6 @@ def _packages(
         )
     )
 
-    # A stand-in for binutils' strip (Debian's needs glibc): `strip -o OUT IN`
-    # copies IN to OUT and marks it, so a test sees which files were stripped.
-    stripper = _tree(trees, "fake-strip")
-    _write(
-        stripper / "usr/bin/strip",
-        '#!/bin/sh\n[ "$1" = -o ] || exit 2\ncat "$3" > "$2" && printf STRIPPED >> "$2"\n',
-        0o755,
-    )
-    made.append(
-        (
-            "community",
-            stripper,
-            PackageInfo(
-                "fake-strip",
-                "1.0",
-                arch,
-                description="marks what it strips",
-                license="MIT",
-                depends=("busybox",),
-                provides=("cmd:strip=1.0-r0",),
-                builddate=EPOCH,
-            ),
-        )
-    )
-    if stand_ins:
-        for name, stand_in_version, repository in STAND_INS:
-            empty = _tree(trees, name)
-            _write(empty / f"usr/share/doc/{name}/STAND-IN", f"{STAND_IN_NOTE}\n")
-            made.append(
-                (
-                    repository,
-                    empty,
-                    PackageInfo(
-                        name,
-                        stand_in_version,
-                        arch,
-                        description=f"{STAND_IN_NOTE} {name}",
-                        license="MIT",
-                        builddate=EPOCH,
-                    ),
-                )
-            )
     return made
 
 
@@ -450,8 +498,14 @@ def build_alpine_repository(
     arch: str | None = None,
     branches: tuple[str, ...] = (BRANCH,),
     stand_ins: bool = False,
+    *,
+    debian_tree: Path | None = None,
 ) -> AlpineRepository:
-    """Make the fixture mirror under `folder` (its key too); returns where things are."""
+    """Make the fixture mirror under `folder` (its key too); returns where things are.
+
+    `debian_tree`: Debian's busybox-static and musl of `arch`, extracted
+    (`extract_debian_packages`), for an architecture that is not this machine's.
+    """
     arch = arch or host_arch()
     private, public = generate_key(folder / "key", KEY_NAME, bits=2048, now=0x6B000000)
     key = SigningKey.from_file(private, public_path=public)
@@ -461,7 +515,7 @@ def build_alpine_repository(
     root = folder / "alpine"
     for branch in branches:
         trees = folder / "trees" / branch
-        for repository, tree, info in _packages(trees, arch, branch, stand_ins):
+        for repository, tree, info in _packages(trees, arch, branch, stand_ins, debian_tree):
             write_package(tree, info, root / branch / repository / arch, key)
         for repository in ("main", "community"):
             (root / branch / repository / arch).mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from alpine_fixture import AlpineRepository, LoopbackMirror
+from alpine_fixture import (
+    AlpineRepository,
+    LoopbackMirror,
+    build_alpine_repository,
+    extract_debian_packages,
+)
 from build_support import BuildRun, KeyPair, make_key, working_directory
 from pakman.cli import main
 from pakman.graph import host_arch
@@ -44,13 +49,43 @@ def mirror(alpine_mirror: LoopbackMirror, alpine_repository: AlpineRepository) -
     return Mirror(alpine_mirror.url, alpine_repository.keys_dir)
 
 
-def write_app(root: Path, name: str, build: str, command: str, package: str = "") -> Path:
+FOREIGN = "aarch64" if ARCH != "aarch64" else "x86_64"
+
+
+@pytest.fixture(scope="module")
+def foreign_mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+    """The fixture mirror for another architecture, from Debian's packages of it, on loopback.
+
+    Skips when this machine has no qemu handler for it (scripts/test registers one when it
+    can) or the Debian packages were not downloaded (scripts/test does).
+    """
+    from pakman.sandbox import SandboxUnavailable, check_arch
+
+    try:
+        check_arch(FOREIGN)
+    except SandboxUnavailable as exc:
+        pytest.skip(str(exc))
+    folder = tmp_path_factory.mktemp(f"alpine-{FOREIGN}")
+    try:
+        tree = extract_debian_packages(FOREIGN, folder / "debian")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    repository = build_alpine_repository(folder, FOREIGN, debian_tree=tree)
+    served = LoopbackMirror(repository.root).start()
+    yield Mirror(served.url, repository.keys_dir)
+    served.stop()
+
+
+def write_app(
+    root: Path, name: str, build: str, command: str, package: str = "", arch: str = ""
+) -> Path:
     """A custom-type app on the fixture's stack, with its build command and package body."""
     folder = root / "apps" / name
     folder.mkdir(parents=True, exist_ok=True)
     body = package or 'mkdir -p "$pkgdir"/usr/share\ncp "$srcdir"/out.txt "$pkgdir"/usr/share/'
+    architectures = f"architectures: [{arch}]\n" if arch else ""
     text = (
-        f"stack: alpine/3.20\ntype: custom\ndependencies:\n  build: {build}\n"
+        f"stack: alpine/3.20\ntype: custom\n{architectures}dependencies:\n  build: {build}\n"
         f"build:\n  command: |\n{_indent(command)}\npackage: |\n{_indent(body)}\n"
     )
     (folder / "instellar.yml").write_text(text)
@@ -76,8 +111,8 @@ def run(workspace: Path, key: KeyPair, mirror: Mirror | None, *args: str) -> Bui
     return BuildRun(code, events, err.getvalue())
 
 
-def log(workspace: Path, app: str, stage: str = "build") -> str:
-    return (workspace / f".pakman/logs/{app}/{stage}/{ARCH}.log").read_text()
+def log(workspace: Path, app: str, stage: str = "build", arch: str = ARCH) -> str:
+    return (workspace / f".pakman/logs/{app}/{stage}/{arch}.log").read_text()
 
 
 def roots(workspace: Path) -> list[Path]:
@@ -196,6 +231,89 @@ def test_a_change_of_build_dependencies_rebuilds_the_root_the_build_and_what_fol
         f"repo:sign:{ARCH}",
     }
     assert len(roots(tmp_path)) == 2  # one's new closure has its own root; two's is kept
+
+
+def test_a_foreign_architecture_builds_under_qemu_in_a_root_of_its_own_packages(
+    tmp_path: Path, key: KeyPair, foreign_mirror: Mirror
+) -> None:
+    from pakman.apk.reader import read_package_control
+
+    write_app(
+        tmp_path,
+        "arm",
+        "[]",
+        'echo "machine=$(uname -m) CARCH=$CARCH" | tee out.txt\nbusybox sha256sum out.txt',
+        arch=FOREIGN,
+    )
+    done = run(tmp_path, key, foreign_mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    assert {f"arm:buildroot:{FOREIGN}", f"arm:build:{FOREIGN}"} <= done.ran
+    text = log(tmp_path, "arm", arch=FOREIGN)
+    # uname is the root's busybox (its links made by busybox's post-install, under qemu too)
+    assert f"machine={FOREIGN} CARCH={FOREIGN}" in text
+    assert "out.txt" in text.split("\n")[-2]  # busybox sha256sum ran
+    (root,) = roots(tmp_path)
+    assert (root / "root/bin/uname").is_symlink()
+    assert (root / "root/etc/apk/arch").read_text() == f"{FOREIGN}\n"
+    (apk,) = (tmp_path / f".pakman/build/arm/packages/{FOREIGN}").glob("arm-*.apk")
+    with apk.open("rb") as handle:
+        assert ("arch", FOREIGN) in read_package_control(handle).pkginfo
+
+
+def test_noarch_builds_in_the_machines_architecture(
+    tmp_path: Path, key: KeyPair, mirror: Mirror
+) -> None:
+    from pakman.apk.reader import read_package_control
+
+    command = 'echo "machine=$(uname -m) CARCH=$CARCH" | tee out.txt'
+    write_app(tmp_path, "na", "[]", command, arch="noarch")
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    machine = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
+    # abuild's CARCH is the build machine's, whatever the APKBUILD's arch says
+    assert f"machine={machine} CARCH={ARCH}" in log(tmp_path, "na", arch="noarch")
+    (apk,) = (tmp_path / ".pakman/build/na/packages/noarch").glob("na-*.apk")
+    with apk.open("rb") as handle:
+        assert ("arch", "noarch") in read_package_control(handle).pkginfo
+
+
+_SHOW_VARIABLES = (
+    'mkdir -p "$pkgdir" && touch "$pkgdir"/written-by-$0\n'
+    '[ "$builddir" = "$srcdir/$pkgname-$pkgver" ] && echo builddir-ok\n'
+    "echo CARCH=$CARCH CBUILD=$CBUILD CHOST=$CHOST pkgname=$pkgname\n"
+    "sh -c 'echo exported=$CARCH'\n"
+)
+
+
+@pytest.mark.parametrize("arch", [ARCH, "noarch"])
+@pytest.mark.parametrize("build_on", ["host", "alpine"])
+def test_builds_get_abuilds_variables_on_the_host_and_on_alpine_alike(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, build_on: str, arch: str
+) -> None:
+    write_app(
+        tmp_path,
+        "vars",
+        "[]",
+        _SHOW_VARIABLES.replace("$0", "build") + "echo > out.txt",
+        _SHOW_VARIABLES.replace("$0", "package")
+        + 'mkdir -p "$pkgdir"/usr/share\ncp "$srcdir"/out.txt "$pkgdir"/usr/share/',
+        arch=arch,
+    )
+    if build_on == "alpine":
+        done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    else:
+        done = run(tmp_path, key, None, "--offline")
+    assert done.code == 0, done.messages()
+    hostspec = {"x86_64": "x86_64", "aarch64": "aarch64"}.get(ARCH, ARCH) + "-alpine-linux-musl"
+    # abuild's CARCH is the machine's (noarch too), and the build sees it exported
+    said = f"CARCH={ARCH} CBUILD={hostspec} CHOST={hostspec} pkgname=vars"
+    for stage in ("build", "package"):
+        text = log(tmp_path, "vars", stage, arch=arch)
+        assert said in text, stage
+        assert f"exported={ARCH}" in text and "builddir-ok" in text, stage
+    # what the build wrote into $pkgdir is thrown away before package(), as abuild does
+    assert not (tmp_path / f".pakman/build/vars/pkgdir-{arch}/written-by-build").exists()
+    assert (tmp_path / f".pakman/build/vars/pkgdir-{arch}/usr/share/out.txt").exists()
 
 
 @pytest.fixture
@@ -467,3 +585,78 @@ def test_the_roots_strip_runs_on_the_packages_elf_files_unless_strip_binary_is_f
     assert greet.read_bytes() == (original + b"STRIPPED" if strip else original)
     assert greet.stat().st_mode & 0o777 == 0o755
     assert (tree / "usr/share/notes").read_text() == "text\n"  # not ELF: never stripped
+
+
+def _gc(workspace: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    capsys.readouterr()
+    with working_directory(workspace):
+        assert main(["gc", *args]) == 0
+    return capsys.readouterr().out
+
+
+def test_gc_removes_the_roots_and_cached_packages_no_lock_references(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pakman.apk.fetch import identity_digest
+    from pakman.layout import Layout
+    from pakman.lock import run_lock
+
+    write_app(tmp_path, "one", "[greet]", "greet one > out.txt")
+    two = write_app(tmp_path, "two", "[hello-setup]", "greet two > out.txt") / "instellar.yml"
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").code == 0
+    first_roots = roots(tmp_path)
+    assert len(first_roots) == 2
+    lock = json.loads((tmp_path / f".pakman/build/two/deps/build-{ARCH}.json").read_text())
+    (hello,) = (p for p in lock["closure"] if p["name"] == "hello-setup")
+    cache = tmp_path / ".pakman/cache/apk"
+    hello_apk = cache / f"{identity_digest(hello['identity'])}.apk"
+    assert hello_apk.is_file()
+    # two now needs what one needs: hello-setup's root and package are no lock's
+    two.write_text(two.read_text().replace("build: [hello-setup]", "build: [greet]"))
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").code == 0
+    (kept,) = (
+        r
+        for r in first_roots
+        if r.name
+        in {json.loads((tmp_path / f".pakman/build/one/buildroot-{ARCH}.json").read_text())["root"]}
+    )
+    (unused,) = (r for r in first_roots if r != kept)
+    # what gc must not follow: a link out of .pakman/ in the unused root, and one in place of a root
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("keep")
+    (unused / "root/tmp").rmdir()
+    (unused / "root/tmp").symlink_to(outside)
+    (tmp_path / ".pakman/roots/linked").symlink_to(outside)
+    leftover = tmp_path / ".pakman/roots/.0123456789abcdef.x.tmp"  # a killed run's half root
+    (leftover / "root/usr").mkdir(parents=True)
+    (leftover / "root/usr").chmod(0o555)
+
+    with run_lock(Layout.at(tmp_path)):  # a build is running: nothing is touched
+        said = _gc(tmp_path, capsys)
+    assert "build roots and cached packages left alone: a build is running" in said
+    assert unused.is_dir() and hello_apk.is_file()
+
+    said = _gc(tmp_path, capsys, "--dry-run")
+    assert f"would remove root {unused.name} (" in said
+    assert f"would remove package {hello_apk.name} (" in said
+    assert "would remove root linked (" in said and f"would remove leftover {leftover.name}" in said
+    assert unused.is_dir() and hello_apk.is_file() and leftover.is_dir()
+
+    said = _gc(tmp_path, capsys)
+    assert f"removed root {unused.name} (" in said
+    assert "removed 2 build roots, 1 cached packages and 1 leftovers" in said
+    assert not unused.exists() and not hello_apk.exists() and not leftover.exists()
+    assert not (tmp_path / ".pakman/roots/linked").is_symlink()
+    assert (outside / "keep").read_text() == "keep"  # never followed
+    assert roots(tmp_path) == [kept]
+    assert (cache / ".lock").exists()
+    assert {p.name for p in cache.glob("*.apk")} == {
+        f"{identity_digest(p['identity'])}.apk"
+        for p in json.loads((tmp_path / f".pakman/build/one/deps/build-{ARCH}.json").read_text())[
+            "closure"
+        ]
+    }
+    # what is kept still builds, with nothing to fetch or make
+    assert run(tmp_path, key, mirror, "--build-on", "alpine").ran == set()
+    assert "removed 0 build roots, 0 cached packages and 0 leftovers" in _gc(tmp_path, capsys)

@@ -39,7 +39,7 @@ from types import MappingProxyType
 from typing import IO, Any
 
 from pakman.errors import PakmanError
-from pakman.graph import NOARCH, host_arch
+from pakman.graph import NOARCH, abuild_arch_variables, host_arch
 
 BUILD_DIR = "/home/build"
 HOME_DIR = "/home/builder"
@@ -51,18 +51,6 @@ MOUNT_POINTS = ("proc", "dev", "tmp", "var/tmp", "run", "home/build", "home/buil
 MOUNT_FILES = ("etc/resolv.conf",)
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 
-# abuild's arch_to_hostspec (functions.sh)
-_HOSTSPEC = {
-    "aarch64": "aarch64-alpine-linux-musl",
-    "armhf": "armv6-alpine-linux-musleabihf",
-    "armv7": "armv7-alpine-linux-musleabihf",
-    "loongarch64": "loongarch64-alpine-linux-musl",
-    "ppc64le": "powerpc64le-alpine-linux-musl",
-    "riscv64": "riscv64-alpine-linux-musl",
-    "s390x": "s390x-alpine-linux-musl",
-    "x86": "i586-alpine-linux-musl",
-    "x86_64": "x86_64-alpine-linux-musl",
-}
 # binfmt_misc handler names, as qemu-user-static registers them
 _QEMU_CPU = {
     "aarch64": "aarch64",
@@ -102,16 +90,11 @@ class SandboxUnavailable(SandboxError):
 
 def base_environment(arch: str) -> dict[str, str]:
     """The environment every sandboxed command starts from: PATH, HOME, abuild's variables."""
-    arch = host_arch() if arch == NOARCH else arch
     jobs = str(len(os.sched_getaffinity(0)) or 1)
-    hostspec = _HOSTSPEC.get(arch, f"{arch}-alpine-linux-musl")
     return {
         "PATH": PATH,
         "HOME": HOME_DIR,
-        "CARCH": arch,
-        "CHOST": hostspec,
-        "CBUILD": hostspec,
-        "CTARGET": hostspec,
+        **abuild_arch_variables(arch),
         **_ABUILD_FLAGS,
         "JOBS": jobs,
         "MAKEFLAGS": f"-j{jobs}",

@@ -59,6 +59,7 @@ from pakman.apk.tarfmt import (
     TarReader,
 )
 from pakman.errors import PakmanError
+from pakman.fsutil import remove_tree
 from pakman.sandbox.bwrap import MOUNT_FILES, MOUNT_POINTS, Sandbox
 
 ROOT_FOLDER = "root"  # <store>/<digest>/root is the root; beside it, nothing else yet
@@ -656,5 +657,5 @@ def _scratch(store: Path, digest: str) -> Iterator[Path]:
     try:
         yield scratch
     finally:
-        if scratch.exists():
-            shutil.rmtree(scratch, ignore_errors=True)
+        with contextlib.suppress(OSError):  # else a leftover `pakman gc` removes
+            remove_tree(scratch)

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 from pakman.fingerprint import SourceTree
-from pakman.graph import Step
+from pakman.graph import Step, abuild_arch_variables
 from pakman.steps import RunContext, fresh_dir
 from pakman.steps.shell import HOST_WARNING, run_sandboxed, run_shell, shell_variables
+
+SANDBOX_PKGBASE = "/tmp/pkg"  # $pkgdir of a sandboxed build is $SANDBOX_PKGBASE/$pkgname
 
 
 def copy_source(tree: SourceTree, dest: Path) -> None:
@@ -65,12 +67,22 @@ def run_build(step: Step, context: RunContext) -> list[str]:
     out = fresh_dir(Path(step.outputs[0]), context)
     copy_source(step.source, out)
     identity = step.app.identity
+    if root is not None:
+        from pakman.sandbox import BUILD_DIR
+
+        srcdir = BUILD_DIR
+        # abuild removes $pkgdir before package(): what a build writes there is
+        # thrown away, so it gets a place in the sandbox's tmpfs.
+        pkgdir = f"{SANDBOX_PKGBASE}/{identity.name}"
+    else:
+        srcdir = str(out)
+        pkgdir = str(out.parent / f"pkgdir-{step.arch}")
     variables = {
-        "srcdir": str(out),
-        "pkgdir": str(out.parent / f"pkgdir-{step.arch}"),
+        "srcdir": srcdir,
+        "builddir": f"{srcdir}/{identity.name}-{identity.version}",  # abuild's default
+        "pkgdir": pkgdir,
         "pkgname": identity.name,
         "pkgver": identity.version,
-        "CARCH": step.arch,
     }
     command = step.app.config.build.command
     if "pkgrel" in command:
@@ -81,13 +93,10 @@ def run_build(step: Step, context: RunContext) -> list[str]:
         return []
     what = f"build of {identity.name} ({step.arch})"
     if root is not None:
-        from pakman.sandbox import BUILD_DIR, Sandbox
+        from pakman.sandbox import Sandbox
 
         assert sandbox is not None
-        variables["srcdir"] = BUILD_DIR
-        del variables["pkgdir"]  # the package step's, outside the build's sandbox
-        if step.arch == "noarch":
-            del variables["CARCH"]  # the sandbox's (the host's arch), as abuild gives noarch
+        # CARCH, CBUILD, CHOST, CTARGET: in the sandbox's environment
         script = shell_variables(variables) + 'cd "$srcdir"\n' + command
         run_sandboxed(
             script,
@@ -103,13 +112,12 @@ def run_build(step: Step, context: RunContext) -> list[str]:
             verbose=context.verbose,
         )
         return []
-    script = shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + command
     run_shell(
-        script,
+        shell_variables(variables) + 'cd "$srcdir"\n' + command,
         cwd=out,
         log=context.log_path(step),
         what=what,
         verbose=context.verbose,
-        env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+        env={"SOURCE_DATE_EPOCH": str(identity.epoch), **abuild_arch_variables(step.arch)},
     )
     return [HOST_WARNING.format(what=what)]

@@ -16,11 +16,13 @@ depends on the closure alone (not on which names an app asked for).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,3 +197,75 @@ def root_for(step: Step, context: RunContext) -> Path:
         )
     lock = json.loads(Path(locks[0]).read_text())
     return ensure_lock_root(lock, step, context)
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A root or a cached package no current lock references: what gc removes."""
+
+    kind: str  # "root", "package" or "leftover" (of an interrupted run)
+    path: Path
+    size: int
+
+
+def unused_roots_and_packages(state: Path) -> tuple[list[Unused], int]:
+    """What under `state` (.pakman) no current lock references, and how many are kept.
+
+    A root is kept when a buildroot record (`build/<app>/buildroot-<arch>.json`)
+    names it, a cached .apk (or its partial download) when a build lock
+    (`build/<app>/deps/build-<arch>.json`) has its identity in its closure.
+    Half-made roots of interrupted runs are unused too. A removed root is
+    made again by the next build that needs it (`root_for`).
+    """
+    from pakman.apk.fetch import identity_digest
+    from pakman.fsutil import tree_size
+
+    build = state / "build"
+    roots_kept: set[str] = set()
+    for record in build.glob("*/buildroot-*.json"):
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+            roots_kept.add(str(json.loads(record.read_text())["root"]))
+    packages_kept: set[str] = set()
+    for lock in build.glob("*/deps/build-*.json"):
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            closure = json.loads(lock.read_text()).get("closure") or []
+            for package in closure:
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    packages_kept.add(f"{identity_digest(str(package['identity']))}.apk")
+    unused: list[Unused] = []
+    kept = 0
+    for entry in _entries(state / "roots"):
+        if entry.name in roots_kept and not entry.name.startswith("."):
+            kept += 1
+        else:
+            kind = "leftover" if entry.name.startswith(".") else "root"
+            unused.append(Unused(kind, entry, tree_size(entry)))
+    for entry in _entries(state / "cache" / "apk"):
+        if entry.name == ".lock":
+            continue
+        if entry.name.removesuffix(".part") in packages_kept:
+            kept += 1
+        else:
+            unused.append(Unused("package", entry, entry.lstat().st_size))
+    return unused, kept
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The entries of a real folder (none when it is missing or a link)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return []
+    return sorted(folder.iterdir())
+
+
+def remove_unused(unused: list[Unused], state: Path) -> None:
+    """Remove what `unused_roots_and_packages` found, holding the lock roots are made under."""
+    from pakman.fsutil import remove_tree
+
+    cache = state / "cache" / "apk"
+    if not unused:
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # no root is being made meanwhile
+        for item in unused:
+            remove_tree(item.path)

@@ -21,7 +21,7 @@ from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_
 from pakman.apk.tracedeps import Trace
 from pakman.executables import check_executables
 from pakman.fsutil import write_if_changed
-from pakman.graph import Step
+from pakman.graph import Step, abuild_arch_variables
 from pakman.model import AppType
 from pakman.render import runtime_dependencies
 from pakman.staging import stage_service_files
@@ -64,6 +64,7 @@ def package(step: Step, context: RunContext) -> list[str]:
         (place / "pkg").mkdir()
         variables = {
             "srcdir": f"{BUILD_DIR}/src",
+            "builddir": f"{BUILD_DIR}/src/{identity.name}-{identity.version}",
             "pkgdir": f"{BUILD_DIR}/pkg",
             "startdir": f"{BUILD_DIR}/startdir",
             "pkgname": identity.name,
@@ -103,6 +104,7 @@ def package(step: Step, context: RunContext) -> list[str]:
         shutil.copytree(render_dir, startdir, symlinks=True, dirs_exist_ok=True)
         variables = {
             "srcdir": str(srcdir),
+            "builddir": f"{srcdir}/{identity.name}-{identity.version}",
             "pkgdir": str(pkgdir),
             "startdir": str(startdir),
             "pkgname": identity.name,
@@ -110,15 +112,14 @@ def package(step: Step, context: RunContext) -> list[str]:
             "pkgrel": str(identity.release),
             "pkgusers": identity.name,
             "pkggroups": identity.name,
-            "CARCH": arch,
         }
         run_shell(
-            shell_variables(variables) + 'export CARCH\ncd "$srcdir"\n' + app.package,
+            shell_variables(variables) + 'cd "$srcdir"\n' + app.package,
             cwd=srcdir,
             log=context.log_path(step),
             what=f"package() of {identity.name} ({arch})",
             verbose=context.verbose,
-            env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+            env={"SOURCE_DATE_EPOCH": str(identity.epoch), **abuild_arch_variables(arch)},
         )
     else:
         collected = Path(upstream_output(step, "collect"))

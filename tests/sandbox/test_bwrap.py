@@ -111,8 +111,9 @@ import sys
 from pathlib import Path
 from pakman.sandbox import Sandbox
 sandbox = Sandbox(Path(sys.argv[1]), build_dir=Path(sys.argv[2]))
+seconds = sys.argv[3]
 try:
-    sandbox.run(["sh", "-c", "sleep 98765 & sleep 98764 & touch started; wait"])
+    sandbox.run(["sh", "-c", f"sleep {seconds}1 & sleep {seconds}2 & touch started; wait"])
 except KeyboardInterrupt:
     # a tool goes on after Ctrl-C (to clean up, report): the sandbox must be gone by now
     print("interrupted", flush=True)
@@ -133,22 +134,28 @@ def _processes_with(text: str) -> list[int]:
 
 
 def test_ctrl_c_leaves_no_process_behind(alpine_root: Path, build_dir: Path) -> None:
+    # sleeps of a length of their own: other runs of this test on the machine have theirs
+    seconds = str(100000 + os.getpid())
     runner = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_INTERRUPTED), alpine_root, build_dir],
+        [sys.executable, "-c", textwrap.dedent(_INTERRUPTED), alpine_root, build_dir, seconds],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
     assert runner.stdin is not None and runner.stdout is not None
-    deadline = time.monotonic() + 20
-    while not (build_dir / "started").exists():
-        assert time.monotonic() < deadline and runner.poll() is None, "the sandbox did not start"
-        time.sleep(0.02)
-    assert len(_processes_with("sleep\x0098765")) == 1
-    runner.send_signal(signal.SIGINT)
-    assert runner.stdout.readline() == b"interrupted\n"
     try:
-        assert _processes_with("sleep\x009876") == []
+        deadline = time.monotonic() + 20
+        while not (build_dir / "started").exists():
+            assert time.monotonic() < deadline and runner.poll() is None, (
+                "the sandbox did not start"
+            )
+            time.sleep(0.02)
+        assert len(_processes_with(f"sleep\x00{seconds}1")) == 1
+        runner.send_signal(signal.SIGINT)
+        assert runner.stdout.readline() == b"interrupted\n"
+        assert _processes_with(f"sleep\x00{seconds}") == []
     finally:
+        if runner.poll() is None:
+            runner.send_signal(signal.SIGINT)  # the runner stops its sandbox, then reads a line
         runner.communicate(b"\n", timeout=20)
 
 
