@@ -198,3 +198,13 @@ def test_the_command_ends_with_all_its_output_written() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(": ok") == len(list(EXAMPLES.glob("*/instellar.yml")))
     assert result.stdout.rstrip().endswith("(0 errors, 0 warnings)")
+
+
+def test_repository_root_builds_only_the_examples() -> None:
+    # The repository's .pakmanignore leaves the test fixtures (tests/errors/ holds
+    # invalid apps on purpose) out of `pakman build` run at its root.
+    from pakman.workspace import find_configs
+
+    found = find_configs([ROOT], skip_ignored=True)
+    assert found
+    assert {config.relative_to(ROOT).parts[0] for config in found} == {"examples"}
