@@ -31,32 +31,31 @@ FORMATS = ("json", "dot", "mermaid", "makefile", "ninja", "svg")
 
 
 def _identity_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    from pakman.options import IDENTITY_OPTIONS
+
     group = parser.add_argument_group(
         "package identity",
         "By default the name comes from GITHUB_REPOSITORY, else run.name, else the app's "
         "folder; the version from `git describe --tags`; the release from GITHUB_RUN_NUMBER.",
     )
-    return [
-        group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)"),
-        group.add_argument(
-            "--organization",
-            metavar="ORG",
-            help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')",
-        ),
-        group.add_argument(
-            "--package-version",
-            metavar="VER",
-            help="the version, e.g. 1.2.3 (a leading v is dropped)",
-        ),
-        group.add_argument(
-            "--url", help="the project's home page (default: the GitHub repository page)"
-        ),
-        group.add_argument(
-            "--release",
-            metavar="N",
-            help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
-        ),
-    ]
+    return [_add_option(group, option) for option in IDENTITY_OPTIONS]
+
+
+def _add_option(group: Any, option: Any) -> argparse.Action:
+    """One option of pakman.options.OPTIONS as an argparse argument."""
+    if option.kind == "flag":
+        action: argparse.Action = group.add_argument(
+            option.flag, action="store_true", help=option.help
+        )
+    elif option.kind == "list":
+        action = group.add_argument(
+            option.flag, action="append", default=[], metavar=option.metavar, help=option.help
+        )
+    elif option.kind == "choice":
+        action = group.add_argument(option.flag, choices=option.choices, help=option.help)
+    else:
+        action = group.add_argument(option.flag, metavar=option.metavar, help=option.help)
+    return action
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,61 +290,10 @@ stops with an error instead of mixing the two.""",
 
 
 def _project_options(parser: argparse.ArgumentParser) -> None:
+    from pakman.options import OPTIONS
+
     group = parser.add_argument_group("build options")
-    actions = [
-        group.add_argument(
-            "--only",
-            action="append",
-            default=[],
-            metavar="APP",
-            help="only this app (repeatable); a build keeps the others' packages in the repository",
-        ),
-        group.add_argument(
-            "--repo", metavar="DIR", help="the repository folder (default .pakman/repo)"
-        ),
-        group.add_argument("--key", metavar="FILE", help="the private signing key (PEM)"),
-        group.add_argument(
-            "--mirror",
-            metavar="URL",
-            help="the Alpine mirror (default: PAKMAN_MIRROR, else the official CDN)",
-        ),
-        group.add_argument(
-            "--offline",
-            action="store_true",
-            help="do not fetch package indexes; dependencies stay unchecked",
-        ),
-        group.add_argument(
-            "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
-        ),
-        group.add_argument(
-            "--alpine-keys",
-            metavar="DIR",
-            help="public keys that fetched indexes and packages must be signed with",
-        ),
-        group.add_argument(
-            "--build-base-packages",
-            metavar="LIST",
-            help="what every build has besides dependencies.build (names separated by spaces "
-            "or commas; default: PAKMAN_BUILD_BASE, else the original's build environment)",
-        ),
-        group.add_argument(
-            "--build-on",
-            choices=("host", "alpine"),
-            default=None,
-            help="where build.command runs: alpine (a bubblewrap sandbox on a root of the "
-            "stack's Alpine with dependencies.build) or host (its tools and libraries); "
-            "default: PAKMAN_BUILD_ON, else host in this version",
-        ),
-        group.add_argument(
-            "--network",
-            choices=("host", "none"),
-            default=None,
-            help="the network a build on alpine sees: host (shared, the default) or none",
-        ),
-        group.add_argument(
-            "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
-        ),
-    ]
+    actions = [_add_option(group, o) for o in OPTIONS if o.group == "build"]
     actions += _identity_options(parser)
     # Remembered so that `pakman graph` can hand exactly these on to `run-step`.
     parser.set_defaults(project_actions=tuple(actions))
@@ -505,12 +453,9 @@ def _keygen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pakman.apk import generate_key
+    from pakman.apk.keys import default_key_name
 
-    name = args.name
-    if not name:
-        packager = os.environ.get("PACKAGER", "")
-        email = packager.rpartition("<")[2].partition(">")[0]
-        name = email if "@" in email else os.environ.get("USER") or "pakman"
+    name = args.name or default_key_name(os.environ)
     directory = Path(args.dir) if args.dir else Path.home() / ".abuild"
     private, public = generate_key(directory, name, bits=args.bits)
     print(f"wrote {private} (private key, mode 0600: keep it secret, back it up)")
@@ -815,28 +760,9 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from pakman.settings import Settings
+    from pakman.options import settings_from_arguments
 
-    return Settings(
-        paths=tuple(args.paths),
-        only=tuple(args.only),
-        strict=args.strict,
-        name=args.package_name,
-        organization=args.organization,
-        version=args.package_version,
-        release=args.release,
-        url=args.url,
-        repo=args.repo,
-        key_file=args.key,
-        mirror=args.mirror,
-        offline=args.offline,
-        require_deps=args.require_deps,
-        verbose=getattr(args, "verbose", False),
-        alpine_keys=args.alpine_keys,
-        build_base=args.build_base_packages,
-        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or "host",
-        network=args.network or os.environ.get("PAKMAN_NETWORK") or "host",
-    )
+    return settings_from_arguments(vars(args), args.paths, os.environ)
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -970,16 +896,10 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
-    from pakman.store import Store
+    from pakman.store import Store, parse_size
 
-    sizes = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    text = args.max_size.strip().upper().removesuffix("B")
-    unit = text[-1:] if text[-1:] in sizes else ""
     try:
-        number = float(text[: len(text) - len(unit)])
-        if not 0 <= number < 1e6:
-            raise ValueError(number)
-        max_bytes = int(number * sizes[unit])
+        max_bytes = parse_size(args.max_size)
     except ValueError:
         raise ConfigError(
             f"--max-size {args.max_size!r}: use a size such as 500M or 5G (0 or more)"
