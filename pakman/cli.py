@@ -58,8 +58,67 @@ def _add_option(group: Any, option: Any) -> argparse.Action:
     return action
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus one rule for where the apps are (see `_settle_paths`)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, rest = super().parse_known_args(args, namespace)
+        if not _settle_paths(found):
+            self.error("render takes one app: give one PATH")
+        return found, rest
+
+
+def _path_arguments(parser: argparse.ArgumentParser) -> None:
+    """PATH arguments and -p/--path PATH: where the apps are, the same for every command."""
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="an instellar.yml, an app folder or a folder searched for apps "
+        "(default: the current folder)",
+    )
+    parser.add_argument(
+        "-p",
+        "--path",
+        dest="path_options",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="the same as a PATH argument (repeatable)",
+    )
+
+
+def _settle_paths(args: argparse.Namespace) -> bool:
+    """Merge -p/--path into `args.paths` (default: the current folder); False if unusable.
+
+    explain's words name targets and paths alike: without -p, a word that
+    names an existing file or folder is a PATH, any other a TARGET.
+    """
+    given = getattr(args, "path_options", None)
+    if given is None:
+        return True
+    args.path_options = None
+    if hasattr(args, "targets"):
+        if given:
+            args.paths = list(given)
+        else:
+            args.paths = [t for t in args.targets if os.path.exists(t)]
+            args.targets = [t for t in args.targets if not os.path.exists(t)]
+    elif hasattr(args, "path"):  # render: one app
+        words = ([args.path] if args.path else []) + list(given)
+        args.path = words[0] if words else "."
+        return len(words) <= 1
+    else:
+        args.paths = [*args.paths, *given]
+    args.paths = args.paths or ["."]
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pakman",
         description="Turn an app's instellar.yml into signed Alpine Linux packages.",
         epilog="Run `pakman COMMAND --help` for the options of a command.",
@@ -75,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="PATH is an instellar.yml, an app folder, or a folder searched for apps "
         "(default: the current folder).",
     )
-    check.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(check)
     check.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
     check.add_argument("--json", action="store_true", help="print one JSON report instead of text")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -111,7 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
         "in .pakman-rendered, and touches nothing else).",
         epilog="PATH is an app folder or its instellar.yml (default: the current folder).",
     )
-    render.add_argument("path", nargs="?", default=".", metavar="PATH")
+    render.add_argument("path", nargs="?", metavar="PATH")
+    render.add_argument(
+        "-p", "--path", dest="path_options", action="append", default=[], help=argparse.SUPPRESS
+    )
     render.add_argument(
         "-o",
         "--output",
@@ -150,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
         "once under .pakman/keys/. Dependencies are checked against the stack's index on "
         "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that.",
     )
-    build.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(build)
     _project_options(build)
     build.add_argument(
         "-j", "--jobs", type=_at_least(1), default=1, metavar="N", help="run N steps at once"
@@ -202,7 +264,7 @@ again after adding or removing an app's files or changing its hooks,
 architectures or type; a step whose upstream steps ran with other inputs
 stops with an error instead of mixing the two.""",
     )
-    graph.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(graph)
     graph.add_argument("--format", choices=FORMATS, default="json")
     graph.add_argument(
         "-o",
@@ -228,14 +290,22 @@ stops with an error instead of mixing the two.""",
         "the key. TARGET is an app (pyweb), an app's stage (pyweb:build) or a step "
         "(pyweb:build:x86_64); without one, every step that will run.",
     )
-    explain.add_argument("targets", nargs="*", metavar="TARGET")
+    explain.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET|PATH",
+        help="a word naming an existing file or folder is a PATH (where the apps are), "
+        "any other a TARGET",
+    )
     explain.add_argument(
         "-p",
         "--path",
-        dest="paths",
+        dest="path_options",
         action="append",
+        default=[],
         metavar="PATH",
-        help="where the apps are (repeatable; default: the current folder)",
+        help="where the apps are (repeatable; default: the current folder); with -p, "
+        "every word is a TARGET",
     )
     explain.add_argument("--all", action="store_true", help="list up-to-date steps too")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -281,7 +351,7 @@ stops with an error instead of mixing the two.""",
         "and they for it.",
     )
     run_step.add_argument("step", metavar="STEP")
-    run_step.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(run_step)
     _project_options(run_step)
     run_step.add_argument("-v", "--verbose", action="store_true", help="show build output live")
     run_step.set_defaults(handler=_run_step)
@@ -875,7 +945,6 @@ def _explain(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
     from pakman.explain import explain_steps, select
 
-    args.paths = args.paths or ["."]
     project = _load(args)
     steps = select(project.graph, args.targets)
     if args.targets and not steps:

@@ -208,3 +208,25 @@ def test_repository_root_builds_only_the_examples() -> None:
     found = find_configs([ROOT], skip_ignored=True)
     assert found
     assert {config.relative_to(ROOT).parts[0] for config in found} == {"examples"}
+
+
+@pytest.mark.parametrize("command", ["check", "build", "graph", "run-step", "explain", "render"])
+def test_every_command_takes_the_apps_path_the_same_way(command: str) -> None:
+    parser = build_parser()
+    step = ["app:build:x86_64"] if command == "run-step" else []
+    given = parser.parse_args([command, *step, "-p", "one"])
+    default = parser.parse_args([command, *step])
+    if command == "render":
+        assert (given.path, default.path) == ("one", ".")
+        return
+    assert (given.paths, default.paths) == (["one"], ["."])
+    if command != "explain":
+        both = parser.parse_args([command, *step, "one", "three", "--path", "two"])
+        assert both.paths == ["one", "three", "two"]
+
+
+def test_render_takes_one_app(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["render", "one", "-p", "two"])
+    assert exit_.value.code == 2
+    assert "render takes one app" in capsys.readouterr().err
