@@ -832,7 +832,20 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 def _settings(args: argparse.Namespace) -> Any:
     from pakman.options import settings_from_arguments
 
-    return settings_from_arguments(vars(args), args.paths, os.environ)
+    return settings_from_arguments(vars(args), args.paths, os.environ, root=_workspace())
+
+
+def _workspace() -> str:
+    """The workspace (see layout.find_workspace), from the current folder; said when not `.`."""
+    from pakman.layout import find_workspace
+
+    found = find_workspace()
+    if found == Path.cwd():
+        return "."
+    relative = os.path.relpath(found)
+    # One write: several pakman (make -j) may share stderr.
+    sys.stderr.write(f"pakman: workspace {relative} ({found}): the nearest folder with .pakman/\n")
+    return relative
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -915,6 +928,18 @@ def _graph(args: argparse.Namespace) -> int:
         from pakman.errors import ConfigError
 
         raise ConfigError("--command is empty: give the command that runs pakman, e.g. pakman")
+    if args.format in ("makefile", "ninja"):
+        from pakman.layout import find_workspace
+
+        workspace = find_workspace()
+        if workspace != Path.cwd():
+            from pakman.errors import ConfigError
+
+            # The file's paths are the workspace's; run-step's options and PATHs are this folder's.
+            raise ConfigError(
+                f"the workspace is {workspace}: export a {args.format} file there "
+                f"(cd {os.path.relpath(workspace)}), so that its paths and run-step's agree"
+            )
     project = _load(args)
     run = export.RunStep(command, tuple(project_argv(args)), tuple(args.paths))
     fmt = args.format
@@ -973,7 +998,8 @@ def _gc(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--max-size {args.max_size!r}: use a size such as 500M or 5G (0 or more)"
         ) from None
-    store = Store(Path(".pakman") / "store")
+    root = Path(_workspace())
+    store = Store(root / ".pakman" / "store")
     removed, kept = store.collect_garbage(
         max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run
     )
@@ -981,7 +1007,7 @@ def _gc(args: argparse.Namespace) -> int:
         from pakman.layout import Layout
         from pakman.trash import workspace_trash
 
-        workspace_trash(Layout.at(Path("."))).empty()  # what a killed build did not delete
+        workspace_trash(Layout.at(root)).empty()  # what a killed build did not delete
     verb = "would remove" if args.dry_run else "removed"
     for entry in removed:
         print(f"{verb} {entry.key[:16]} ({entry.size / 1e6:.1f} MB)")
@@ -996,7 +1022,7 @@ def _watch(args: argparse.Namespace) -> int:
     from pakman.watch import serve
 
     memory.loaded()  # it runs for days: the collector runs as usual
-    return serve(Layout.at(Path(".")), sys.stdout, verbose=args.verbose)
+    return serve(Layout.at(Path(_workspace())), sys.stdout, verbose=args.verbose)
 
 
 def _run_step(args: argparse.Namespace) -> int:

@@ -173,7 +173,7 @@ def variables() -> dict[str, str]:
 
 
 def settings_from_arguments(
-    values: Mapping[str, Any], paths: Iterable[str], environ: Mapping[str, str]
+    values: Mapping[str, Any], paths: Iterable[str], environ: Mapping[str, str], root: str = "."
 ) -> Settings:
     """Settings from parsed arguments (argparse's attributes by `Option.dest`)."""
     chosen: dict[str, Any] = {}
@@ -187,7 +187,7 @@ def settings_from_arguments(
             value = option.from_text(environ.get(option.env))
         if value is not None:
             chosen[option.field] = value
-    return Settings(paths=tuple(paths), verbose=bool(values.get(VERBOSE.dest)), **chosen)
+    return Settings(paths=tuple(paths), root=root, verbose=bool(values.get(VERBOSE.dest)), **chosen)
 
 
 def settings_from_environment(
