@@ -477,7 +477,9 @@ def _apk_commands(commands: Any) -> None:
         "trusted keys, datahash, every file's checksum, folder entries, unsafe names, file "
         "names against .PKGINFO, and each index entry against its package file. Prints one "
         "verdict per file: ok, UNTRUSTED (sound, but no trusted key signed it) or BAD. "
-        "Exit 0 when all are ok, 1 when any is not.",
+        "The trusted keys are those given (--key, --keys-dir) and the workspace's own "
+        "(.pakman/keys/, what `pakman build` signs with when no key is given); it says "
+        "which on standard error. Exit 0 when all are ok, 1 when any is not.",
     )
     verify.add_argument("files", nargs="+", metavar="FILE")
     verify.add_argument(
@@ -494,6 +496,13 @@ def _apk_commands(commands: Any) -> None:
         default=[],
         metavar="DIR",
         help="a folder of trusted public keys, like /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--no-workspace-key",
+        dest="workspace_key",
+        action="store_false",
+        help="do not trust the workspace's own keys (.pakman/keys/*.pub of the workspace, "
+        "found as build finds it), which are trusted by default",
     )
     verify.add_argument(
         "--allow-untrusted",
@@ -556,10 +565,22 @@ def _verify(args: argparse.Namespace) -> int:
     from pakman.apk import load_public_keys, verify_file
 
     keys = load_public_keys([*args.key, *args.keys_dir])
+    origin = dict.fromkeys(keys, "given")
+    if args.workspace_key:
+        from pakman.layout import find_workspace
+
+        folder = find_workspace() / ".pakman" / "keys"
+        if folder.is_dir():
+            own = load_public_keys([folder])
+            origin.update({name: os.path.relpath(folder) for name in own if name not in keys})
+            keys = {**own, **keys}
+    trusted = ", ".join(f"{name} ({where})" for name, where in sorted(origin.items()))
+    sys.stderr.write(f"pakman: trusting {trusted or 'no key (give --key or --keys-dir)'}\n")
     verdicts = [verify_file(path, keys) for path in args.files]
     passed = all(v.passed(args.allow_untrusted) for v in verdicts)
     if args.json:
-        print(json.dumps({"files": [v.as_dict() for v in verdicts], "ok": passed}, indent=2))
+        report = {"files": [v.as_dict() for v in verdicts], "ok": passed, "trusted": sorted(keys)}
+        print(json.dumps(report, indent=2))
     else:
         for verdict in verdicts:
             print(verdict.summary())

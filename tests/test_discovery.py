@@ -72,3 +72,23 @@ def test_a_build_inside_an_app_uses_the_workspace_above(tmp_path: Path) -> None:
     code, _, err = run(app, "graph", "--offline", "--format", "makefile")
     assert code == 3
     assert f"the workspace is {root}: export a makefile file there (cd ../..)" in err
+
+
+def test_verify_trusts_the_workspace_key_and_says_so(tmp_path: Path) -> None:
+    root = make_workspace(tmp_path, ["greet"])
+    assert run(root, "build", "apps", "--offline", "--json")[0] == 0
+    (public,) = (root / ".pakman" / "keys").glob("*.rsa.pub")
+    files = sorted(str(p) for p in (root / ".pakman" / "repo").glob("*/*") if p.is_file())
+    assert any(f.endswith(".apk") for f in files) and any(f.endswith(".tar.gz") for f in files)
+    code, out, err = run(root, "verify", *files)
+    assert code == 0, out
+    assert err == f"pakman: trusting {public.name} (.pakman/keys)\n"
+    # From inside an app too: the workspace is found upwards.
+    code, _, err = run(root / "apps" / "greet", "verify", *files)
+    assert (code, err) == (0, f"pakman: trusting {public.name} (../../.pakman/keys)\n")
+    code, out, err = run(root, "verify", "--no-workspace-key", *files)
+    assert code == 1
+    assert "UNTRUSTED" in out
+    assert err == "pakman: trusting no key (give --key or --keys-dir)\n"
+    code, out, _ = run(root, "verify", "--json", *files)
+    assert (code, json.loads(out)["trusted"]) == (0, [public.name])
