@@ -170,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in .pakman-rendered, and touches nothing else).",
         epilog="PATH is an app folder or its instellar.yml (default: the current folder).",
     )
-    render.add_argument("path", nargs="?", metavar="PATH")
+    render.add_argument(
+        "path", nargs="?", metavar="PATH", help="the app: its folder or its instellar.yml"
+    )
     render.add_argument(
         "-p", "--path", dest="path_options", action="append", default=[], help=argparse.SUPPRESS
     )
@@ -265,7 +267,9 @@ architectures or type; a step whose upstream steps ran with other inputs
 stops with an error instead of mixing the two.""",
     )
     _path_arguments(graph)
-    graph.add_argument("--format", choices=FORMATS, default="json")
+    graph.add_argument(
+        "--format", choices=FORMATS, default="json", help="what to print (default json)"
+    )
     graph.add_argument(
         "-o",
         "--output",
@@ -341,16 +345,21 @@ stops with an error instead of mixing the two.""",
 
     run_step = commands.add_parser(
         "run-step",
-        help="run one step of the graph (what exported Makefiles call)",
+        help="run one step of the graph, up to date or not (what exported Makefiles call)",
         description="Run one step, named as in `pakman graph` (e.g. pyweb:build:x86_64), "
-        "whether or not it is up to date, and record its manifest. The steps before it must "
+        "whatever its state, up to date or not: it runs the step's action, unless the store "
+        "(.pakman/store/) holds outputs made with the step's key, which it then restores "
+        "instead (and says `restored`); then it records the step's manifest, so a build "
+        "after it finds the step up to date. The steps before it must "
         "have run with the keys this graph gives them (else exit 1, naming them). Give the "
         "same paths and options as to `pakman graph` so both see the same graph; exported "
         "files call `pakman run-step OPTIONS -- STEP PATH...`. Steps share the workspace lock "
         "(any number run at once, as make -j or ninja run them); a build waits for them, "
         "and they for it.",
     )
-    run_step.add_argument("step", metavar="STEP")
+    run_step.add_argument(
+        "step", metavar="STEP", help="the step's id, as `pakman graph` lists it (app:stage:arch)"
+    )
     _path_arguments(run_step)
     _project_options(run_step)
     run_step.add_argument("-v", "--verbose", action="store_true", help="show build output live")
@@ -481,7 +490,9 @@ def _apk_commands(commands: Any) -> None:
         "(.pakman/keys/, what `pakman build` signs with when no key is given); it says "
         "which on standard error. Exit 0 when all are ok, 1 when any is not.",
     )
-    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument(
+        "files", nargs="+", metavar="FILE", help="an .apk package or an APKINDEX.tar.gz"
+    )
     verify.add_argument(
         "-k",
         "--key",

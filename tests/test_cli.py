@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -230,3 +231,31 @@ def test_render_takes_one_app(capsys: pytest.CaptureFixture[str]) -> None:
         build_parser().parse_args(["render", "one", "-p", "two"])
     assert exit_.value.code == 2
     assert "render takes one app" in capsys.readouterr().err
+
+
+def _commands() -> tuple[dict[str, argparse.ArgumentParser], dict[str, str | None]]:
+    """Each command's parser, and its line in `pakman --help`."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices), {a.dest: a.help for a in commands._choices_actions}
+
+
+@pytest.mark.parametrize("name", sorted(_commands()[0]))
+def test_every_command_says_what_it_does(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parsers, listed = _commands()
+    command = parsers[name]
+    assert command.description and len(command.description) > 40
+    assert listed[name]
+    undocumented = [a.dest for a in command._actions if not a.help]
+    assert undocumented == []
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(command.description.split()[:8]) in help_text
+
+
+def test_run_step_help_says_it_runs_whatever_the_state_or_restores() -> None:
+    description = " ".join((_commands()[0]["run-step"].description or "").split())
+    assert "whatever its state" in description
+    assert "restores" in description and "store" in description
