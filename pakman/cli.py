@@ -31,36 +31,94 @@ FORMATS = ("json", "dot", "mermaid", "makefile", "ninja", "svg")
 
 
 def _identity_options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    from pakman.options import IDENTITY_OPTIONS
+
     group = parser.add_argument_group(
         "package identity",
         "By default the name comes from GITHUB_REPOSITORY, else run.name, else the app's "
         "folder; the version from `git describe --tags`; the release from GITHUB_RUN_NUMBER.",
     )
-    return [
-        group.add_argument("--package-name", metavar="NAME", help="the package name (slugified)"),
-        group.add_argument(
-            "--organization",
-            metavar="ORG",
-            help="the organization (default: the owner in GITHUB_REPOSITORY, else 'local')",
-        ),
-        group.add_argument(
-            "--package-version",
-            metavar="VER",
-            help="the version, e.g. 1.2.3 (a leading v is dropped)",
-        ),
-        group.add_argument(
-            "--url", help="the project's home page (default: the GitHub repository page)"
-        ),
-        group.add_argument(
-            "--release",
-            metavar="N",
-            help="the release number pkgrel (default GITHUB_RUN_NUMBER, else 0)",
-        ),
-    ]
+    return [_add_option(group, option) for option in IDENTITY_OPTIONS]
+
+
+def _add_option(group: Any, option: Any) -> argparse.Action:
+    """One option of pakman.options.OPTIONS as an argparse argument."""
+    if option.kind == "flag":
+        action: argparse.Action = group.add_argument(
+            option.flag, action="store_true", help=option.help
+        )
+    elif option.kind == "list":
+        action = group.add_argument(
+            option.flag, action="append", default=[], metavar=option.metavar, help=option.help
+        )
+    elif option.kind == "choice":
+        action = group.add_argument(option.flag, choices=option.choices, help=option.help)
+    else:
+        action = group.add_argument(option.flag, metavar=option.metavar, help=option.help)
+    return action
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus one rule for where the apps are (see `_settle_paths`)."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        found, rest = super().parse_known_args(args, namespace)
+        if not _settle_paths(found):
+            self.error("render takes one app: give one PATH")
+        return found, rest
+
+
+def _path_arguments(parser: argparse.ArgumentParser) -> None:
+    """PATH arguments and -p/--path PATH: where the apps are, the same for every command."""
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        default=[],
+        metavar="PATH",
+        help="an instellar.yml, an app folder or a folder searched for apps "
+        "(default: the current folder)",
+    )
+    parser.add_argument(
+        "-p",
+        "--path",
+        dest="path_options",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="the same as a PATH argument (repeatable)",
+    )
+
+
+def _settle_paths(args: argparse.Namespace) -> bool:
+    """Merge -p/--path into `args.paths` (default: the current folder); False if unusable.
+
+    explain's words name targets and paths alike: without -p, a word that
+    names an existing file or folder is a PATH, any other a TARGET.
+    """
+    given = getattr(args, "path_options", None)
+    if given is None:
+        return True
+    args.path_options = None
+    if hasattr(args, "targets"):
+        if given:
+            args.paths = list(given)
+        else:
+            args.paths = [t for t in args.targets if os.path.exists(t)]
+            args.targets = [t for t in args.targets if not os.path.exists(t)]
+    elif hasattr(args, "path"):  # render: one app
+        words = ([args.path] if args.path else []) + list(given)
+        args.path = words[0] if words else "."
+        return len(words) <= 1
+    else:
+        args.paths = [*args.paths, *given]
+    args.paths = args.paths or ["."]
+    return True
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pakman",
         description="Turn an app's instellar.yml into signed Alpine Linux packages.",
         epilog="Run `pakman COMMAND --help` for the options of a command.",
@@ -76,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="PATH is an instellar.yml, an app folder, or a folder searched for apps "
         "(default: the current folder).",
     )
-    check.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(check)
     check.add_argument("--strict", action="store_true", help="treat unknown keys as errors")
     check.add_argument("--json", action="store_true", help="print one JSON report instead of text")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -112,7 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         "in .pakman-rendered, and touches nothing else).",
         epilog="PATH is an app folder or its instellar.yml (default: the current folder).",
     )
-    render.add_argument("path", nargs="?", default=".", metavar="PATH")
+    render.add_argument(
+        "path", nargs="?", metavar="PATH", help="the app: its folder or its instellar.yml"
+    )
+    render.add_argument(
+        "-p", "--path", dest="path_options", action="append", default=[], help=argparse.SUPPRESS
+    )
     render.add_argument(
         "-o",
         "--output",
@@ -153,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "the stack's Alpine by default (--build-on alpine), which needs the mirror or, with "
         "--offline, the indexes and packages an earlier build cached in .pakman/cache/.",
     )
-    build.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    _path_arguments(build)
     _project_options(build)
     build.add_argument(
         "-j", "--jobs", type=_at_least(1), default=1, metavar="N", help="run N steps at once"
@@ -205,8 +268,10 @@ again after adding or removing an app's files or changing its hooks,
 architectures or type; a step whose upstream steps ran with other inputs
 stops with an error instead of mixing the two.""",
     )
-    graph.add_argument("paths", nargs="*", default=["."], metavar="PATH")
-    graph.add_argument("--format", choices=FORMATS, default="json")
+    _path_arguments(graph)
+    graph.add_argument(
+        "--format", choices=FORMATS, default="json", help="what to print (default json)"
+    )
     graph.add_argument(
         "-o",
         "--output",
@@ -231,14 +296,22 @@ stops with an error instead of mixing the two.""",
         "the key. TARGET is an app (pyweb), an app's stage (pyweb:build) or a step "
         "(pyweb:build:x86_64); without one, every step that will run.",
     )
-    explain.add_argument("targets", nargs="*", metavar="TARGET")
+    explain.add_argument(
+        "targets",
+        nargs="*",
+        metavar="TARGET|PATH",
+        help="a word naming an existing file or folder is a PATH (where the apps are), "
+        "any other a TARGET",
+    )
     explain.add_argument(
         "-p",
         "--path",
-        dest="paths",
+        dest="path_options",
         action="append",
+        default=[],
         metavar="PATH",
-        help="where the apps are (repeatable; default: the current folder)",
+        help="where the apps are (repeatable; default: the current folder); with -p, "
+        "every word is a TARGET",
     )
     explain.add_argument("--all", action="store_true", help="list up-to-date steps too")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -276,17 +349,22 @@ stops with an error instead of mixing the two.""",
 
     run_step = commands.add_parser(
         "run-step",
-        help="run one step of the graph (what exported Makefiles call)",
+        help="run one step of the graph, up to date or not (what exported Makefiles call)",
         description="Run one step, named as in `pakman graph` (e.g. pyweb:build:x86_64), "
-        "whether or not it is up to date, and record its manifest. The steps before it must "
+        "whatever its state, up to date or not: it runs the step's action, unless the store "
+        "(.pakman/store/) holds outputs made with the step's key, which it then restores "
+        "instead (and says `restored`); then it records the step's manifest, so a build "
+        "after it finds the step up to date. The steps before it must "
         "have run with the keys this graph gives them (else exit 1, naming them). Give the "
         "same paths and options as to `pakman graph` so both see the same graph; exported "
         "files call `pakman run-step OPTIONS -- STEP PATH...`. Steps share the workspace lock "
         "(any number run at once, as make -j or ninja run them); a build waits for them, "
         "and they for it.",
     )
-    run_step.add_argument("step", metavar="STEP")
-    run_step.add_argument("paths", nargs="*", default=["."], metavar="PATH")
+    run_step.add_argument(
+        "step", metavar="STEP", help="the step's id, as `pakman graph` lists it (app:stage:arch)"
+    )
+    _path_arguments(run_step)
     _project_options(run_step)
     run_step.add_argument("-v", "--verbose", action="store_true", help="show build output live")
     run_step.set_defaults(handler=_run_step)
@@ -295,62 +373,10 @@ stops with an error instead of mixing the two.""",
 
 
 def _project_options(parser: argparse.ArgumentParser) -> None:
+    from pakman.options import OPTIONS
+
     group = parser.add_argument_group("build options")
-    actions = [
-        group.add_argument(
-            "--only",
-            action="append",
-            default=[],
-            metavar="APP",
-            help="only this app (repeatable); a build keeps the others' packages in the repository",
-        ),
-        group.add_argument(
-            "--repo", metavar="DIR", help="the repository folder (default .pakman/repo)"
-        ),
-        group.add_argument("--key", metavar="FILE", help="the private signing key (PEM)"),
-        group.add_argument(
-            "--mirror",
-            metavar="URL",
-            help="the Alpine mirror (default: PAKMAN_MIRROR, else the official CDN)",
-        ),
-        group.add_argument(
-            "--offline",
-            action="store_true",
-            help="ask no mirror: dependencies stay unchecked, except that a build on alpine "
-            "resolves its root from the indexes and packages an earlier build cached",
-        ),
-        group.add_argument(
-            "--require-deps", action="store_true", help="fail when dependencies cannot be checked"
-        ),
-        group.add_argument(
-            "--alpine-keys",
-            metavar="DIR",
-            help="public keys that fetched indexes and packages must be signed with",
-        ),
-        group.add_argument(
-            "--build-base-packages",
-            metavar="LIST",
-            help="what every build has besides dependencies.build (names separated by spaces "
-            "or commas; default: PAKMAN_BUILD_BASE, else the original's build environment)",
-        ),
-        group.add_argument(
-            "--build-on",
-            choices=("host", "alpine"),
-            default=None,
-            help="where build.command runs: alpine (a bubblewrap sandbox on a root of the "
-            "stack's Alpine with dependencies.build) or host (its tools and libraries); "
-            "default: PAKMAN_BUILD_ON, else alpine",
-        ),
-        group.add_argument(
-            "--network",
-            choices=("host", "none"),
-            default=None,
-            help="the network a build on alpine sees: host (shared, the default) or none",
-        ),
-        group.add_argument(
-            "--strict", action="store_true", help="treat unknown keys in instellar.yml as errors"
-        ),
-    ]
+    actions = [_add_option(group, o) for o in OPTIONS if o.group == "build"]
     actions += _identity_options(parser)
     # Remembered so that `pakman graph` can hand exactly these on to `run-step`.
     parser.set_defaults(project_actions=tuple(actions))
@@ -464,9 +490,13 @@ def _apk_commands(commands: Any) -> None:
         "trusted keys, datahash, every file's checksum, folder entries, unsafe names, file "
         "names against .PKGINFO, and each index entry against its package file. Prints one "
         "verdict per file: ok, UNTRUSTED (sound, but no trusted key signed it) or BAD. "
-        "Exit 0 when all are ok, 1 when any is not.",
+        "The trusted keys are those given (--key, --keys-dir) and the workspace's own "
+        "(.pakman/keys/, what `pakman build` signs with when no key is given); it says "
+        "which on standard error. Exit 0 when all are ok, 1 when any is not.",
     )
-    verify.add_argument("files", nargs="+", metavar="FILE")
+    verify.add_argument(
+        "files", nargs="+", metavar="FILE", help="an .apk package or an APKINDEX.tar.gz"
+    )
     verify.add_argument(
         "-k",
         "--key",
@@ -481,6 +511,13 @@ def _apk_commands(commands: Any) -> None:
         default=[],
         metavar="DIR",
         help="a folder of trusted public keys, like /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--no-workspace-key",
+        dest="workspace_key",
+        action="store_false",
+        help="do not trust the workspace's own keys (.pakman/keys/*.pub of the workspace, "
+        "found as build finds it), which are trusted by default",
     )
     verify.add_argument(
         "--allow-untrusted",
@@ -510,12 +547,9 @@ def _keygen(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pakman.apk import generate_key
+    from pakman.apk.keys import default_key_name
 
-    name = args.name
-    if not name:
-        packager = os.environ.get("PACKAGER", "")
-        email = packager.rpartition("<")[2].partition(">")[0]
-        name = email if "@" in email else os.environ.get("USER") or "pakman"
+    name = args.name or default_key_name(os.environ)
     directory = Path(args.dir) if args.dir else Path.home() / ".abuild"
     private, public = generate_key(directory, name, bits=args.bits)
     print(f"wrote {private} (private key, mode 0600: keep it secret, back it up)")
@@ -546,10 +580,22 @@ def _verify(args: argparse.Namespace) -> int:
     from pakman.apk import load_public_keys, verify_file
 
     keys = load_public_keys([*args.key, *args.keys_dir])
+    origin = dict.fromkeys(keys, "given")
+    if args.workspace_key:
+        from pakman.layout import find_workspace
+
+        folder = find_workspace() / ".pakman" / "keys"
+        if folder.is_dir():
+            own = load_public_keys([folder])
+            origin.update({name: os.path.relpath(folder) for name in own if name not in keys})
+            keys = {**own, **keys}
+    trusted = ", ".join(f"{name} ({where})" for name, where in sorted(origin.items()))
+    sys.stderr.write(f"pakman: trusting {trusted or 'no key (give --key or --keys-dir)'}\n")
     verdicts = [verify_file(path, keys) for path in args.files]
     passed = all(v.passed(args.allow_untrusted) for v in verdicts)
     if args.json:
-        print(json.dumps({"files": [v.as_dict() for v in verdicts], "ok": passed}, indent=2))
+        report = {"files": [v.as_dict() for v in verdicts], "ok": passed, "trusted": sorted(keys)}
+        print(json.dumps(report, indent=2))
     else:
         for verdict in verdicts:
             print(verdict.summary())
@@ -820,28 +866,22 @@ def _render_app(args: argparse.Namespace, config: Path, output: Path | None, wor
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from pakman.settings import DEFAULT_BUILD_ON, Settings
+    from pakman.options import settings_from_arguments
 
-    return Settings(
-        paths=tuple(args.paths),
-        only=tuple(args.only),
-        strict=args.strict,
-        name=args.package_name,
-        organization=args.organization,
-        version=args.package_version,
-        release=args.release,
-        url=args.url,
-        repo=args.repo,
-        key_file=args.key,
-        mirror=args.mirror,
-        offline=args.offline,
-        require_deps=args.require_deps,
-        verbose=getattr(args, "verbose", False),
-        alpine_keys=args.alpine_keys,
-        build_base=args.build_base_packages,
-        build_on=args.build_on or os.environ.get("PAKMAN_BUILD_ON") or DEFAULT_BUILD_ON,
-        network=args.network or os.environ.get("PAKMAN_NETWORK") or "host",
-    )
+    return settings_from_arguments(vars(args), args.paths, os.environ, root=_workspace())
+
+
+def _workspace() -> str:
+    """The workspace (see layout.find_workspace), from the current folder; said when not `.`."""
+    from pakman.layout import find_workspace
+
+    found = find_workspace()
+    if found == Path.cwd():
+        return "."
+    relative = os.path.relpath(found)
+    # One write: several pakman (make -j) may share stderr.
+    sys.stderr.write(f"pakman: workspace {relative} ({found}): the nearest folder with .pakman/\n")
+    return relative
 
 
 def _load(args: argparse.Namespace) -> Any:
@@ -924,6 +964,18 @@ def _graph(args: argparse.Namespace) -> int:
         from pakman.errors import ConfigError
 
         raise ConfigError("--command is empty: give the command that runs pakman, e.g. pakman")
+    if args.format in ("makefile", "ninja"):
+        from pakman.layout import find_workspace
+
+        workspace = find_workspace()
+        if workspace != Path.cwd():
+            from pakman.errors import ConfigError
+
+            # The file's paths are the workspace's; run-step's options and PATHs are this folder's.
+            raise ConfigError(
+                f"the workspace is {workspace}: export a {args.format} file there "
+                f"(cd {os.path.relpath(workspace)}), so that its paths and run-step's agree"
+            )
     project = _load(args)
     run = export.RunStep(command, tuple(project_argv(args)), tuple(args.paths))
     fmt = args.format
@@ -954,7 +1006,6 @@ def _explain(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
     from pakman.explain import explain_steps, select
 
-    args.paths = args.paths or ["."]
     project = _load(args)
     steps = select(project.graph, args.targets)
     if args.targets and not steps:
@@ -975,27 +1026,22 @@ def _explain(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     from pakman.errors import ConfigError
-    from pakman.store import Store
+    from pakman.store import Store, parse_size
 
-    sizes = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    text = args.max_size.strip().upper().removesuffix("B")
-    unit = text[-1:] if text[-1:] in sizes else ""
     try:
-        number = float(text[: len(text) - len(unit)])
-        if not 0 <= number < 1e6:
-            raise ValueError(number)
-        max_bytes = int(number * sizes[unit])
+        max_bytes = parse_size(args.max_size)
     except ValueError:
         raise ConfigError(
             f"--max-size {args.max_size!r}: use a size such as 500M or 5G (0 or more)"
         ) from None
-    store = Store(Path(".pakman") / "store")
+    root = Path(_workspace())
+    store = Store(root / ".pakman" / "store")
     removed, kept = store.collect_garbage(
         max_age_days=args.max_age, max_bytes=max_bytes, dry_run=args.dry_run
     )
     from pakman.layout import Layout
 
-    layout = Layout.at(Path("."))
+    layout = Layout.at(root)
     if not args.dry_run:
         from pakman.trash import workspace_trash
 
@@ -1046,7 +1092,7 @@ def _watch(args: argparse.Namespace) -> int:
     from pakman.watch import serve
 
     memory.loaded()  # it runs for days: the collector runs as usual
-    return serve(Layout.at(Path(".")), sys.stdout, verbose=args.verbose)
+    return serve(Layout.at(Path(_workspace())), sys.stdout, verbose=args.verbose)
 
 
 def _run_step(args: argparse.Namespace) -> int:

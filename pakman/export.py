@@ -20,6 +20,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pakman import __version__
@@ -62,7 +63,7 @@ def step_files(project: Project, step: Step) -> list[str]:
     if "key" in step.reads and project.settings.key_file:
         # Only a key given with --key: the workspace's own key under .pakman/keys/
         # never changes, and is made again (under another name) after a clean.
-        files.append(layout.relative(layout.root / project.settings.key_file))
+        files.append(layout.relative(Path(project.settings.key_file).absolute()))
     return files
 
 

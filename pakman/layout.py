@@ -13,6 +13,31 @@ BOOKKEEPING = ("epoch", "project/plan.json", "project/watch.token")
 REPOSITORY = "repo"  # the name of the shared steps' namespace (index, sign)
 
 
+def find_workspace(start: Path | None = None) -> Path:
+    """The workspace, found as git finds a repository: the nearest folder from `start`
+    (default: the current folder) upwards that holds `.pakman/`, else `start` itself.
+
+    So a build inside `mono/app/` uses `mono/.pakman/` (its key, its store)
+    instead of making a second workspace. Like git, the search stops where
+    another file system is mounted; unlike git, it never takes `/` from
+    below (a stray `/.pakman` would capture every build on the machine).
+    Two stats per parent folder.
+    """
+    here = Path.cwd() if start is None else start.absolute()
+    device = os.stat(here).st_dev
+    for folder in (here, *here.parents):
+        if folder == folder.parent:
+            break
+        try:
+            if os.stat(folder).st_dev != device:
+                break
+        except OSError:
+            break
+        if os.path.isdir(folder / ".pakman"):
+            return folder
+    return here
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a build writes; every path is inside the workspace."""

@@ -90,7 +90,9 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         value = os.environ.get(name)
         # secrets count by digest only
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
-    chosen = replace(settings, verbose=False)  # how much a build prints changes no key
+    # How much a build prints changes no key; the workspace counts as layout.root,
+    # however it was reached (`.`, `..`).
+    chosen = replace(settings, verbose=False, root=".")
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 

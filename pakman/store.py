@@ -25,7 +25,18 @@ from typing import Any
 from pakman.publication import Repository
 
 RECORD = "entry.json"
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _FORMAT = 1
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as 500M, 5G, 1.5GB or 1024 (binary units); ValueError if not one."""
+    text = text.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    number = float(text[: len(text) - len(unit)])
+    if not 0 <= number < 1e6:
+        raise ValueError(number)
+    return int(number * _SIZE_UNITS[unit])
 
 
 def _tree(root: Path) -> Iterator[tuple[str, os.stat_result]]:

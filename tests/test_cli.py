@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -198,3 +199,63 @@ def test_the_command_ends_with_all_its_output_written() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(": ok") == len(list(EXAMPLES.glob("*/instellar.yml")))
     assert result.stdout.rstrip().endswith("(0 errors, 0 warnings)")
+
+
+def test_repository_root_builds_only_the_examples() -> None:
+    # The repository's .pakmanignore leaves the test fixtures (tests/errors/ holds
+    # invalid apps on purpose) out of `pakman build` run at its root.
+    from pakman.workspace import find_configs
+
+    found = find_configs([ROOT], skip_ignored=True)
+    assert found
+    assert {config.relative_to(ROOT).parts[0] for config in found} == {"examples"}
+
+
+@pytest.mark.parametrize("command", ["check", "build", "graph", "run-step", "explain", "render"])
+def test_every_command_takes_the_apps_path_the_same_way(command: str) -> None:
+    parser = build_parser()
+    step = ["app:build:x86_64"] if command == "run-step" else []
+    given = parser.parse_args([command, *step, "-p", "one"])
+    default = parser.parse_args([command, *step])
+    if command == "render":
+        assert (given.path, default.path) == ("one", ".")
+        return
+    assert (given.paths, default.paths) == (["one"], ["."])
+    if command != "explain":
+        both = parser.parse_args([command, *step, "one", "three", "--path", "two"])
+        assert both.paths == ["one", "three", "two"]
+
+
+def test_render_takes_one_app(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["render", "one", "-p", "two"])
+    assert exit_.value.code == 2
+    assert "render takes one app" in capsys.readouterr().err
+
+
+def _commands() -> tuple[dict[str, argparse.ArgumentParser], dict[str, str | None]]:
+    """Each command's parser, and its line in `pakman --help`."""
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(commands.choices), {a.dest: a.help for a in commands._choices_actions}
+
+
+@pytest.mark.parametrize("name", sorted(_commands()[0]))
+def test_every_command_says_what_it_does(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parsers, listed = _commands()
+    command = parsers[name]
+    assert command.description and len(command.description) > 40
+    assert listed[name]
+    undocumented = [a.dest for a in command._actions if not a.help]
+    assert undocumented == []
+    with pytest.raises(SystemExit) as exit_:
+        main([name, "--help"])
+    assert exit_.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert " ".join(command.description.split()[:8]) in help_text
+
+
+def test_run_step_help_says_it_runs_whatever_the_state_or_restores() -> None:
+    description = " ".join((_commands()[0]["run-step"].description or "").split())
+    assert "whatever its state" in description
+    assert "restores" in description and "store" in description

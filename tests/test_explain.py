@@ -136,3 +136,19 @@ def test_the_build_base_set(workspace: Path, key: KeyPair) -> None:
     ]
     assert "pyweb:fetch-deps-runtime:x86_64" not in found
     assert found["pyweb:build:x86_64"] == ["upstream step pyweb:fetch-deps-build:x86_64 changed"]
+
+
+def test_a_word_naming_a_folder_is_a_path(workspace: Path, key: KeyPair) -> None:
+    # `pakman explain apps` looks for apps in apps/, as build, check and graph do with a
+    # PATH; words that name no file or folder are targets.
+    (workspace / "apps/pyweb/src/extra.py").write_text("x = 1\n")
+    out = io.StringIO()
+    with working_directory(workspace), contextlib.redirect_stdout(out):
+        code = main(["explain", "apps", "--offline", "--key", str(key.private)])
+    assert (code, out.getvalue()) == explain(workspace, key)
+    assert out.getvalue().endswith("5 of 20 steps will run\n")
+    out = io.StringIO()
+    with working_directory(workspace), contextlib.redirect_stdout(out):
+        code = main(["explain", "apps", "pyweb:build", "--offline", "--key", str(key.private)])
+    assert (code, out.getvalue()) == explain(workspace, key, "pyweb:build")
+    assert out.getvalue().endswith("1 of 1 steps will run\n")

@@ -212,3 +212,14 @@ def test_sign_after_a_restored_index_publishes_the_packages_it_lists(
     index = workspace / ".pakman/repo/x86_64/APKINDEX.tar.gz"
     verdict = verify_file(index, {public.keyname: public})
     assert verdict.status == "ok", verdict.problems
+
+
+def test_parse_size() -> None:
+    from pakman.store import parse_size
+
+    assert parse_size("500M") == 500 << 20
+    assert parse_size(" 1.5gb ") == 3 << 29
+    assert parse_size("1024") == 1024
+    for bad in ("", "G", "-1G", "5X", "1e7"):
+        with pytest.raises(ValueError):
+            parse_size(bad)

@@ -321,6 +321,12 @@ def load_public_keys(paths: Iterable[str | Path]) -> dict[str, PublicKey]:
     return keys
 
 
+def default_key_name(environ: Mapping[str, str]) -> str:
+    """abuild-keygen's key name: the e-mail address in PACKAGER, else $USER, else pakman."""
+    email = environ.get("PACKAGER", "").rpartition("<")[2].partition(">")[0]
+    return email if "@" in email else environ.get("USER") or "pakman"
+
+
 def generate_key(
     directory: str | Path, name: str, *, bits: int = DEFAULT_BITS, now: float | None = None
 ) -> tuple[Path, Path]:

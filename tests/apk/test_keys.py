@@ -165,3 +165,11 @@ def test_bad_key_names_are_refused(key_pair: KeyPair, tmp_path: Path) -> None:
             SigningKey.from_pem(key_pair.private_path.read_bytes(), name)
     with pytest.raises(SigningKeyError):
         generate_key(tmp_path, "bad/name", bits=1024)
+
+
+def test_default_key_name() -> None:
+    from pakman.apk.keys import default_key_name
+
+    assert default_key_name({"PACKAGER": "Ann <ann@example.org>", "USER": "u"}) == "ann@example.org"
+    assert default_key_name({"PACKAGER": "no address", "USER": "u"}) == "u"
+    assert default_key_name({}) == "pakman"

@@ -1,0 +1,61 @@
+"""Every build option is declared once (pakman.options) and reaches Settings the same way
+from the command line and from plain doit's PAKMAN_* variables."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pakman.cli import _settings, build_parser
+from pakman.dodo import VARIABLES, settings_from_environment
+from pakman.options import OPTIONS, VERBOSE, Option
+from pakman.settings import Settings
+
+# Fields no option sets: where the apps are (PATH arguments, PAKMAN_PATH), the
+# workspace (found, see pakman.layout) and what only code chooses.
+NOT_OPTIONS = {"paths", "root", "pipeline", "level"}
+
+
+def _sample(option: Option) -> str:
+    if option.kind == "flag":
+        return "1"
+    if option.choices:
+        return option.choices[-1]
+    return "a-value"
+
+
+def test_every_settings_field_is_one_option() -> None:
+    fields = [f.name for f in dataclasses.fields(Settings) if f.name not in NOT_OPTIONS]
+    declared = [o.field for o in (*OPTIONS, VERBOSE)]
+    assert sorted(declared) == sorted(fields)
+    assert len({o.flag for o in OPTIONS}) == len(OPTIONS)
+    assert set(VARIABLES) == {"PAKMAN_PATH"} | {o.env for o in (*OPTIONS, VERBOSE)}
+
+
+@pytest.mark.parametrize("command", ["build", "graph", "explain", "run-step"])
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.flag)
+def test_flag_and_variable_give_the_same_settings(
+    command: str, option: Option, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    value = _sample(option)
+    flag = [option.flag] if option.kind == "flag" else [f"{option.flag}={value}"]
+    step = ["a:build:x86_64"] if command == "run-step" else []
+    where = ["-p", "apps"] if command == "explain" else ["apps"]
+    args = build_parser().parse_args([command, *flag, *step, *where])
+    from_flag = _settings(args)
+    monkeypatch.setenv(option.env, value)
+    from_variable = settings_from_environment(("apps",))
+    assert from_flag == from_variable
+    assert from_flag != Settings(paths=("apps",))
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o.command_line_reads_variable])
+def test_the_command_line_falls_back_on_some_variables(
+    option: Option, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(option.env, _sample(option))
+    args = build_parser().parse_args(["build", "apps"])
+    assert getattr(_settings(args), option.field) == _sample(option)
