@@ -55,7 +55,9 @@ GIT_COMMANDS = (
     "git describe --tags >> out.txt\n"
     "git log -1 --format=%s >> out.txt\n"
     "git config core.hooksPath .husky\n"
-    "git config core.hooksPath >> out.txt"
+    "git config core.hooksPath >> out.txt\n"
+    # a commit in the build writes its objects into the copy, never into the alternates
+    "echo x > new-file && git add new-file && git commit -q -m in-build"
 )
 
 
@@ -72,8 +74,10 @@ def test_a_build_with_git_runs_git_and_reruns_on_a_commit_but_not_the_others(
     (tmp_path / "README").write_text("second\n")
     git(tmp_path, "commit", "-q", "-am", "second")
 
+    objects = sorted((tmp_path / ".git/objects").rglob("*"))
     done = run(tmp_path, key, None, "--offline")
     assert done.code == 0, done.messages()
+    assert sorted((tmp_path / ".git/objects").rglob("*")) == objects
     seen = (tmp_path / f".pakman/build/one/build-{ARCH}/out.txt").read_text().splitlines()
     assert seen == [
         git(tmp_path, "rev-parse", "HEAD"),

@@ -384,6 +384,7 @@ def test_a_sandboxed_build_with_git_sees_the_commit_and_tags_and_cannot_change_t
         # what `pip install` into the system would do: the root is read-only
         "touch /usr/lib/pakman-probe 2>/dev/null && echo root-writable || echo root-ro\n"
         "git config core.hooksPath .husky 2>/dev/null || echo no-git-in-root\n"
+        f"ls {tmp_path}/outside 2>/dev/null || echo outside-unseen\n"
         "echo > out.txt",
     )
     config = one / "instellar.yml"
@@ -392,6 +393,10 @@ def test_a_sandboxed_build_with_git_sees_the_commit_and_tags_and_cannot_change_t
     git("add", "-A")
     git("commit", "-q", "-m", "first")
     git("tag", "v1.0.0")
+    # the repository's own alternates name a host folder: the sandbox has no such path
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/secret").write_text("secret\n")
+    (tmp_path / ".git/objects/info/alternates").write_text(f"{tmp_path}/outside\n")
     done = run(tmp_path, key, mirror, "--build-on", "alpine")
     assert done.code == 0, done.messages()
     seen = log(tmp_path, "one").splitlines()
@@ -399,7 +404,7 @@ def test_a_sandboxed_build_with_git_sees_the_commit_and_tags_and_cannot_change_t
     assert seen[:3] == [head, "/run/pakman/git-objects", f"{head} refs/tags/v1.0.0"]
     objects = seen[3].split()
     assert objects[0] == "objects:" and {"info", "pack", head[:2]} <= set(objects[1:])
-    assert seen[4:7] == ["objects-ro", "root-ro", "no-git-in-root"]
+    assert seen[4:8] == ["objects-ro", "root-ro", "no-git-in-root", "outside-unseen"]
     assert not Path("/usr/lib/pakman-probe").exists()
     assert not any((root / "usr/lib/pakman-probe").exists() for root in roots(tmp_path))
     assert "hookspath" not in git("config", "--list", "--local").lower()
