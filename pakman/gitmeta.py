@@ -1,9 +1,9 @@
 """The git metadata a build may see (`build.git: true`), read from the repository's files.
 
-pakman never runs git for this: a checkout's `.git` is the author's (hooks,
-`core.fsmonitor`, aliases), so it is read as data. Read: HEAD (followed
-through symbolic refs), the loose and packed tags, and where the objects
-are. Refused: a `.git`, object folder or ref that is a symbolic link (it
+pakman runs no git command in the checkout for this: its `.git` is the
+author's (hooks, `core.fsmonitor`, aliases), so it is read as data. Read:
+HEAD (followed through symbolic refs), the loose and packed tags, and where
+the objects are. Refused: a `.git`, object folder or ref that is a symbolic link (it
 could lead anywhere on the machine), files that are not regular (a FIFO
 would block), ids and tag names that are not git's.
 
@@ -11,14 +11,18 @@ The build then gets a repository of its own (`write_build_repository`):
 HEAD detached at the commit, the tags as packed refs, and the real objects
 through `objects/info/alternates`, so `git rev-parse HEAD`, `git describe
 --tags` and `git log` work, and `git config` writes only into the copy.
+`index_build_repository` adds an index (the host's git, run on that
+repository only) for an app at the top of its work tree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +46,7 @@ class GitMetadata:
     commit: str
     tags: tuple[tuple[str, str], ...]  # (name, object id), sorted by name
     objects: str  # the repository's object folder, absolute (in no key: a path of this machine)
+    prefix: str = ""  # the app's folder in the work tree ("" at its top)
 
     def key(self) -> dict[str, object]:
         """What the build step's key holds of it: the commit and the tags, no path."""
@@ -50,8 +55,9 @@ class GitMetadata:
 
 def read_git_metadata(root: Path) -> GitMetadata:
     """The git metadata of the repository holding `root`; GitMetadataError when there is none."""
-    meta, common = _repository(root)
-    return _read(meta, common)
+    top, meta, common = _repository(root)
+    prefix = root.resolve().relative_to(top).as_posix()
+    return dataclasses.replace(_read(meta, common), prefix="" if prefix == "." else prefix)
 
 
 def clear_cache() -> None:
@@ -59,8 +65,8 @@ def clear_cache() -> None:
     _read.cache_clear()
 
 
-def _repository(root: Path) -> tuple[Path, Path]:
-    """The git folder of the checkout holding `root`, and the common one (they differ in a worktree)."""
+def _repository(root: Path) -> tuple[Path, Path, Path]:
+    """The top of the checkout holding `root`, its git folder, and the common one (they differ in a worktree)."""
     root = root.resolve()
     for folder in (root, *root.parents):
         candidate = folder / ".git"
@@ -82,7 +88,7 @@ def _repository(root: Path) -> tuple[Path, Path]:
         common = meta
         if _exists(meta / "commondir"):
             common = (meta / _text(meta / "commondir")).resolve()
-        return meta, common
+        return folder, meta, common
     raise GitMetadataError(f"{root} is not in a git repository (no .git in it or above it)")
 
 
@@ -189,8 +195,8 @@ SANDBOX_OBJECTS = "/run/pakman/git-objects"
 def write_build_repository(folder: Path, git: GitMetadata, objects: str) -> None:
     """Write `folder/.git`: HEAD detached at the commit, the tags, the objects at `objects` (alternates).
 
-    No index: to git every file of the copy is untracked (`git describe
-    --dirty` says dirty). Writes (`git config`, a commit) stay in the copy.
+    Writes (`git config`, a commit) stay in the copy. The index is
+    `index_build_repository`'s.
     """
     dot_git = folder / ".git"
     for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
@@ -206,3 +212,60 @@ def write_build_repository(folder: Path, git: GitMetadata, objects: str) -> None
     (dot_git / "HEAD").write_text(git.commit + "\n")
     (dot_git / "packed-refs").write_text("".join(f"{oid} refs/tags/{n}\n" for n, oid in git.tags))
     (dot_git / "objects" / "info" / "alternates").write_text(objects + "\n")
+
+
+INDEX_TIMEOUT = 60.0  # seconds; a huge repository's tree, or objects on a slow disk
+
+
+def index_build_repository(folder: Path, git: GitMetadata) -> bool:
+    """Give the build's repository an index of its commit, refreshed against the copy's files.
+
+    So `git status` and `git describe --dirty` (setuptools-scm, for one) see
+    the copy as the commit plus what differs, not every file as new. The
+    host's git runs on the build's own `.git` only (its config, no hooks, the
+    real objects added for this run), never on the checkout's. False when
+    git is missing or fails, or when the app is in a folder of the work tree
+    (the copy holds only the app, not the commit's tree): the build then has
+    no index.
+    """
+    if git.prefix:
+        return False
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_ALTERNATE_OBJECT_DIRECTORIES"] = git.objects  # the sandbox's path is not here
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    base = ["git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false"]
+    base += ["--git-dir", str(folder / ".git"), "--work-tree", str(folder)]
+
+    def run(*args: str, data: bytes = b"") -> bytes:
+        done = subprocess.run(
+            [*base, *args],
+            cwd=folder,
+            env=env,
+            input=data,
+            capture_output=True,
+            timeout=INDEX_TIMEOUT,
+            check=False,
+        )
+        # update-index --refresh exits 1 when files differ: the index is still right
+        if done.returncode != 0 and args[:2] != ("update-index", "-q"):
+            raise OSError(f"git {args[0]} failed")
+        return done.stdout
+
+    try:
+        run("read-tree", git.commit)
+        # What the copy leaves out (instellar.yml, .pakmanignore's) is as in a sparse
+        # checkout: skip-worktree, so git does not count it as deleted.
+        missing = [
+            name
+            for name in run("ls-files", "-z").split(b"\0")
+            if name and not os.path.lexists(os.path.join(folder, os.fsdecode(name)))
+        ]
+        if missing:
+            run(
+                "update-index", "--skip-worktree", "-z", "--stdin", data=b"\0".join(missing) + b"\0"
+            )
+        run("update-index", "-q", "--refresh")
+    except (OSError, subprocess.SubprocessError):
+        (folder / ".git" / "index").unlink(missing_ok=True)
+        return False
+    return True

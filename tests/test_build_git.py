@@ -222,3 +222,33 @@ def test_a_commit_reruns_the_build_with_a_fixed_version_and_epoch_and_explain_sa
     said = capsys.readouterr().out
     reason = f"the git commit changed: {second[:12]} -> {third[:12]}"
     assert f"one:build:{ARCH} will run:\n  - {reason}" in said
+
+
+def test_an_app_at_the_top_of_its_repository_gets_an_index_git_status_agrees_with(
+    tmp_path: Path, key: KeyPair
+) -> None:
+    # What the copy leaves out (instellar.yml) is skip-worktree, as in a sparse checkout.
+    app = with_git(
+        write_app(
+            tmp_path,
+            "one",
+            "[]",
+            'echo "status=[$(git status --porcelain --untracked-files=no)]'
+            ' describe=$(git describe --tags --dirty)" > out.txt',
+        )
+    )
+    (app / "file").write_text("one\n")
+    git(app, "init", "-q")
+    git(app, "add", "-A")
+    git(app, "commit", "-q", "-m", "first")
+    git(app, "tag", "v1.0.0")
+    done = run(tmp_path, key, None, "--offline")
+    assert done.code == 0, done.messages()
+    seen = (tmp_path / f".pakman/build/one/build-{ARCH}/out.txt").read_text().strip()
+    assert seen == "status=[] describe=v1.0.0"
+
+    (app / "file").write_text("changed, not committed\n")
+    again = run(tmp_path, key, None, "--offline")
+    assert again.code == 0, again.messages()
+    seen = (tmp_path / f".pakman/build/one/build-{ARCH}/out.txt").read_text().strip()
+    assert seen == "status=[ M file] describe=v1.0.0-dirty"

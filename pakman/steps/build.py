@@ -67,9 +67,10 @@ def run_build(step: Step, context: RunContext) -> list[str]:
     copy_source(step.source, out)
     git = step.app.git if "git" in step.reads else None
     if git is not None:
-        from pakman.gitmeta import SANDBOX_OBJECTS, write_build_repository
+        from pakman.gitmeta import SANDBOX_OBJECTS, index_build_repository, write_build_repository
 
         write_build_repository(out, git, SANDBOX_OBJECTS if root is not None else git.objects)
+        index_build_repository(out, git)
     identity = step.app.identity
     variables = {
         "srcdir": str(out),
