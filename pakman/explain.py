@@ -148,6 +148,7 @@ def _reasons(
     ):
         if old.get(what) != new.get(what):
             diff.add(label)
+    _compare_git(diff, old.get("git"), new.get("git"))
     previous = manifest.get("upstream", {})
     for upstream_id, key in step.upstream_keys:
         if previous.get(upstream_id) != key:
@@ -157,6 +158,19 @@ def _reasons(
     if not diff.reasons:
         diff.add("its key changed")
     return diff.reasons
+
+
+def _compare_git(diff: _Diff, old: Any, new: Any) -> None:
+    """What changed of the git metadata a `build.git: true` build sees."""
+    if old == new:
+        return
+    if not isinstance(old, Mapping) or not isinstance(new, Mapping):
+        diff.add(f"`build.git: true` was {'removed' if old else 'added'}")
+        return
+    if old.get("commit") != new.get("commit"):
+        diff.add(f"the git commit changed: {str(old.get('commit'))[:12]} -> {new['commit'][:12]}")
+    if old.get("tags") != new.get("tags"):
+        diff.add("the repository's git tags changed")
 
 
 def _compare_mapping(

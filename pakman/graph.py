@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pakman import __version__
 from pakman.errors import ConfigError
 from pakman.fingerprint import SourceTree
+from pakman.gitmeta import GitMetadata
 from pakman.layout import REPOSITORY, Layout
 from pakman.model import AppConfig, AppType, FrozenDict, Identity, freeze
 from pakman.pipeline import Pipeline, Stage
@@ -72,6 +73,7 @@ class AppBuild:
 
     config: AppConfig
     identity: Identity
+    git: GitMetadata | None = None  # with build.git: true, what the build sees of git
 
     @property
     def name(self) -> str:
@@ -429,6 +431,8 @@ def _make_step(
         reads["only"] = sorted(shared.provided)
     if stage.reads.base:
         reads["base"] = list(shared.build_base)
+    if stage.reads.git and app is not None and app.git is not None:
+        reads["git"] = app.git.key()  # the commit and the tags: a commit reruns the build
     if stage.reads.sandbox and shared.sandbox is not None:
         # only on alpine: a build on the host keeps the keys it had
         reads["sandbox"] = dict(shared.sandbox)

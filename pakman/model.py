@@ -95,6 +95,7 @@ class Build:
     command: str = ""
     destinations: tuple[str, ...] = ()
     strip_binary: bool = True
+    git: bool = False  # pakman's: the build sees the repository's git metadata
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ STAGE = Fields(
                     "local": Field(Flag()),
                     "base": Field(Flag()),
                     "sandbox": Field(Flag()),
+                    "git": Field(Flag()),
                 }
             )
         ),
@@ -74,6 +75,7 @@ class Reads:
     local: bool = False
     base: bool = False  # the build base set (settings.build_base_packages)
     sandbox: bool = False  # --build-on and --network, when building on alpine
+    git: bool = False  # the commit and tags, for apps with build.git: true
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,7 @@ def _stage(raw: dict[str, Any]) -> Stage:
             local=bool(reads.get("local")),
             base=bool(reads.get("base")),
             sandbox=bool(reads.get("sandbox")),
+            git=bool(reads.get("git")),
         ),
         build_on=raw.get("build-on"),
     )

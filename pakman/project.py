@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
@@ -76,6 +76,11 @@ from pakman.settings import (
 )
 from pakman.steps import DEFAULT_MIRROR, RunContext
 from pakman.watch import Token
+
+if TYPE_CHECKING:
+    from pakman.gitmeta import GitMetadata
+    from pakman.model import AppConfig
+    from pakman.source import Document
 
 
 @dataclass
@@ -171,10 +176,12 @@ def load_project(
 
 
 def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
+    from pakman.gitmeta import clear_cache
     from pakman.identity import clear_version_cache, epoch_variable, git_dir, version_inputs
     from pakman.workspace import find_configs
 
     clear_version_cache()  # git is asked again: its refs may have changed since
+    clear_cache()
 
     shared_watch: list[Watched] = []
     configs = find_configs(settings.paths, skip_ignored=True, seen=shared_watch)
@@ -206,7 +213,8 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
     # git's refs: a commit or a tag changes the version, a commit the apps'
     # epochs (outside git, the folders a .git could appear in: for the version).
     roots = [r.config_path.parent for r in records]
-    if settings.version is None:
+    if settings.version is None or any(r.app and r.app.git for r in records):
+        # (build.git: true puts the commit and the tags in the build's key)
         repositories = {str(p) for root in roots for p in version_inputs(root)}
     elif epoch_variable() is None:
         repositories = {str(p) for root in roots if git_dir(root) for p in version_inputs(root)}
@@ -244,6 +252,7 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: i
         url=settings.url,
     )
     identity = replace(identity, epoch=epoch)
+    git = _git_metadata(config, document) if config.build.git else None
     check_app_files(config)
     warnings = sorted(
         [*warnings, *lint_app(config, identity, document)], key=lambda d: (d.line, d.column)
@@ -253,7 +262,23 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: i
     cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".json"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
-    return _AppRecord(config_path, pack(watched), AppBuild(config, identity), source, warnings)
+    return _AppRecord(config_path, pack(watched), AppBuild(config, identity, git), source, warnings)
+
+
+def _git_metadata(config: AppConfig, document: Document) -> GitMetadata:
+    """What the build of an app with `build.git: true` sees of git; a located error without it."""
+    from pakman.gitmeta import GitMetadataError, read_git_metadata
+
+    try:
+        return read_git_metadata(config.root)
+    except GitMetadataError as exc:
+        raise ConfigError(
+            document.diagnostic(
+                ("build", "git"),
+                f"asks for the repository's git metadata, but {exc}; "
+                "build from a git checkout with at least one commit, or remove `git: true`",
+            )
+        ) from None
 
 
 def _refresh(

@@ -307,6 +307,12 @@ INSTELLAR = Fields(
                     "strip_binary": Field(
                         Flag("false adds the abuild option !strip (default true).")
                     ),
+                    "git": Field(
+                        Flag(
+                            "pakman only: true gives the build the repository's commit and tags "
+                            "in a .git of its own; each commit reruns the build (default false)."
+                        )
+                    ),
                 }
             ),
             required=True,
@@ -557,6 +563,7 @@ class _Assembler:
             command=raw.get("command") or "",
             destinations=tuple(cleaned),
             strip_binary=raw.get("strip_binary", True) is not False,
+            git=raw.get("git", False) is True,
         )
 
     def run(self, raw: dict[str, Any]) -> Run | None:

@@ -660,3 +660,64 @@ def test_gc_removes_the_roots_and_cached_packages_no_lock_references(
     # what is kept still builds, with nothing to fetch or make
     assert run(tmp_path, key, mirror, "--build-on", "alpine").ran == set()
     assert "removed 0 build roots, 0 cached packages and 0 leftovers" in _gc(tmp_path, capsys)
+
+
+def test_a_sandboxed_build_with_git_sees_the_commit_and_tags_and_cannot_change_the_host(
+    tmp_path: Path, key: KeyPair, mirror: Mirror, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fixture root has no git: what the build sees is checked with busybox
+    # (tests/test_build_git.py runs git itself, on the host).
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "t")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@example.com")
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True
+        )
+        return done.stdout.strip()
+
+    git("init", "-q")
+    one = write_app(
+        tmp_path,
+        "one",
+        "[]",
+        "cat .git/HEAD .git/objects/info/alternates .git/packed-refs\n"
+        "echo objects: $(ls /run/pakman/git-objects)\n"
+        "touch /run/pakman/git-objects/x 2>/dev/null && echo objects-writable || echo objects-ro\n"
+        # what `pip install` into the system would do: the root is read-only
+        "touch /usr/lib/pakman-probe 2>/dev/null && echo root-writable || echo root-ro\n"
+        "git config core.hooksPath .husky 2>/dev/null || echo no-git-in-root\n"
+        f"ls {tmp_path}/outside 2>/dev/null || echo outside-unseen\n"
+        "echo > out.txt",
+    )
+    config = one / "instellar.yml"
+    config.write_text(config.read_text().replace("build:\n", "build:\n  git: true\n"))
+    write_app(tmp_path, "two", "[]", "echo > out.txt")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    git("tag", "v1.0.0")
+    # the repository's own alternates name a host folder: the sandbox has no such path
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside/secret").write_text("secret\n")
+    (tmp_path / ".git/objects/info/alternates").write_text(f"{tmp_path}/outside\n")
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    seen = log(tmp_path, "one").splitlines()
+    head = git("rev-parse", "HEAD")
+    assert seen[:3] == [head, "/run/pakman/git-objects", f"{head} refs/tags/v1.0.0"]
+    objects = seen[3].split()
+    assert objects[0] == "objects:" and {"info", "pack", head[:2]} <= set(objects[1:])
+    assert seen[4:8] == ["objects-ro", "root-ro", "no-git-in-root", "outside-unseen"]
+    assert not Path("/usr/lib/pakman-probe").exists()
+    assert not any((root / "usr/lib/pakman-probe").exists() for root in roots(tmp_path))
+    assert "hookspath" not in git("config", "--list", "--local").lower()
+
+    (tmp_path / "README").write_text("x\n")
+    git("add", "README")
+    git("commit", "-q", "-m", "second")
+    again = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert again.code == 0, again.messages()
+    assert f"one:build:{ARCH}" in again.ran
+    assert f"two:build:{ARCH}" not in again.ran
+    assert log(tmp_path, "one").splitlines()[0] == git("rev-parse", "HEAD")

@@ -4,8 +4,9 @@ What the command sees (`Sandbox.argv`): the root, read-only, as `/`; the
 build's copy of the source read-write at `/home/build` (a fixed path, so
 outputs never embed the workspace's); `/proc`; a minimal `/dev`; empty tmpfs
 at `/tmp`, `/var/tmp`, `/run` and `HOME` (`/home/builder`); the host's
-`/etc/resolv.conf` when the network is shared. Nothing else of the host's
-files. The environment is exactly `base_environment` plus what the caller
+`/etc/resolv.conf` when the network is shared; the folders the caller binds
+read-only (`ro_binds`: a repository's objects for `build.git: true`).
+Nothing else of the host's files. The environment is exactly `base_environment` plus what the caller
 passes; umask 022. Namespaces: all unshared (`--unshare-all`) except the
 network, which is shared unless `network=False`. bwrap 0.8 (Debian 12) has
 no overlay mounts, so writable places are those tmpfs, not an overlay on `/`.
@@ -193,6 +194,8 @@ class Sandbox:
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     writable: bool = False
     bwrap: str = "bwrap"
+    # host folder -> where it appears, read-only (under a tmpfs: /run, /tmp or HOME)
+    ro_binds: tuple[tuple[str, str], ...] = ()
 
     def environment(self) -> dict[str, str]:
         """The command's whole environment."""
@@ -228,6 +231,8 @@ class Sandbox:
                 args += ["--tmpfs", folder]
             if self.network and os.path.exists("/etc/resolv.conf"):
                 args += ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"]
+            for source, target in self.ro_binds:
+                args += ["--ro-bind", source, target]
             if self.build_dir is not None:
                 args += ["--bind", os.fspath(self.build_dir), BUILD_DIR, "--chdir", BUILD_DIR]
             else:

@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
+from pakman.errors import StepFailed
 from pakman.fingerprint import SourceTree
 from pakman.graph import Step, abuild_arch_variables
 from pakman.steps import RunContext, fresh_dir
@@ -66,6 +67,12 @@ def run_build(step: Step, context: RunContext) -> list[str]:
     # its files stay true; the step's manifest, written last, marks it done.
     out = fresh_dir(Path(step.outputs[0]), context)
     copy_source(step.source, out)
+    git = step.app.git if "git" in step.reads else None
+    if git is not None:
+        from pakman.gitmeta import SANDBOX_OBJECTS, index_build_repository, write_build_repository
+
+        write_build_repository(out, git, SANDBOX_OBJECTS if root is not None else git.objects)
+        index_build_repository(out, git)
     identity = step.app.identity
     if root is not None:
         from pakman.sandbox import BUILD_DIR
@@ -92,7 +99,32 @@ def run_build(step: Step, context: RunContext) -> list[str]:
     if not command.strip():
         return []
     what = f"build of {identity.name} ({step.arch})"
+    try:
+        return _run(step, context, command, variables, root, out, what)
+    except StepFailed as exc:
+        if git is None and "not a git repository" in str(exc):
+            raise StepFailed(
+                f"{exc}\n(the build sees no .git: `build.git: true` in instellar.yml gives it "
+                "the repository's commit and tags, and reruns it on each commit)"
+            ) from None
+        raise
+
+
+def _run(
+    step: Step,
+    context: RunContext,
+    command: str,
+    variables: dict[str, str],
+    root: Path | None,
+    out: Path,
+    what: str,
+) -> list[str]:
+    assert step.app is not None and step.arch is not None
+    identity = step.app.identity
+    sandbox = step.reads.get("sandbox")
+    git = step.app.git if "git" in step.reads else None
     if root is not None:
+        from pakman.gitmeta import SANDBOX_OBJECTS
         from pakman.sandbox import Sandbox
 
         assert sandbox is not None
@@ -106,6 +138,7 @@ def run_build(step: Step, context: RunContext) -> list[str]:
                 build_dir=out,
                 network=sandbox.get("network") != "none",
                 env={"SOURCE_DATE_EPOCH": str(identity.epoch)},
+                ro_binds=((git.objects, SANDBOX_OBJECTS),) if git is not None else (),
             ),
             log=context.log_path(step),
             what=what,
@@ -118,6 +151,11 @@ def run_build(step: Step, context: RunContext) -> list[str]:
         log=context.log_path(step),
         what=what,
         verbose=context.verbose,
-        env={"SOURCE_DATE_EPOCH": str(identity.epoch), **abuild_arch_variables(step.arch)},
+        env={
+            "SOURCE_DATE_EPOCH": str(identity.epoch),
+            **abuild_arch_variables(step.arch),
+            # git looks no further up than the copy: the workspace's repository is not the build's
+            "GIT_CEILING_DIRECTORIES": str(out.parent),
+        },
     )
     return [HOST_WARNING.format(what=what)]

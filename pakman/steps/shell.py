@@ -42,9 +42,28 @@ def _stop_group(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
+# Variables that point git at a repository: pakman run from a git hook has them
+# set, and a build's git would then change the workspace's repository.
+_GIT_LOCATION = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_COMMON_DIR",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+        "GIT_PREFIX",
+    }
+)
+
+
 def _without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
-    """The environment minus the signing key and its passphrase: the app's shell never sees them."""
-    return {k: v for k, v in environment.items() if k not in SECRET_VARIABLES}
+    """The environment minus the signing key and its passphrase (the app's shell never sees
+    them), and minus the variables that point git at a repository."""
+    return {
+        k: v for k, v in environment.items() if k not in SECRET_VARIABLES and k not in _GIT_LOCATION
+    }
 
 
 def run_shell(
