@@ -20,8 +20,9 @@ NOT_OPTIONS = {"paths", "root", "pipeline", "level"}
 def _sample(option: Option) -> str:
     if option.kind == "flag":
         return "1"
-    if option.choices:
-        return option.choices[-1]
+    if option.choices:  # one that is not the default
+        default = getattr(Settings(paths=()), option.field)
+        return next(choice for choice in option.choices if choice != default)
     return "a-value"
 
 
