@@ -1004,7 +1004,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _watch(args: argparse.Namespace) -> int:
     from pakman.layout import Layout
-    from pakman.watch import serve
+    from pakman.watcher import serve
 
     memory.loaded()  # it runs for days: the collector runs as usual
     return serve(Layout.at(Path(".")), sys.stdout, verbose=args.verbose)

@@ -14,12 +14,12 @@ import dataclasses
 import functools
 import hashlib
 import json
-import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
+from pakman.alpine import NOARCH, host_arch
 from pakman.errors import ConfigError
 from pakman.fingerprint import SourceTree
 from pakman.layout import REPOSITORY, Layout
@@ -28,15 +28,6 @@ from pakman.pipeline import Pipeline, Stage
 
 if TYPE_CHECKING:
     import networkx as nx
-
-NOARCH = "noarch"
-_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
-
-
-def host_arch() -> str:
-    """This machine's Alpine architecture name."""
-    machine = platform.machine().lower()
-    return _MACHINE_ARCH.get(machine, machine or "x86_64")
 
 
 @dataclass(frozen=True)

@@ -21,18 +21,6 @@ HOOK_NAMES = (
     "pre-deinstall",
     "post-deinstall",
 )
-ARCHITECTURES = (
-    "x86_64",
-    "aarch64",
-    "armv7",
-    "armhf",
-    "x86",
-    "ppc64le",
-    "s390x",
-    "riscv64",
-    "loongarch64",
-    "noarch",
-)
 DEFAULT_STACK = "alpine/3.22"
 DEFAULT_ARCHITECTURES = ("x86_64",)
 PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
@@ -260,3 +248,11 @@ def thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [thaw(v) for v in value]
     return value
+
+
+def runtime_dependencies(app: AppConfig) -> list[str]:
+    """`depends`: the runtime list, plus nginx for a static site."""
+    depends = [str(d) for d in app.dependencies.runtime]
+    if app.type is AppType.STATIC and not any(d.name == "nginx" for d in app.dependencies.runtime):
+        depends.append("nginx")
+    return depends

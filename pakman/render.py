@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from pakman.alpine import app_home
 from pakman.errors import ConfigError, Diagnostic, PakmanError
-from pakman.fingerprint import TEMPLATES, template_digest
+from pakman.files import TEMPLATES
 from pakman.fsutil import confined, read_regular, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
@@ -46,37 +47,11 @@ from pakman.model import (
     Command,
     Identity,
     Service,
+    runtime_dependencies,
 )
 
 if TYPE_CHECKING:
     from pakman.source import Document
-
-# OpenRC's own actions (openrc-run(8)): every service has them.
-OPENRC_ACTIONS = frozenset(
-    {
-        "start",
-        "stop",
-        "restart",
-        "status",
-        "zap",
-        "describe",
-        "help",
-        "pause",
-        "broken",
-        "ineed",
-        "iuse",
-        "iwant",
-        "iafter",
-        "ibefore",
-        "iprovide",
-        "needsme",
-        "usesme",
-        "wantsme",
-        "afterme",
-        "beforeme",
-        "providedby",
-    }
-)
 
 
 class RenderError(ConfigError):
@@ -191,7 +166,7 @@ def _render(template: str, **context: Any) -> str:
 
 def home(identity: Identity) -> str:
     """The app's folder on the installed system: `/var/lib/<name>`."""
-    return f"/var/lib/{identity.name}"
+    return app_home(identity.name)
 
 
 def argv(item: Service | Command, identity: Identity) -> list[str]:
@@ -218,14 +193,6 @@ def options(app: AppConfig) -> list[str]:
     if not app.build.strip_binary:
         chosen.append("!strip")
     return chosen
-
-
-def runtime_dependencies(app: AppConfig) -> list[str]:
-    """`depends`: the runtime list, plus nginx for a static site."""
-    depends = [str(d) for d in app.dependencies.runtime]
-    if app.type is AppType.STATIC and not any(d.name == "nginx" for d in app.dependencies.runtime):
-        depends.append("nginx")
-    return depends
 
 
 def service_files(app: AppConfig) -> tuple[str, ...]:
@@ -491,7 +458,6 @@ def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
 __all__ = [
     "ENVIRONMENT",
     "FILTERS",
-    "OPENRC_ACTIONS",
     "RENDERED_FILES",
     "SERVICE_FILES",
     "FileKind",
@@ -516,6 +482,5 @@ __all__ = [
     "sh",
     "sh_glob",
     "sh_words",
-    "template_digest",
     "write_rendered",
 ]

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pakman import names
+from pakman.alpine import ARCHITECTURES
 from pakman.errors import ConfigError, Diagnostic, KeyPath, show
 from pakman.model import (
-    ARCHITECTURES,
     DEFAULT_STACK,
     HOOK_NAMES,
     PLATFORM_KEYS,

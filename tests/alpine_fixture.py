@@ -32,8 +32,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, SigningKey, generate_key, write_index, write_package
-from pakman.graph import host_arch
 
 BRANCH = "v3.20"
 EPOCH = 1_700_000_000

@@ -18,8 +18,8 @@ import pytest
 
 from alpine_fixture import AlpineRepository, LoopbackMirror
 from build_support import BuildRun, KeyPair, make_key, working_directory
+from pakman.alpine import host_arch
 from pakman.cli import main
-from pakman.graph import host_arch
 
 ARCH = host_arch()
 BASE = "alpine-baselayout alpine-release busybox musl"

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pakman.errors import ConfigError
+from pakman.files import TEMPLATES, template_digest
 from pakman.graph import AppBuild, declared_reads
 from pakman.model import (
     AppConfig,
@@ -31,7 +32,6 @@ from pakman.pipeline import load_pipeline
 from pakman.render import (
     FILTERS,
     RENDERED_FILES,
-    TEMPLATES,
     RenderError,
     check_app_files,
     execline,
@@ -42,7 +42,6 @@ from pakman.render import (
     sh,
     sh_glob,
     sh_words,
-    template_digest,
 )
 from render_helpers import EXAMPLE_NAMES, example, need
 from support import GOLDEN, updating_goldens

@@ -38,8 +38,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
+from pakman.alpine import NOARCH, host_arch
 from pakman.errors import PakmanError
-from pakman.graph import NOARCH, host_arch
 
 BUILD_DIR = "/home/build"
 HOME_DIR = "/home/builder"

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman import __version__
+from pakman.alpine import NOARCH, host_arch
 from pakman.apk.errors import ArchiveError
 from pakman.apk.index import IndexEntry, parse_index_entries
 from pakman.apk.keys import PublicKey, trusted_key_folder
@@ -62,7 +63,7 @@ from pakman.apk.verify import signature_verdict
 from pakman.apk.version import satisfies
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fsutil import write_atomic
-from pakman.graph import NOARCH, Step, host_arch
+from pakman.graph import Step
 from pakman.model import AppType, Dependency
 from pakman.source import load_file
 from pakman.steps import Provisional, RunContext

@@ -22,8 +22,7 @@ from pakman.apk.tracedeps import Trace
 from pakman.executables import check_executables
 from pakman.fsutil import write_if_changed
 from pakman.graph import Step
-from pakman.model import AppType
-from pakman.render import runtime_dependencies
+from pakman.model import AppType, runtime_dependencies
 from pakman.staging import stage_service_files
 from pakman.steps import (
     RunContext,

@@ -28,11 +28,11 @@ from deps_support import (
     tamper_index,
     write_app,
 )
+from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, write_index, write_package
 from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
 from pakman.errors import ConfigError, StepFailed
-from pakman.graph import host_arch
 from pakman.project import Project
 from pakman.steps import execute_step
 

@@ -1,0 +1,64 @@
+"""Facts about Alpine Linux that every layer may use: architectures, OpenRC, the app's folder.
+
+This module imports nothing of pakman's, so the configuration layer, the
+step graph, the steps and the sandbox can all share it.
+"""
+
+from __future__ import annotations
+
+import platform
+
+# Alpine's architecture names (apk's `arch`), and `noarch` for packages of no machine code.
+ARCHITECTURES = (
+    "x86_64",
+    "aarch64",
+    "armv7",
+    "armhf",
+    "x86",
+    "ppc64le",
+    "s390x",
+    "riscv64",
+    "loongarch64",
+    "noarch",
+)
+NOARCH = "noarch"
+_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
+
+
+def host_arch() -> str:
+    """This machine's Alpine architecture name."""
+    machine = platform.machine().lower()
+    return _MACHINE_ARCH.get(machine, machine or "x86_64")
+
+
+# OpenRC's own actions (openrc-run(8)): every service has them.
+OPENRC_ACTIONS = frozenset(
+    {
+        "start",
+        "stop",
+        "restart",
+        "status",
+        "zap",
+        "describe",
+        "help",
+        "pause",
+        "broken",
+        "ineed",
+        "iuse",
+        "iwant",
+        "iafter",
+        "ibefore",
+        "iprovide",
+        "needsme",
+        "usesme",
+        "wantsme",
+        "afterme",
+        "beforeme",
+        "providedby",
+    }
+)
+
+
+def app_home(name: str) -> str:
+    """The app's folder on the installed system: `/var/lib/<name>`."""
+    return f"/var/lib/{name}"
