@@ -206,6 +206,12 @@ stops with an error instead of mixing the two.""",
     graph.add_argument("paths", nargs="*", default=["."], metavar="PATH")
     graph.add_argument("--format", choices=FORMATS, default="json")
     graph.add_argument(
+        "--affected",
+        action="append",
+        metavar="FILE|APP",
+        help="print instead the ids of the steps that would run if FILE or APP changed",
+    )
+    graph.add_argument(
         "-o",
         "--output",
         metavar="FILE",
@@ -920,6 +926,9 @@ def _graph(args: argparse.Namespace) -> int:
 
         raise ConfigError("--command is empty: give the command that runs pakman, e.g. pakman")
     project = _load(args)
+    if args.affected:
+        print("".join(f"{s.id}\n" for s in export.affected(project, args.affected)), end="")
+        return EXIT_OK
     run = export.RunStep(command, tuple(project_argv(args)), tuple(args.paths))
     fmt = args.format
     if fmt == "json":

@@ -165,7 +165,8 @@ class StepGraph:
 
     Stages may only come after earlier ones (the pipeline checks that), so
     ordering steps by stage gives a topological order without a graph
-    search; the networkx DAG is built when asked for (exports, analysis).
+    search, and a build never imports networkx. The networkx DiGraph (`dag`)
+    is built when asked for: exports, `pakman graph --affected`.
     """
 
     def __init__(self, steps: Iterable[Step], pipeline: Pipeline) -> None:
@@ -197,6 +198,15 @@ class StepGraph:
     def order(self) -> list[Step]:
         """Every step, dependencies first, in a stable order (app by app, the repository last)."""
         return list(self.steps.values())
+
+    def affected(self, step_ids: Iterable[str]) -> list[Step]:
+        """These steps and every step downstream of them (what reruns when they do), in order."""
+        import networkx as nx
+
+        reached = set(step_ids)
+        for step_id in list(reached):
+            reached |= nx.descendants(self.dag, step_id)
+        return [s for s in self.steps.values() if s.id in reached]
 
 
 @dataclass(frozen=True)

@@ -146,9 +146,25 @@ def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
             if upstream not in seen:
                 ctx.error(
                     ("stages", i, "after", j),
-                    f"`{upstream}` is not a stage defined before `{name}` (stages come in order)",
+                    f"`{upstream}` is not a stage defined before `{name}` (stages come in order)"
+                    + _cycle_through(stages, name, upstream),
                 )
         seen[name] = i
+
+
+def _cycle_through(stages: list[dict[str, Any]], name: str, upstream: str) -> str:
+    """`; a -> b -> a form a cycle` when `name` after `upstream` closes one, else ""."""
+    import networkx as nx  # only for a pipeline already found wrong
+
+    order: nx.DiGraph[str] = nx.DiGraph()
+    order.add_edges_from(
+        (str(u), str(raw["name"])) for raw in stages for u in raw.get("after") or ()
+    )
+    try:
+        path = nx.shortest_path(order, name, upstream)
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return ""
+    return f"; {' -> '.join([*path, name])} form a cycle"
 
 
 def _stage(raw: dict[str, Any]) -> Stage:

@@ -72,3 +72,26 @@ def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
     messages = [d.message for d in exc.value.errors]
     assert "`b` is not a stage defined before `a` (stages come in order)" in messages
     assert "stage `b` is defined twice" in messages
+
+
+def test_a_cycle_of_stages_is_reported_as_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: a, per: app, produces: [x], action: m:f, after: [c]}
+  - {name: b, per: app, produces: [y], action: m:f, after: [a]}
+  - {name: c, per: app, produces: [z], action: m:f, after: [b]}
+  - {name: d, per: app, produces: [w], action: m:f, after: [e]}
+  - {name: e, per: app, produces: [v], action: m:f}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [(d.path, d.message) for d in exc.value.errors] == [
+        (
+            "stages[0].after[0]",
+            "`c` is not a stage defined before `a` (stages come in order); "
+            "a -> b -> c -> a form a cycle",
+        ),
+        ("stages[3].after[0]", "`e` is not a stage defined before `d` (stages come in order)"),
+    ]
