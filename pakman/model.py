@@ -13,6 +13,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from pakman.errors import Diagnostic, KeyPath, Severity, format_path
+
 HOOK_NAMES = (
     "pre-install",
     "post-install",
@@ -175,6 +177,27 @@ class AppConfig:
     kits: tuple[Kit, ...] = ()
     # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
     platform: Mapping[str, Any] = field(default_factory=FrozenDict)
+    # Where each value is written in `file`: formatted key path -> (line, column), so a
+    # later stage places a problem without reading the file again.
+    positions: Mapping[str, tuple[int, int]] = field(
+        default_factory=FrozenDict, compare=False, repr=False
+    )
+
+    def where(self, path: KeyPath) -> tuple[int, int]:
+        """Line and column of a key path's value, else of its nearest parent; (0, 0) if unknown."""
+        while True:
+            position = self.positions.get(format_path(path))
+            if position is not None:
+                return position
+            if not path:
+                return (0, 0)
+            path = path[:-1]
+
+    def diagnostic(self, path: KeyPath, message: str, *, warning: bool = False) -> Diagnostic:
+        """A diagnostic placed where `path` is written: `file:line:col: key: message`."""
+        line, column = self.where(path)
+        severity: Severity = "warning" if warning else "error"
+        return Diagnostic(str(self.file), line, column, format_path(path), message, severity)
 
     @property
     def services(self) -> tuple[Service, ...]:

@@ -64,8 +64,7 @@ from pakman.apk.version import satisfies
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fsutil import write_atomic
 from pakman.graph import Step
-from pakman.model import AppType, Dependency
-from pakman.source import load_file
+from pakman.model import AppConfig, AppType, Dependency
 from pakman.steps import Provisional, RunContext
 
 REPOSITORIES = ("main", "community")
@@ -512,11 +511,11 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 (item.path, f"`{' '.join(item.written)}`: no version in {where} fits; it has {has}")
             )
     if problems:
-        raise ConfigError(_located(config.file, key, problems))
+        raise ConfigError(_located(config, key, problems))
     if base and indexes and not unavailable and not context.offline:
         problems = _close(lock, base, found, indexes, where)
         if problems:
-            raise ConfigError(_located(config.file, key, problems))
+            raise ConfigError(_located(config, key, problems))
 
     if lock["unresolved"]:
         why = "--offline" if context.offline else "; ".join(unavailable)
@@ -527,7 +526,8 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 f"({', '.join(lock['unresolved'])}): {why}; --require-deps needs every "
                 "dependency checked"
             )
-        warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
+        unchecked = f"not checked ({why}): {', '.join(lock['unresolved'])}"
+        warnings.insert(0, str(config.diagnostic(tuple(key.split(".")), unchecked)))
     elif base and lock["closure"] is None:
         # only the base set was left unchecked: no warning (as with no dependencies), but the
         # lock says why it has no closure
@@ -626,16 +626,11 @@ def _close(
     return []
 
 
-def _located(file: Path, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:
+def _located(config: AppConfig, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:
     """Diagnostics at the place each dependency is written in instellar.yml."""
-    try:
-        document = load_file(file)
-    except ConfigError:
-        document = None
     diagnostics = []
     for path, message in problems:
-        line, column = document.where(path) if document else (0, 0)
         if path == ("type",):
             message += f" ({key} of a static site gets nginx, which serves it)"
-        diagnostics.append(Diagnostic(str(file), line, column, format_path(path), message))
+        diagnostics.append(config.diagnostic(path, message))
     return diagnostics
