@@ -229,28 +229,6 @@ class Shared:
         return self.sandbox["build_on"] if self.sandbox else "host"
 
 
-def compile_graph(
-    apps: Iterable[AppBuild],
-    pipeline: Pipeline,
-    layout: Layout,
-    *,
-    sources: Mapping[str, SourceTree],
-    key_fingerprint: str = "",
-    mirror: Mapping[str, Any] | None = None,
-    template_digest: Callable[[str], str],
-) -> StepGraph:
-    """Instantiate the pipeline for every app into a DAG of steps with keys."""
-    apps = sorted(apps, key=lambda a: a.name)
-    check_names(apps)
-    provided = frozenset(name for app in apps for name in app.package_names())
-    shared = Shared(layout, provided, key_fingerprint, dict(mirror or {}), template_digest)
-    app_steps = [
-        step for app in apps for step in compile_app(app, pipeline, shared, sources[app.name])
-    ]
-    repository = compile_repository(repository_arches(apps), app_steps, pipeline, shared)
-    return StepGraph([*app_steps, *repository], pipeline)
-
-
 def compile_app(
     app: AppBuild, pipeline: Pipeline, shared: Shared, source: SourceTree
 ) -> list[Step]:
@@ -283,11 +261,6 @@ def compile_app(
                 made.append(_finish(step, upstream))
         steps.extend(made)
     return steps
-
-
-def repository_arches(apps: Iterable[AppBuild]) -> list[str]:
-    """The repository's architecture folders: every real arch of the apps (noarch joins each)."""
-    return arches_of(a for app in apps for a in app.config.architectures)
 
 
 def arches_of(architectures: Iterable[str]) -> list[str]:
