@@ -1,15 +1,51 @@
-"""The generated files: where their templates live, and their digests for build keys.
+"""The generated files, declared once: template, mode and where the package installs each.
 
 Imports no Jinja2, so the step graph can key a step on a template's text
-without loading the renderer.
+without loading the renderer. The renderer (render.py: one render_<kind>
+each), the Python package() (staging.py) and the APKBUILD's package() all
+read this table; a generated file is its template, its render function, its
+render stage in pipelines/default.yml, and one line here.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 TEMPLATES = Path(__file__).with_name("templates")
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """One kind of generated file."""
+
+    kind: str  # the file is `<name>.<kind>` (the APKBUILD is `APKBUILD`)
+    mode: int
+    # Where a default-type app's package installs it (`{name}` the package
+    # name); None: not installed (abuild reads it).
+    installed: str | None = None
+
+    @property
+    def template(self) -> str:
+        return self.kind
+
+
+GENERATED_FILES: tuple[GeneratedFile, ...] = (
+    GeneratedFile("APKBUILD", 0o644),
+    GeneratedFile("initd", 0o755, "etc/init.d/{name}"),
+    GeneratedFile("run", 0o755, "var/lib/{name}/service/run"),
+    GeneratedFile("finish", 0o755, "var/lib/{name}/service/finish"),
+    GeneratedFile("log", 0o755, "var/lib/{name}/service/log/run"),
+    GeneratedFile("environment", 0o755, "var/lib/{name}/bin/environment"),
+    GeneratedFile("env-exec", 0o755, "var/lib/{name}/bin/env-exec"),
+    GeneratedFile("profile", 0o644, "etc/profile.d/{name}.sh"),
+    GeneratedFile("pre-install", 0o755),
+)
+# (kind, where it is installed, mode) of each file a default-type app's package installs.
+INSTALLED_FILES: tuple[tuple[str, str, int], ...] = tuple(
+    (f.kind, f.installed, f.mode) for f in GENERATED_FILES if f.installed is not None
+)
 
 
 def template_digest(name: str) -> str:

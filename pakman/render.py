@@ -37,7 +37,7 @@ import jinja2
 
 from pakman.alpine import app_home
 from pakman.errors import ConfigError, Diagnostic, PakmanError
-from pakman.files import TEMPLATES
+from pakman.files import GENERATED_FILES, INSTALLED_FILES, TEMPLATES
 from pakman.fsutil import confined, read_regular, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
@@ -233,6 +233,11 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
         openrc=openrc_subpackage(app),
         hooks=hook_scripts(app),
         service_files=service_files(app),
+        installs=[
+            (kind, f"{mode:o}", target.format(name="$pkgname"))
+            for kind, target, mode in INSTALLED_FILES
+            if kind in service_files(app)
+        ],
         source=app.source or "",
         default_package=default_package,
         static=app.type is AppType.STATIC,
@@ -328,16 +333,19 @@ class FileKind:
     mode: int
 
 
-RENDERED_FILES: tuple[FileKind, ...] = (
-    FileKind("APKBUILD", "APKBUILD", render_apkbuild, 0o644),
-    FileKind("initd", "initd", render_initd, 0o755),
-    FileKind("run", "run", render_run, 0o755),
-    FileKind("finish", "finish", render_finish, 0o755),
-    FileKind("log", "log", render_log, 0o755),
-    FileKind("environment", "environment", render_environment, 0o755),
-    FileKind("env-exec", "env-exec", render_env_exec, 0o755),
-    FileKind("profile", "profile", render_profile, 0o644),
-    FileKind("pre-install", "pre-install", render_pre_install, 0o755),
+_RENDERERS: dict[str, Callable[[AppConfig, Identity], str]] = {
+    "APKBUILD": render_apkbuild,
+    "initd": render_initd,
+    "run": render_run,
+    "finish": render_finish,
+    "log": render_log,
+    "environment": render_environment,
+    "env-exec": render_env_exec,
+    "profile": render_profile,
+    "pre-install": render_pre_install,
+}
+RENDERED_FILES: tuple[FileKind, ...] = tuple(
+    FileKind(f.kind, f.template, _RENDERERS[f.kind], f.mode) for f in GENERATED_FILES
 )
 HOOK_FILE_MODE = 0o755
 _KINDS = {k.kind: k for k in RENDERED_FILES}
