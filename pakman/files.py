@@ -24,6 +24,9 @@ class GeneratedFile(NamedTuple):
     # Where a default-type app's package installs it (`{name}` the package
     # name); None: not installed (abuild reads it).
     installed: str | None = None
+    # A file that runs the app: "services" when an app with services gets it,
+    # "commands" when an app with commands only does.
+    runs: tuple[str, ...] = ()
 
     @property
     def template(self) -> str:
@@ -32,15 +35,22 @@ class GeneratedFile(NamedTuple):
 
 GENERATED_FILES: tuple[GeneratedFile, ...] = (
     GeneratedFile("APKBUILD", 0o644),
-    GeneratedFile("initd", 0o755, "etc/init.d/{name}"),
-    GeneratedFile("run", 0o755, "var/lib/{name}/service/run"),
-    GeneratedFile("finish", 0o755, "var/lib/{name}/service/finish"),
-    GeneratedFile("log", 0o755, "var/lib/{name}/service/log/run"),
-    GeneratedFile("environment", 0o755, "var/lib/{name}/bin/environment"),
-    GeneratedFile("env-exec", 0o755, "var/lib/{name}/bin/env-exec"),
-    GeneratedFile("profile", 0o644, "etc/profile.d/{name}.sh"),
+    GeneratedFile("initd", 0o755, "etc/init.d/{name}", ("services", "commands")),
+    GeneratedFile("run", 0o755, "var/lib/{name}/service/run", ("services",)),
+    GeneratedFile("finish", 0o755, "var/lib/{name}/service/finish", ("services",)),
+    GeneratedFile("log", 0o755, "var/lib/{name}/service/log/run", ("services",)),
+    GeneratedFile("environment", 0o755, "var/lib/{name}/bin/environment", ("services", "commands")),
+    GeneratedFile("env-exec", 0o755, "var/lib/{name}/bin/env-exec", ("services", "commands")),
+    GeneratedFile("profile", 0o644, "etc/profile.d/{name}.sh", ("services", "commands")),
     GeneratedFile("pre-install", 0o755),
 )
+# The generated files that run a default-type app, in the order of the
+# APKBUILD's `source=` list; each is `<name>.<kind>` beside the APKBUILD. An
+# app with services gets them all; one with commands only gets the init
+# script (its commands) and what the commands run through; one that runs
+# nothing gets none of them.
+SERVICE_FILES: tuple[str, ...] = tuple(f.kind for f in GENERATED_FILES if "services" in f.runs)
+COMMAND_FILES: tuple[str, ...] = tuple(f.kind for f in GENERATED_FILES if "commands" in f.runs)
 # (kind, where it is installed, mode) of each file a default-type app's package installs.
 INSTALLED_FILES: tuple[tuple[str, str, int], ...] = tuple(
     (f.kind, f.installed, f.mode) for f in GENERATED_FILES if f.installed is not None

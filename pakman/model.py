@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman.errors import Diagnostic, KeyPath, Severity, format_path
+from pakman.files import COMMAND_FILES, SERVICE_FILES
 
 HOOK_NAMES = (
     "pre-install",
@@ -26,14 +27,6 @@ HOOK_NAMES = (
 DEFAULT_STACK = "alpine/3.22"
 DEFAULT_ARCHITECTURES = ("x86_64",)
 PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
-
-# The generated files that run a default-type app, in the order of the
-# APKBUILD's `source=` list; each is `<name>.<kind>` beside the APKBUILD. An
-# app with services gets them all; one with commands only gets the init
-# script (its commands) and what the commands run through; one that runs
-# nothing gets none of them.
-SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec", "profile")
-COMMAND_FILES = ("initd", "environment", "env-exec", "profile")
 
 
 class FrozenDict(dict[str, Any]):

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pakman import names
 from pakman.errors import ConfigError, Diagnostic
-from pakman.model import SERVICE_FILES, AppConfig, AppType
+from pakman.files import SERVICE_FILES
+from pakman.model import AppConfig, AppType
 from pakman.names import Rule
 from pakman.spec import Checker, Field, Fields, Flag, Items, Text
 

@@ -41,7 +41,6 @@ from pakman.files import GENERATED_FILES, INSTALLED_FILES, TEMPLATES
 from pakman.fsutil import confined, read_regular, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
-    SERVICE_FILES,
     AppConfig,
     AppType,
     Command,
@@ -467,7 +466,6 @@ __all__ = [
     "ENVIRONMENT",
     "FILTERS",
     "RENDERED_FILES",
-    "SERVICE_FILES",
     "FileKind",
     "RenderError",
     "RenderedFile",

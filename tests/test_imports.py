@@ -15,8 +15,8 @@ import pytest
 import pakman
 
 # The layers, by module name. Update these names when modules move.
-# What every layer may use: the package's version, the errors, Alpine's facts, file helpers.
-FOUNDATION = ("pakman", "pakman.errors", "pakman.alpine", "pakman.fsutil")
+# What every layer may use: the version, the errors, Alpine's facts, the generated files, file helpers.
+FOUNDATION = ("pakman", "pakman.errors", "pakman.alpine", "pakman.files", "pakman.fsutil")
 # The configuration layer: YAML -> located, validated model.
 CONFIG = (
     "pakman.source",
