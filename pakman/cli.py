@@ -273,6 +273,12 @@ stops with an error instead of mixing the two.""",
         "--format", choices=FORMATS, default="json", help="what to print (default json)"
     )
     graph.add_argument(
+        "--affected",
+        action="append",
+        metavar="FILE|APP",
+        help="print instead the ids of the steps that would run if FILE or APP changed",
+    )
+    graph.add_argument(
         "-o",
         "--output",
         metavar="FILE",
@@ -977,6 +983,9 @@ def _graph(args: argparse.Namespace) -> int:
                 f"(cd {os.path.relpath(workspace)}), so that its paths and run-step's agree"
             )
     project = _load(args)
+    if args.affected:
+        print("".join(f"{s.id}\n" for s in export.affected(project, args.affected)), end="")
+        return EXIT_OK
     run = export.RunStep(command, tuple(project_argv(args)), tuple(args.paths))
     fmt = args.format
     if fmt == "json":
@@ -1089,7 +1098,7 @@ def _gc_roots(layout: Layout, *, dry_run: bool) -> None:
 
 def _watch(args: argparse.Namespace) -> int:
     from pakman.layout import Layout
-    from pakman.watch import serve
+    from pakman.watcher import serve
 
     memory.loaded()  # it runs for days: the collector runs as usual
     return serve(Layout.at(Path(_workspace())), sys.stdout, verbose=args.verbose)

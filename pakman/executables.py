@@ -15,7 +15,7 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-from pakman.errors import StepFailed
+from pakman.errors import KeyPath, StepFailed, format_path
 from pakman.model import AppConfig, Command, Identity, Service
 from pakman.render import argv, home
 
@@ -24,11 +24,18 @@ _MAX_LINKS = 40  # as the kernel's path resolution (ELOOP)
 
 def executed_programs(app: AppConfig, identity: Identity) -> list[tuple[str, str]]:
     """(what runs it, absolute path) for each service and command of the app."""
-    items: list[tuple[str, Service | Command]] = [
-        *((f"run.services[{i}] ({s.name})", s) for i, s in enumerate(app.services)),
-        *((f"run.commands[{i}] ({c.name})", c) for i, c in enumerate(app.commands)),
+    return [
+        (f"{format_path(p)} ({name})", program) for p, name, program in _executed(app, identity)
     ]
-    return [(what, argv(item, identity)[0]) for what, item in items]
+
+
+def _executed(app: AppConfig, identity: Identity) -> list[tuple[KeyPath, str, str]]:
+    """(where it is written, its name, absolute path) for each service and command."""
+    items: list[tuple[KeyPath, Service | Command]] = [
+        *((("run", "services", i), s) for i, s in enumerate(app.services)),
+        *((("run", "commands", i), c) for i, c in enumerate(app.commands)),
+    ]
+    return [(path, item.name, argv(item, identity)[0]) for path, item in items]
 
 
 def check_executables(app: AppConfig, identity: Identity, tree: Path) -> list[str]:
@@ -39,7 +46,8 @@ def check_executables(app: AppConfig, identity: Identity, tree: Path) -> list[st
     own = PurePosixPath(home(identity))
     missing: list[str] = []
     warnings: list[str] = []
-    for what, program in executed_programs(app, identity):
+    for path, name, program in _executed(app, identity):
+        what = f"{format_path(path)} ({name})"
         found, where = _resolve(tree, PurePosixPath(program))
         if found is not None:
             if not stat.S_ISREG(found.st_mode):
@@ -55,10 +63,11 @@ def check_executables(app: AppConfig, identity: Identity, tree: Path) -> list[st
                 + _hint(tree, own, PurePosixPath(program).name)
             )
         elif not app.dependencies.runtime:
-            warnings.append(
-                f"{what} executes {program}, which is not in the package, and "
+            message = (
+                f"{name} executes {program}, which is not in the package, and "
                 "dependencies.runtime lists no package to provide it"
             )
+            warnings.append(str(app.diagnostic(path, message)))
     if missing:
         raise StepFailed(
             "a program the service files execute is missing:\n"

@@ -14,6 +14,7 @@ workspace (the folder `pakman graph` ran in): make and ninja run there.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -67,6 +68,29 @@ def step_files(project: Project, step: Step) -> list[str]:
     return files
 
 
+def affected(project: Project, targets: Sequence[str]) -> list[Step]:
+    """The steps that would run if these apps or files changed: those that read them, and downstream.
+
+    A target is an app's name or a file (as given, relative to the current
+    folder): its instellar.yml, one of its source files, the --key file.
+    """
+    layout = project.layout
+    steps = project.graph.order()
+    apps = {s.app.name for s in steps if s.app is not None}
+    seeds: list[str] = []
+    for target in targets:
+        if target in apps:
+            found = [s.id for s in steps if s.app is not None and s.app.name == target]
+        else:
+            given = Path(os.path.abspath(target))
+            path = layout.relative(given.parent.resolve() / given.name)
+            found = [s.id for s in steps if path in step_files(project, s)]
+        if not found:
+            raise ConfigError(f"{target}: no app of that name, and no step reads it")
+        seeds.extend(found)
+    return project.graph.affected(seeds)
+
+
 def to_data(project: Project) -> dict[str, Any]:
     """The graph as JSON-ready data (its layout is documented in docs/graph.md)."""
     layout = project.layout
@@ -87,7 +111,7 @@ def to_data(project: Project) -> dict[str, Any]:
                 "key": step.key,
                 "reads": step.reads,
                 "files": step_files(project, step),
-                "after": list(step.upstream),
+                "after": list(project.graph.dag.predecessors(step.id)),
                 "outputs": [layout.relative_str(o) for o in step.outputs],
                 "manifest": layout.relative(layout.manifest(step.id)),
             }
@@ -128,7 +152,7 @@ def to_dot(graph: StepGraph) -> str:
             lines.append(f"    {_dot_string(step.id)} [{attributes}];")
         lines.append("  }")
     for step in graph.order():
-        for upstream in step.upstream:
+        for upstream in graph.dag.predecessors(step.id):
             lines.append(f"  {_dot_string(upstream)} -> {_dot_string(step.id)};")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -169,7 +193,7 @@ def to_mermaid(graph: StepGraph) -> str:
             lines.append(f"    {mermaid_id(step.id)}[{mermaid_text(step.local_name)}]")
         lines.append("  end")
     for step in graph.order():
-        for upstream in step.upstream:
+        for upstream in graph.dag.predecessors(step.id):
             lines.append(f"  {mermaid_id(upstream)} --> {mermaid_id(step.id)}")
     return "\n".join(lines) + "\n"
 
@@ -280,7 +304,10 @@ def to_makefile(project: Project, run: RunStep) -> str:
     for step in project.graph.order():
         target = make_path(layout.relative(layout.manifest(step.id)))
         prerequisites = [make_path(f) for f in step_files(project, step)]
-        prerequisites += [make_path(layout.relative(layout.manifest(u))) for u in step.upstream]
+        prerequisites += [
+            make_path(layout.relative(layout.manifest(u)))
+            for u in project.graph.dag.predecessors(step.id)
+        ]
         prerequisites.append("$(EXPORTED)")
         lines.append(f"{target}: {' '.join(prerequisites)}")
         lines.append(
@@ -324,7 +351,10 @@ def to_ninja(project: Project, run: RunStep) -> str:
     for step in project.graph.order():
         target = ninja_path(layout.relative(layout.manifest(step.id)))
         inputs = [ninja_path(f) for f in step_files(project, step)]
-        inputs += [ninja_path(layout.relative(layout.manifest(u))) for u in step.upstream]
+        inputs += [
+            ninja_path(layout.relative(layout.manifest(u)))
+            for u in project.graph.dag.predecessors(step.id)
+        ]
         lines.append(f"build {target}: step {' '.join(inputs)}".rstrip())
         lines.append(f"  step = {shlex.quote(step.id)}")
     lines.append("")

@@ -28,7 +28,6 @@ from pakman.fsutil import confined, leads_outside, read_regular, write_atomic
 ALWAYS_IGNORED = (".git", ".hg", ".svn", ".pakman", ".apk", "instellar.yml")
 IGNORE_FILE = ".pakmanignore"
 IGNORE_MAX_BYTES = 1 << 20  # a list of patterns; anything this large is not one
-TEMPLATES = Path(__file__).with_name("templates")
 
 # What a file's lstat says that matters: a change to any of these (ctime
 # included, so chmod and touch count) means the file must be looked at again.
@@ -212,11 +211,6 @@ def unchanged(packed: Packed) -> bool:
             continue
         add((st.st_mode, st.st_ino & _INO, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return values.tobytes() == expected
-
-
-def template_digest(name: str) -> str:
-    """The sha256 of a template's source, for build keys."""
-    return hashlib.sha256((TEMPLATES / name).read_bytes()).hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:

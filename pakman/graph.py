@@ -14,12 +14,12 @@ import dataclasses
 import functools
 import hashlib
 import json
-import platform
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
+from pakman.alpine import NOARCH, host_arch
 from pakman.errors import ConfigError
 from pakman.fingerprint import SourceTree
 from pakman.gitmeta import GitMetadata
@@ -29,42 +29,6 @@ from pakman.pipeline import Pipeline, Stage
 
 if TYPE_CHECKING:
     import networkx as nx
-
-NOARCH = "noarch"
-_MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
-
-
-# abuild's arch_to_hostspec (functions.sh)
-_HOSTSPEC = {
-    "aarch64": "aarch64-alpine-linux-musl",
-    "armhf": "armv6-alpine-linux-musleabihf",
-    "armv7": "armv7-alpine-linux-musleabihf",
-    "loongarch64": "loongarch64-alpine-linux-musl",
-    "ppc64le": "powerpc64le-alpine-linux-musl",
-    "riscv64": "riscv64-alpine-linux-musl",
-    "s390x": "s390x-alpine-linux-musl",
-    "x86": "i586-alpine-linux-musl",
-    "x86_64": "x86_64-alpine-linux-musl",
-}
-
-
-def host_arch() -> str:
-    """This machine's Alpine architecture name."""
-    machine = platform.machine().lower()
-    return _MACHINE_ARCH.get(machine, machine or "x86_64")
-
-
-def abuild_arch_variables(arch: str) -> dict[str, str]:
-    """abuild's CARCH, CBUILD, CHOST and CTARGET for a build of `arch`.
-
-    abuild derives them from the machine it runs on (`apk --print-arch`),
-    never from the APKBUILD's `arch`: a noarch package is built with the
-    machine's CARCH, and a build of another architecture runs on a machine
-    (qemu) of that architecture.
-    """
-    arch = host_arch() if arch == NOARCH else arch
-    hostspec = _HOSTSPEC.get(arch, f"{arch}-alpine-linux-musl")
-    return {"CARCH": arch, "CBUILD": hostspec, "CHOST": hostspec, "CTARGET": hostspec}
 
 
 @dataclass(frozen=True)
@@ -203,7 +167,8 @@ class StepGraph:
 
     Stages may only come after earlier ones (the pipeline checks that), so
     ordering steps by stage gives a topological order without a graph
-    search; the networkx DAG is built when asked for (exports, analysis).
+    search, and a build never imports networkx. The networkx DiGraph (`dag`)
+    is built when asked for: exports, `pakman graph --affected`.
     """
 
     def __init__(self, steps: Iterable[Step], pipeline: Pipeline) -> None:
@@ -236,6 +201,15 @@ class StepGraph:
         """Every step, dependencies first, in a stable order (app by app, the repository last)."""
         return list(self.steps.values())
 
+    def affected(self, step_ids: Iterable[str]) -> list[Step]:
+        """These steps and every step downstream of them (what reruns when they do), in order."""
+        import networkx as nx
+
+        reached = set(step_ids)
+        for step_id in list(reached):
+            reached |= nx.descendants(self.dag, step_id)
+        return [s for s in self.steps.values() if s.id in reached]
+
 
 @dataclass(frozen=True)
 class Shared:
@@ -255,28 +229,6 @@ class Shared:
     @property
     def build_on(self) -> str:
         return self.sandbox["build_on"] if self.sandbox else "host"
-
-
-def compile_graph(
-    apps: Iterable[AppBuild],
-    pipeline: Pipeline,
-    layout: Layout,
-    *,
-    sources: Mapping[str, SourceTree],
-    key_fingerprint: str = "",
-    mirror: Mapping[str, Any] | None = None,
-    template_digest: Callable[[str], str],
-) -> StepGraph:
-    """Instantiate the pipeline for every app into a DAG of steps with keys."""
-    apps = sorted(apps, key=lambda a: a.name)
-    check_names(apps)
-    provided = frozenset(name for app in apps for name in app.package_names())
-    shared = Shared(layout, provided, key_fingerprint, dict(mirror or {}), template_digest)
-    app_steps = [
-        step for app in apps for step in compile_app(app, pipeline, shared, sources[app.name])
-    ]
-    repository = compile_repository(repository_arches(apps), app_steps, pipeline, shared)
-    return StepGraph([*app_steps, *repository], pipeline)
 
 
 def compile_app(
@@ -311,11 +263,6 @@ def compile_app(
                 made.append(_finish(step, upstream))
         steps.extend(made)
     return steps
-
-
-def repository_arches(apps: Iterable[AppBuild]) -> list[str]:
-    """The repository's architecture folders: every real arch of the apps (noarch joins each)."""
-    return arches_of(a for app in apps for a in app.config.architectures)
 
 
 def arches_of(architectures: Iterable[str]) -> list[str]:

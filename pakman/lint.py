@@ -9,9 +9,9 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 
+from pakman.alpine import OPENRC_ACTIONS
 from pakman.errors import Diagnostic, KeyPath, format_path
 from pakman.model import HOOK_NAMES, AppConfig, AppType, Identity
-from pakman.render import OPENRC_ACTIONS
 from pakman.source import Document
 
 _OPERATOR_CHARS = frozenset(";&|()<>")

@@ -13,6 +13,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from pakman.errors import Diagnostic, KeyPath, Severity, format_path
+from pakman.files import COMMAND_FILES, SERVICE_FILES
+
 HOOK_NAMES = (
     "pre-install",
     "post-install",
@@ -21,29 +24,9 @@ HOOK_NAMES = (
     "pre-deinstall",
     "post-deinstall",
 )
-ARCHITECTURES = (
-    "x86_64",
-    "aarch64",
-    "armv7",
-    "armhf",
-    "x86",
-    "ppc64le",
-    "s390x",
-    "riscv64",
-    "loongarch64",
-    "noarch",
-)
 DEFAULT_STACK = "alpine/3.22"
 DEFAULT_ARCHITECTURES = ("x86_64",)
 PLATFORM_KEYS = ("kits", "sizes", "plans", "page", "orchestration")
-
-# The generated files that run a default-type app, in the order of the
-# APKBUILD's `source=` list; each is `<name>.<kind>` beside the APKBUILD. An
-# app with services gets them all; one with commands only gets the init
-# script (its commands) and what the commands run through; one that runs
-# nothing gets none of them.
-SERVICE_FILES = ("initd", "run", "finish", "log", "environment", "env-exec", "profile")
-COMMAND_FILES = ("initd", "environment", "env-exec", "profile")
 
 
 class FrozenDict(dict[str, Any]):
@@ -188,6 +171,27 @@ class AppConfig:
     kits: tuple[Kit, ...] = ()
     # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
     platform: Mapping[str, Any] = field(default_factory=FrozenDict)
+    # Where each value is written in `file`: formatted key path -> (line, column), so a
+    # later stage places a problem without reading the file again.
+    positions: Mapping[str, tuple[int, int]] = field(
+        default_factory=FrozenDict, compare=False, repr=False
+    )
+
+    def where(self, path: KeyPath) -> tuple[int, int]:
+        """Line and column of a key path's value, else of its nearest parent; (0, 0) if unknown."""
+        while True:
+            position = self.positions.get(format_path(path))
+            if position is not None:
+                return position
+            if not path:
+                return (0, 0)
+            path = path[:-1]
+
+    def diagnostic(self, path: KeyPath, message: str, *, warning: bool = False) -> Diagnostic:
+        """A diagnostic placed where `path` is written: `file:line:col: key: message`."""
+        line, column = self.where(path)
+        severity: Severity = "warning" if warning else "error"
+        return Diagnostic(str(self.file), line, column, format_path(path), message, severity)
 
     @property
     def services(self) -> tuple[Service, ...]:
@@ -261,3 +265,11 @@ def thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [thaw(v) for v in value]
     return value
+
+
+def runtime_dependencies(app: AppConfig) -> list[str]:
+    """`depends`: the runtime list, plus nginx for a static site."""
+    depends = [str(d) for d in app.dependencies.runtime]
+    if app.type is AppType.STATIC and not any(d.name == "nginx" for d in app.dependencies.runtime):
+        depends.append("nginx")
+    return depends

@@ -8,19 +8,25 @@ instantiates its stages per app and architecture.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from pakman import names
 from pakman.errors import ConfigError, Diagnostic
-from pakman.model import SERVICE_FILES, AppConfig, AppType
+from pakman.files import SERVICE_FILES
+from pakman.model import AppConfig, AppType
 from pakman.names import Rule
 from pakman.spec import Checker, Field, Fields, Flag, Items, Text
 
 Per = Literal["app", "arch", "repository"]
 IDENTITY_FIELDS = ("organization", "name", "version", "release", "url")
 _STAGE_NAME = Rule(r"^[a-z][a-z0-9-]*$", "lower-case letters, digits and '-'")
+_AFTER = Rule(
+    r"^[a-z][a-z0-9-]*\*?$",
+    "a stage name, or the start of names followed by * (every earlier stage named so)",
+)
 _ACTION = Rule(
     r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$",
     "module:function, e.g. pakman.steps.build:run_build",
@@ -35,7 +41,7 @@ STAGE = Fields(
         "build-on": Field(Text(enum=("alpine", "host"))),
         "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
         "service-file": Field(Text(enum=SERVICE_FILES)),
-        "after": Field(Items(Text(rule=_STAGE_NAME), unique=True)),
+        "after": Field(Items(Text(rule=_AFTER), unique=True)),
         "reads": Field(
             Fields(
                 {
@@ -135,7 +141,21 @@ def load_pipeline(name: str = "default") -> Pipeline:
     errors = [d for d in ctx.sorted() if d.severity == "error"]
     if errors:
         raise ConfigError(errors)
-    return Pipeline(path.stem, tuple(_stage(raw) for raw in document.data["stages"]))
+    stages: list[Stage] = []
+    for raw in document.data["stages"]:
+        stages.append(_stage(raw, _expand_after(raw.get("after") or (), stages)))
+    return Pipeline(path.stem, tuple(stages))
+
+
+def _expand_after(after: Sequence[str], earlier: Sequence[Stage]) -> tuple[str, ...]:
+    """`after:` with each `prefix*` replaced by the earlier stages whose names begin so."""
+    names: list[str] = []
+    for entry in after:
+        if entry.endswith("*"):
+            names.extend(s.name for s in earlier if s.name.startswith(entry[:-1]))
+        else:
+            names.append(entry)
+    return tuple(dict.fromkeys(names))
 
 
 def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
@@ -145,15 +165,38 @@ def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
         if name in seen:
             ctx.error(("stages", i, "name"), f"stage `{name}` is defined twice")
         for j, upstream in enumerate(raw.get("after") or ()):
+            if upstream.endswith("*"):
+                if not any(s.startswith(upstream[:-1]) for s in seen):
+                    ctx.error(
+                        ("stages", i, "after", j),
+                        f"`{upstream}` names no stage defined before `{name}`",
+                    )
+                continue
             if upstream not in seen:
                 ctx.error(
                     ("stages", i, "after", j),
-                    f"`{upstream}` is not a stage defined before `{name}` (stages come in order)",
+                    f"`{upstream}` is not a stage defined before `{name}` (stages come in order)"
+                    + _cycle_through(stages, name, upstream),
                 )
         seen[name] = i
 
 
-def _stage(raw: dict[str, Any]) -> Stage:
+def _cycle_through(stages: list[dict[str, Any]], name: str, upstream: str) -> str:
+    """`; a -> b -> a form a cycle` when `name` after `upstream` closes one, else ""."""
+    import networkx as nx  # only for a pipeline already found wrong
+
+    order: nx.DiGraph[str] = nx.DiGraph()
+    order.add_edges_from(
+        (str(u), str(raw["name"])) for raw in stages for u in raw.get("after") or ()
+    )
+    try:
+        path = nx.shortest_path(order, name, upstream)
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return ""
+    return f"; {' -> '.join([*path, name])} form a cycle"
+
+
+def _stage(raw: dict[str, Any], after: tuple[str, ...]) -> Stage:
     reads = raw.get("reads") or {}
     assert isinstance(reads, dict)
     types = raw.get("types")
@@ -166,7 +209,7 @@ def _stage(raw: dict[str, Any]) -> Stage:
         each=raw.get("each"),
         types=frozenset(AppType(t) for t in types) if isinstance(types, list) else None,
         service_file=raw.get("service-file"),
-        after=tuple(raw.get("after") or ()),
+        after=after,
         reads=Reads(
             config=tuple(reads.get("config") or ()),
             identity=tuple(reads.get("identity") or ()),

@@ -86,8 +86,6 @@ class PakmanReporter:
     def add_failure(self, task: Any, fail: BaseFail) -> None:
         from doit.exceptions import UnmetDependency
 
-        from pakman.tasks import InvalidInput
-
         self.done += 1
         if isinstance(fail, UnmetDependency):
             # Not run because a step it needs failed (the build goes on with the rest).
@@ -96,7 +94,8 @@ class PakmanReporter:
                 self._event("skipped", task.name, message="a step it needs failed")
             return
         message = fail.get_msg().rstrip()
-        if isinstance(fail, InvalidInput):
+        # tasks.InvalidInput says so; the adapter imports the reporter, not the reverse.
+        if getattr(fail, "invalid_input", False) is True:
             self.invalid_input = True
         self.failed.append((task.name, message))
         self._event("failure", task.name, message=message)

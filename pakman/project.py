@@ -28,15 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from pakman import __version__
 from pakman.errors import ConfigError, Diagnostic
+from pakman.files import TEMPLATES, template_digest
 from pakman.fingerprint import (
-    TEMPLATES,
     Packed,
     SourceTree,
     StatCache,
     Watched,
     fingerprint_tree,
     pack,
-    template_digest,
     watch,
 )
 from pakman.fsutil import open_atomic, write_atomic

@@ -35,48 +35,22 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from pakman.alpine import app_home
 from pakman.errors import ConfigError, Diagnostic, PakmanError
-from pakman.fingerprint import TEMPLATES, template_digest
+from pakman.files import GENERATED_FILES, INSTALLED_FILES, TEMPLATES
 from pakman.fsutil import confined, read_regular, write_if_changed
 from pakman.model import (
     HOOK_NAMES,
-    SERVICE_FILES,
     AppConfig,
     AppType,
     Command,
     Identity,
     Service,
+    runtime_dependencies,
 )
 
 if TYPE_CHECKING:
     from pakman.source import Document
-
-# OpenRC's own actions (openrc-run(8)): every service has them.
-OPENRC_ACTIONS = frozenset(
-    {
-        "start",
-        "stop",
-        "restart",
-        "status",
-        "zap",
-        "describe",
-        "help",
-        "pause",
-        "broken",
-        "ineed",
-        "iuse",
-        "iwant",
-        "iafter",
-        "ibefore",
-        "iprovide",
-        "needsme",
-        "usesme",
-        "wantsme",
-        "afterme",
-        "beforeme",
-        "providedby",
-    }
-)
 
 
 class RenderError(ConfigError):
@@ -191,7 +165,7 @@ def _render(template: str, **context: Any) -> str:
 
 def home(identity: Identity) -> str:
     """The app's folder on the installed system: `/var/lib/<name>`."""
-    return f"/var/lib/{identity.name}"
+    return app_home(identity.name)
 
 
 def argv(item: Service | Command, identity: Identity) -> list[str]:
@@ -218,14 +192,6 @@ def options(app: AppConfig) -> list[str]:
     if not app.build.strip_binary:
         chosen.append("!strip")
     return chosen
-
-
-def runtime_dependencies(app: AppConfig) -> list[str]:
-    """`depends`: the runtime list, plus nginx for a static site."""
-    depends = [str(d) for d in app.dependencies.runtime]
-    if app.type is AppType.STATIC and not any(d.name == "nginx" for d in app.dependencies.runtime):
-        depends.append("nginx")
-    return depends
 
 
 def service_files(app: AppConfig) -> tuple[str, ...]:
@@ -266,6 +232,11 @@ def render_apkbuild(app: AppConfig, identity: Identity) -> str:
         openrc=openrc_subpackage(app),
         hooks=hook_scripts(app),
         service_files=service_files(app),
+        installs=[
+            (kind, f"{mode:o}", target.format(name="$pkgname"))
+            for kind, target, mode in INSTALLED_FILES
+            if kind in service_files(app)
+        ],
         source=app.source or "",
         default_package=default_package,
         static=app.type is AppType.STATIC,
@@ -361,16 +332,19 @@ class FileKind:
     mode: int
 
 
-RENDERED_FILES: tuple[FileKind, ...] = (
-    FileKind("APKBUILD", "APKBUILD", render_apkbuild, 0o644),
-    FileKind("initd", "initd", render_initd, 0o755),
-    FileKind("run", "run", render_run, 0o755),
-    FileKind("finish", "finish", render_finish, 0o755),
-    FileKind("log", "log", render_log, 0o755),
-    FileKind("environment", "environment", render_environment, 0o755),
-    FileKind("env-exec", "env-exec", render_env_exec, 0o755),
-    FileKind("profile", "profile", render_profile, 0o644),
-    FileKind("pre-install", "pre-install", render_pre_install, 0o755),
+_RENDERERS: dict[str, Callable[[AppConfig, Identity], str]] = {
+    "APKBUILD": render_apkbuild,
+    "initd": render_initd,
+    "run": render_run,
+    "finish": render_finish,
+    "log": render_log,
+    "environment": render_environment,
+    "env-exec": render_env_exec,
+    "profile": render_profile,
+    "pre-install": render_pre_install,
+}
+RENDERED_FILES: tuple[FileKind, ...] = tuple(
+    FileKind(f.kind, f.template, _RENDERERS[f.kind], f.mode) for f in GENERATED_FILES
 )
 HOOK_FILE_MODE = 0o755
 _KINDS = {k.kind: k for k in RENDERED_FILES}
@@ -491,9 +465,7 @@ def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
 __all__ = [
     "ENVIRONMENT",
     "FILTERS",
-    "OPENRC_ACTIONS",
     "RENDERED_FILES",
-    "SERVICE_FILES",
     "FileKind",
     "RenderError",
     "RenderedFile",
@@ -516,6 +488,5 @@ __all__ = [
     "sh",
     "sh_glob",
     "sh_words",
-    "template_digest",
     "write_rendered",
 ]

@@ -10,14 +10,15 @@ shape check, then the model is built from data known to be well-formed.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 from typing import Any
 
 from pakman import names
-from pakman.errors import ConfigError, Diagnostic, KeyPath, show
+from pakman.alpine import ARCHITECTURES
+from pakman.errors import ConfigError, Diagnostic, KeyPath, format_path, show
 from pakman.model import (
-    ARCHITECTURES,
     DEFAULT_STACK,
     HOOK_NAMES,
     PLATFORM_KEYS,
@@ -389,7 +390,8 @@ def validate(
     diagnostics = ctx.sorted()
     if app is None or any(d.severity == "error" for d in diagnostics):
         raise ConfigError(diagnostics)
-    return app, diagnostics
+    positions = FrozenDict({format_path(path): at for path, at in document.marks.items()})
+    return dataclasses.replace(app, positions=positions), diagnostics
 
 
 _LEGACY_RUN_KEYS = ("binary", "start", "stop", "process", "command")

@@ -25,18 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pakman.errors import PakmanError
+from pakman.files import INSTALLED_FILES
 from pakman.model import AppConfig, AppType, Identity
 
-# (generated file kind, where it is installed, mode); `{name}` is the package name.
-INSTALLED_FILES = (
-    ("initd", "etc/init.d/{name}", 0o755),
-    ("run", "var/lib/{name}/service/run", 0o755),
-    ("finish", "var/lib/{name}/service/finish", 0o755),
-    ("log", "var/lib/{name}/service/log/run", 0o755),
-    ("environment", "var/lib/{name}/bin/environment", 0o755),
-    ("env-exec", "var/lib/{name}/bin/env-exec", 0o755),
-    ("profile", "etc/profile.d/{name}.sh", 0o644),
-)
 STATIC_CONFIG = ("nginx.conf", "etc/{name}/default.conf", 0o644)
 UMASK = 0o022  # abuild's
 _DIR_MODE = 0o755

@@ -38,7 +38,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from pakman.layout import Layout
 
@@ -123,19 +123,3 @@ def read_line(connection: _socket.socket, limit: int = 1 << 20) -> bytes:
             break
         data += chunk
     return data
-
-
-# ---------------------------------------------------------------------------
-# The watcher
-
-
-def serve(layout: Layout, out: TextIO, *, verbose: bool = False) -> int:
-    """Watch the workspace's apps until interrupted (Ctrl-C or SIGTERM end it with 0)."""
-    from pakman.watcher import Watcher
-
-    with Watcher(layout, out, verbose=verbose) as watcher:
-        try:
-            watcher.run()
-        except KeyboardInterrupt:
-            print("pakman watch: stopped", file=out, flush=True)
-    return 0

@@ -311,3 +311,13 @@ class Watcher:
                         self.read_events()
                     else:
                         self.serve_one()
+
+
+def serve(layout: Layout, out: TextIO, *, verbose: bool = False) -> int:
+    """Watch the workspace's apps until interrupted (Ctrl-C or SIGTERM end it with 0)."""
+    with Watcher(layout, out, verbose=verbose) as watcher:
+        try:
+            watcher.run()
+        except KeyboardInterrupt:
+            print("pakman watch: stopped", file=out, flush=True)
+    return 0

@@ -61,8 +61,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, SigningKey, generate_key, write_index, write_package
-from pakman.graph import host_arch
 
 BRANCH = "v3.20"
 # the examples' stacks (alpine/3.18's rails-seed is left out of builds by examples/.pakmanignore)

@@ -24,8 +24,8 @@ from alpine_fixture import (
     extract_debian_packages,
 )
 from build_support import BuildRun, KeyPair, make_key, working_directory
+from pakman.alpine import host_arch
 from pakman.cli import main
-from pakman.graph import host_arch
 
 ARCH = host_arch()
 BASE = "alpine-baselayout alpine-release busybox musl"

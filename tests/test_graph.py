@@ -10,38 +10,39 @@ from pathlib import Path
 import pytest
 
 from pakman.errors import ConfigError
-from pakman.fingerprint import StatCache, fingerprint_tree
-from pakman.graph import AppBuild, Step, StepGraph, compile_graph
-from pakman.identity import resolve_identity
-from pakman.layout import Layout
-from pakman.model import FrozenDict, Identity
-from pakman.pipeline import load_pipeline
-from pakman.schema import load_app
+from pakman.graph import Step, StepGraph
+from pakman.model import FrozenDict
+from pakman.project import load_project
+from pakman.settings import Settings
 from support import EXAMPLES
 
+_KEY: list[Path] = []
 
-def digest(name: str) -> str:
-    return f"digest-of-{name}"
+
+@pytest.fixture(autouse=True)
+def _build_environment(signing_key: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One signing key for every graph (the signing steps' keys read it), no identity variables."""
+    for name in ("GITHUB_REPOSITORY", "GITHUB_RUN_NUMBER", "SOURCE_DATE_EPOCH", "PAKMAN_MIRROR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("ABUILD_PRIVATE_KEY", raising=False)
+    _KEY[:] = [signing_key]
 
 
 def compile_apps(
-    folders: list[Path], root: Path, *, release: int = 0, **kwargs: object
+    folders: list[Path], root: Path, *, release: int = 0, name: str | None = None
 ) -> StepGraph:
-    apps = []
-    sources = {}
-    for folder in folders:
-        config, _ = load_app(folder)
-        identity = resolve_identity(config, version="1.0.0", release=release, env={})
-        apps.append(AppBuild(config, identity))
-        sources[identity.name] = fingerprint_tree(folder, StatCache(None))
-    return compile_graph(
-        apps,
-        load_pipeline(),
-        Layout.at(root),
-        sources=sources,
-        template_digest=digest,
-        **kwargs,  # type: ignore[arg-type]
+    """The graph a build of these apps in workspace `root` runs (as `pakman build` prepares it)."""
+    settings = Settings(
+        paths=tuple(str(f) for f in folders),
+        root=str(root),
+        name=name,
+        version="1.0.0",
+        release=str(release),
+        key_file=str(_KEY[0]),
+        offline=True,
+        build_on="host",  # the graph without a buildroot stage (tests/test_build_on.py has it)
     )
+    return load_project(settings, use_snapshot=False).graph
 
 
 @pytest.fixture
@@ -200,17 +201,8 @@ def test_names_must_be_unique(workspace: Callable[..., list[Path]], tmp_path: Pa
 
 def test_an_app_cannot_be_named_repo(workspace: Callable[..., list[Path]], tmp_path: Path) -> None:
     (app,) = workspace("heartbeat")
-    config, _ = load_app(app)
-    identity = dataclasses.replace(resolve_identity(config, version="1.0.0", env={}), name="repo")
     with pytest.raises(ConfigError, match="may not be named `repo`"):
-        compile_graph(
-            [AppBuild(config, identity)],
-            load_pipeline(),
-            Layout.at(tmp_path),
-            sources={"repo": fingerprint_tree(app, StatCache(None))},
-            template_digest=digest,
-        )
-    assert isinstance(identity, Identity)
+        compile_apps([app], tmp_path, name="repo")
 
 
 def test_a_summary_is_the_step_its_init_would_make() -> None:

@@ -99,6 +99,65 @@ def test_json_lists_every_step_with_its_inputs_and_outputs(
     assert by_id["repo:sign:x86_64"]["outputs"] == [".pakman/repo/x86_64/"]
 
 
+def affected(key: Path, capsys: pytest.CaptureFixture[str], *targets: str) -> list[str]:
+    args = ["graph", "examples", "--offline", f"--key={key}", "--package-version=1.2.3"]
+    capsys.readouterr()
+    assert main([*args, *(f"--affected={t}" for t in targets)]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_affected_lists_the_steps_a_change_would_run(
+    workspace: Path, signing_key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    steps = json.loads(graph(signing_key, "json"))["steps"]
+    order = [s["id"] for s in steps]
+    # A source file: the steps that read it, everything after them, nothing else.
+    source = affected(signing_key, capsys, "examples/heartbeat/bin/heartbeat")
+    assert source == [i for i in order if i in set(source)]  # in build order
+    assert "heartbeat:build:x86_64" in source
+    assert "heartbeat:package:x86_64" in source
+    assert "repo:sign:x86_64" in source
+    assert not any(i.startswith(("greet:", "pyweb:")) for i in source)
+    assert "heartbeat:render-apkbuild" not in source  # reads the config, not the file
+    # An app: all its steps and what follows them; its instellar.yml reaches as far.
+    app = affected(signing_key, capsys, "heartbeat")
+    assert set(source) < set(app)
+    assert {i for i in order if i.startswith("heartbeat:")} <= set(app)
+    config = affected(signing_key, capsys, "examples/heartbeat/instellar.yml")
+    assert set(source) <= set(config) <= set(app)
+    # A signing key given with --key: the signing steps of every architecture.
+    signing = affected(signing_key, capsys, str(signing_key))
+    assert {i for i in order if i.startswith("repo:sign:")} <= set(signing)
+    # Several targets: the union.
+    both = affected(signing_key, capsys, "heartbeat", "greet")
+    assert set(both) == set(app) | set(affected(signing_key, capsys, "greet"))
+
+
+def test_the_build_order_is_a_topological_order_of_the_digraph(
+    workspace: Path, signing_key: Path
+) -> None:
+    import networkx as nx
+
+    project = load_project(Settings(paths=("examples",), offline=True, key_file=str(signing_key)))
+    graph = project.graph
+    assert nx.is_directed_acyclic_graph(graph.dag)
+    assert set(graph.dag) == set(graph.steps)
+    place = {step.id: i for i, step in enumerate(graph.order())}
+    assert all(place[u] < place[v] for u, v in graph.dag.edges)
+    assert graph.dag.number_of_edges() == sum(len(s.upstream) for s in graph.order())
+    # affected: the step itself and exactly its descendants.
+    build = "heartbeat:build:x86_64"
+    assert {s.id for s in graph.affected([build])} == {build} | nx.descendants(graph.dag, build)
+
+
+def test_affected_refuses_what_no_step_reads(
+    workspace: Path, signing_key: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["graph", "examples", "--offline", f"--key={signing_key}", "--affected=nosuch"]
+    assert main(args) == 3
+    assert "nosuch: no app of that name, and no step reads it" in capsys.readouterr().err
+
+
 def test_dot_draws_with_graphviz(workspace: Path, signing_key: Path) -> None:
     dot = shutil.which("dot")
     assert dot, "the tests need Graphviz (scripts/test installs it)"

@@ -72,3 +72,66 @@ def test_after_must_name_an_earlier_stage(tmp_path: Path) -> None:
     messages = [d.message for d in exc.value.errors]
     assert "`b` is not a stage defined before `a` (stages come in order)" in messages
     assert "stage `b` is defined twice" in messages
+
+
+def test_a_cycle_of_stages_is_reported_as_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: a, per: app, produces: [x], action: m:f, after: [c]}
+  - {name: b, per: app, produces: [y], action: m:f, after: [a]}
+  - {name: c, per: app, produces: [z], action: m:f, after: [b]}
+  - {name: d, per: app, produces: [w], action: m:f, after: [e]}
+  - {name: e, per: app, produces: [v], action: m:f}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [(d.path, d.message) for d in exc.value.errors] == [
+        (
+            "stages[0].after[0]",
+            "`c` is not a stage defined before `a` (stages come in order); "
+            "a -> b -> c -> a form a cycle",
+        ),
+        ("stages[3].after[0]", "`e` is not a stage defined before `d` (stages come in order)"),
+    ]
+
+
+def test_after_a_prefix_star_means_every_earlier_stage_named_so(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: render-a, per: app, produces: [a], action: m:f}
+  - {name: build, per: app, produces: [b], action: m:f}
+  - {name: render-b, per: app, produces: [c], action: m:f}
+  - {name: package, per: app, produces: [d], action: m:f, after: [build, render-*, render-b]}
+  - {name: render-late, per: app, produces: [e], action: m:f}
+""",
+    )
+    assert load_pipeline(path).stage("package").after == ("build", "render-a", "render-b")
+    # the default pipeline: the package stage waits for every render stage
+    stages = load_pipeline().stages
+    package = load_pipeline().stage("package")
+    renders = [s.name for s in stages if s.name.startswith("render-")]
+    assert renders and set(renders) <= set(package.after)
+
+
+def test_after_a_prefix_naming_no_earlier_stage_is_an_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: a, per: app, produces: [x], action: m:f, after: [render-*]}
+  - {name: render-b, per: app, produces: [y], action: m:f}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [(d.path, d.message) for d in exc.value.errors] == [
+        ("stages[0].after[0]", "`render-*` names no stage defined before `a`"),
+    ]
+    path = write(
+        tmp_path, 'stages:\n  - {name: c, per: app, produces: [z], action: m:f, after: ["*x"]}\n'
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [(d.line, d.column, d.path) for d in exc.value.errors] == [(2, 61, "stages[0].after[0]")]

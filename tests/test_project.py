@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
-from pakman.fingerprint import TEMPLATES, unpack
+from pakman.files import TEMPLATES
+from pakman.fingerprint import unpack
 from pakman.plan import inspect, load_plan, prune_watched, read_watched, write_watched
 from pakman.project import load_project
 from pakman.settings import Settings

@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pakman.errors import ConfigError
+from pakman.files import GENERATED_FILES, TEMPLATES, template_digest
 from pakman.graph import AppBuild, declared_reads
 from pakman.model import (
     AppConfig,
@@ -31,7 +32,6 @@ from pakman.pipeline import load_pipeline
 from pakman.render import (
     FILTERS,
     RENDERED_FILES,
-    TEMPLATES,
     RenderError,
     check_app_files,
     execline,
@@ -42,8 +42,8 @@ from pakman.render import (
     sh,
     sh_glob,
     sh_words,
-    template_digest,
 )
+from pakman.staging import stage_service_files
 from render_helpers import EXAMPLE_NAMES, example, need
 from support import GOLDEN, updating_goldens
 
@@ -74,6 +74,34 @@ def test_every_template_is_used_and_named_after_its_file() -> None:
     templates = {p.name for p in TEMPLATES.iterdir()}
     assert templates == {k.template for k in RENDERED_FILES} | {"hook"}
     assert all(k.kind == k.template for k in RENDERED_FILES)
+
+
+@pytest.mark.parametrize("name", ["pyweb", "heartbeat"])
+def test_both_package_bodies_install_what_the_declaration_says(name: str, tmp_path: Path) -> None:
+    """The APKBUILD's package() and the Python one read the same table, files.GENERATED_FILES."""
+    app, identity = example(name)
+    text = render_apkbuild(app, identity)
+    installs = re.findall(
+        r'install -D -m (\d+) "\$startdir/\$pkgname\.(\S+)" "\$pkgdir/(\S+)"', text
+    )
+    declared = [
+        (f"{f.mode:o}", f.kind, f.installed.format(name="$pkgname"))
+        for f in GENERATED_FILES
+        if f.installed is not None and f.kind in app.service_files
+    ]
+    assert installs == declared and declared
+    rendered = tmp_path / "render"
+    rendered.mkdir()
+    for kind in app.service_files:
+        (rendered / f"{identity.name}.{kind}").write_text(kind)
+    stage_service_files(app, identity, tmp_path, rendered, tmp_path / "pkg")
+    staged = sorted(
+        (f"{p.stat().st_mode & 0o777:o}", p.read_text(), p.relative_to(tmp_path / "pkg").as_posix())
+        for p in (tmp_path / "pkg").rglob("*")
+        if p.is_file()
+    )
+    named = sorted((m, k, path.replace("$pkgname", identity.name)) for m, k, path in declared)
+    assert staged == named
 
 
 def test_template_digest_is_the_sha256_of_the_source() -> None:

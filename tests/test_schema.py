@@ -632,3 +632,30 @@ def test_unsafe_or_invalid_values_are_refused(patch: dict[str, Any], path: str) 
 def test_refusals_say_what_is_allowed() -> None:
     (message,) = errors({"run": {"name": "a/b"}})
     assert "lower-case letters, digits" in message
+
+
+def test_the_model_keeps_where_each_value_is_written(tmp_path: Path) -> None:
+    from pakman import datafile
+
+    text = (
+        "dependencies:\n  runtime: [busybox, jq]\n"
+        "build:\n  command: make\n"
+        "run:\n  name: app\n  services:\n"
+        "    - name: web\n      binary: app\n      start:\n        call: serve --port 80\n"
+    )
+    document = load_text(text, "instellar.yml")
+    config, _ = validate(document, file=tmp_path / "instellar.yml")
+    call = ("run", "services", 0, "start", "call")
+    assert config.where(call) == document.where(call) == (11, 15)
+    assert config.where(("dependencies", "runtime", 1)) == (2, 22)
+    assert config.where(("run", "services", 0, "no-such-key")) == document.where(call[:3])
+    assert config.where(("nothing",)) == document.where(("nothing",)) == (1, 1)
+    assert AppConfig(file=tmp_path).where(call) == (0, 0)  # a model made in code: no place
+    diagnostic = config.diagnostic(call, "a message", warning=True)
+    assert str(diagnostic) == (
+        f"{tmp_path / 'instellar.yml'}:11:15: warning: run.services[0].start.call: a message"
+    )
+    # kept under .pakman/ with the model, and read back with it (the positions compare
+    # apart from the model: a moved line changes no step)
+    again = datafile.loads(datafile.dumps(config), AppConfig)
+    assert again.positions == config.positions and again == config

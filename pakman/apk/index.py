@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from pakman.alpine import ARCHITECTURES
 from pakman.apk.errors import ArchiveError, PackageInputError
 from pakman.apk.gzipper import GzipMemberReader, gzip_bytes
 from pakman.apk.keys import SigningKey
@@ -52,7 +53,6 @@ from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
 from pakman.apk.version import version_key
 from pakman.errors import Diagnostic
 from pakman.fsutil import write_atomic
-from pakman.model import ARCHITECTURES
 
 INDEX_FILE = "APKINDEX.tar.gz"
 CACHE_FILE = ".pakman-index-cache.json"

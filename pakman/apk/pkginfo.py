@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from pakman.alpine import ARCHITECTURES
 from pakman.apk.errors import PackageInputError
 from pakman.apk.tarfmt import MAX_MTIME
 from pakman.errors import Diagnostic
-from pakman.model import ARCHITECTURES, HOOK_NAMES
+from pakman.model import HOOK_NAMES
 from pakman.names import DEPENDENCY, ONE_LINE, PACKAGE_NAME, VERSION
 
 INSTALL_SCRIPTS = HOOK_NAMES  # pre-install, post-install, ..., post-deinstall

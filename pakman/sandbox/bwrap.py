@@ -39,8 +39,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any
 
+from pakman.alpine import NOARCH, abuild_arch_variables, host_arch
 from pakman.errors import PakmanError
-from pakman.graph import NOARCH, abuild_arch_variables, host_arch
 
 BUILD_DIR = "/home/build"
 HOME_DIR = "/home/builder"

@@ -6,9 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+from pakman.alpine import abuild_arch_variables
 from pakman.errors import StepFailed
 from pakman.fingerprint import SourceTree
-from pakman.graph import Step, abuild_arch_variables
+from pakman.graph import Step
 from pakman.steps import RunContext, fresh_dir
 from pakman.steps.shell import HOST_WARNING, run_sandboxed, run_shell, shell_variables
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman import __version__
+from pakman.alpine import NOARCH, host_arch
 from pakman.apk.errors import ArchiveError
 from pakman.apk.index import IndexEntry, parse_index_entries
 from pakman.apk.keys import PublicKey, trusted_key_folder
@@ -71,9 +72,8 @@ from pakman.apk.verify import signature_verdict
 from pakman.apk.version import satisfies
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fsutil import write_atomic
-from pakman.graph import NOARCH, Step, host_arch
-from pakman.model import AppType, Dependency
-from pakman.source import load_file
+from pakman.graph import Step
+from pakman.model import AppConfig, AppType, Dependency
 from pakman.steps import Provisional, RunContext
 
 REPOSITORIES = ("main", "community")
@@ -533,11 +533,11 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 (item.path, f"`{' '.join(item.written)}`: no version in {where} fits; it has {has}")
             )
     if problems:
-        raise ConfigError(_located(config.file, key, problems))
+        raise ConfigError(_located(config, key, problems))
     if base and indexes and not unavailable and (not context.offline or from_cache):
         problems = _close(lock, base, found, indexes, where)
         if problems:
-            raise ConfigError(_located(config.file, key, problems))
+            raise ConfigError(_located(config, key, problems))
 
     if lock["unresolved"]:
         why = "--offline" if context.offline else "; ".join(unavailable)
@@ -548,7 +548,8 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
                 f"({', '.join(lock['unresolved'])}): {why}; --require-deps needs every "
                 "dependency checked"
             )
-        warnings.insert(0, f"{key} not checked ({why}): {', '.join(lock['unresolved'])}")
+        unchecked = f"not checked ({why}): {', '.join(lock['unresolved'])}"
+        warnings.insert(0, str(config.diagnostic(tuple(key.split(".")), unchecked)))
     elif base and lock["closure"] is None:
         # only the base set was left unchecked: no warning (as with no dependencies), but the
         # lock says why it has no closure
@@ -676,16 +677,11 @@ def _close(
     return []
 
 
-def _located(file: Path, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:
+def _located(config: AppConfig, key: str, problems: list[tuple[KeyPath, str]]) -> list[Diagnostic]:
     """Diagnostics at the place each dependency is written in instellar.yml."""
-    try:
-        document = load_file(file)
-    except ConfigError:
-        document = None
     diagnostics = []
     for path, message in problems:
-        line, column = document.where(path) if document else (0, 0)
         if path == ("type",):
             message += f" ({key} of a static site gets nginx, which serves it)"
-        diagnostics.append(Diagnostic(str(file), line, column, format_path(path), message))
+        diagnostics.append(config.diagnostic(path, message))
     return diagnostics

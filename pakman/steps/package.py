@@ -17,13 +17,13 @@ import shlex
 import shutil
 from pathlib import Path
 
+from pakman.alpine import abuild_arch_variables
 from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_package
 from pakman.apk.tracedeps import Trace
 from pakman.executables import check_executables
 from pakman.fsutil import write_if_changed
-from pakman.graph import Step, abuild_arch_variables
-from pakman.model import AppType
-from pakman.render import runtime_dependencies
+from pakman.graph import Step
+from pakman.model import AppType, runtime_dependencies
 from pakman.staging import stage_service_files
 from pakman.steps import (
     RunContext,

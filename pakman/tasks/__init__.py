@@ -37,6 +37,8 @@ from pakman.steps import RunContext, execute_step
 class InvalidInput(TaskFailed):  # type: ignore[misc]
     """A step found the input invalid (e.g. a dependency the stack lacks): exit 3."""
 
+    invalid_input = True  # what the reporter looks for (progress imports no doit)
+
 
 def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, Any]:
     """doit's action for a step: run it, turning pakman errors into a task failure.

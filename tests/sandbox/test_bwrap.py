@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alpine_fixture import AlpineRepository
-from pakman.graph import host_arch
+from pakman.alpine import host_arch
 from pakman.sandbox import BUILD_DIR, Sandbox, SandboxError, SandboxUnavailable, check_arch
 from pakman.sandbox.bwrap import check_bwrap
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from deps_support import BUILD_BASE, Keys, MirrorServer, ProjectLoader, build_mirror
+from pakman.alpine import host_arch
 from pakman.apk import SigningKey, generate_key
-from pakman.graph import host_arch
 from pakman.project import Project, load_project
 from pakman.settings import Settings
 

@@ -28,11 +28,11 @@ from deps_support import (
     tamper_index,
     write_app,
 )
+from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, write_index, write_package
 from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
 from pakman.errors import ConfigError, StepFailed
-from pakman.graph import host_arch
 from pakman.project import Project
 from pakman.steps import execute_step
 
@@ -135,6 +135,22 @@ def test_an_unmet_constraint_names_the_versions_found(
         f"`nodejs>=30`: no version in alpine {BRANCH} (main, community) for x86_64 fits; "
         "it has nodejs 20.15.1-r0 (main)"
     )
+
+
+def test_errors_are_placed_from_the_model_without_reading_the_file_again(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    app = write_app(tmp_path / "apps", "tool", custom_app(build=["nodejs>=30"], runtime=[]))
+    load(mirror.url)
+    project = load(mirror.url)  # the app as kept under .pakman/ by the first load
+    # What the step reports comes from the positions kept since loading, not from the file.
+    config = app / "instellar.yml"
+    config.write_text("# edited since the build was prepared\n" * 3 + config.read_text())
+    with pytest.raises(ConfigError) as caught:
+        run(project, "tool:fetch-deps-build:x86_64")
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.line, diagnostic.column, diagnostic.path) == (5, 11, "dependencies.build[0]")
+    assert diagnostic.file == str(config.absolute())
 
 
 def test_missing_names_are_all_reported_with_suggestions_exit_3(
@@ -269,8 +285,10 @@ def test_offline_warns_and_leaves_the_lock_unresolved(
     code, events, _ = build(tmp_path, keys, mirror.url, "--offline", capsys=capsys)
     assert code == 0
     done = {e["step"]: e for e in events if e["event"] == "success"}
+    # placed where the list is written (line 5, column 10), as errors are
     assert done["tool:fetch-deps-build:x86_64"]["warnings"] == [
-        "dependencies.build not checked (--offline): bash, nodejs>=20"
+        f"{tool / 'instellar.yml'}:5:10: dependencies.build: not checked (--offline): "
+        "bash, nodejs>=20"
     ]
     lock = json.loads((tmp_path / ".pakman/build/tool/deps/runtime-x86_64.json").read_text())
     assert lock["resolved"] == {} and lock["offline"] == "--offline"
@@ -324,7 +342,10 @@ def test_a_failing_mirror_without_a_cache_warns_and_leaves_the_lock_unresolved(
     project = load(mirror.url)
     (warning,) = run(project, "tool:fetch-deps-build:x86_64")
     reason = "HTTP 500" if mode == "error" else "Remote end closed connection"
-    assert warning.startswith(f"dependencies.build not checked ({mirror.url}/{BRANCH}/main/")
+    assert warning.startswith(
+        f"{tool / 'instellar.yml'}:5:10: dependencies.build: not checked "
+        f"({mirror.url}/{BRANCH}/main/"
+    )
     assert reason in warning and warning.endswith("): bash, nodejs>=20")
     lock = lock_of(project, "tool:fetch-deps-build:x86_64")
     assert lock["unresolved"] == ["bash", "nodejs>=20"] and reason in lock["offline"]
@@ -359,7 +380,8 @@ def test_one_repository_failing_leaves_what_only_it_could_have_unresolved(
     # jq is in community, cmd:node>=21 only there: not reported missing, left unchecked
     assert lock["unresolved"] == ["jq", "cmd:node>=21"]
     assert set(lock["resolved"]) == {"busybox", "so:libc.musl-x86_64.so.1", "cmd:bash"}
-    assert warning.startswith("dependencies.runtime not checked (") and "community" in warning
+    assert warning.startswith(f"{tool / 'instellar.yml'}:6:12: dependencies.runtime: not checked (")
+    assert "community" in warning
 
 
 def test_an_index_the_mirror_does_not_have_fails_the_step(
