@@ -2,7 +2,7 @@
 
 Generates N realistic instellar.yml files (services, commands, hooks, kits),
 then times, in one run and alternating, (a) reading each file and parsing it
-with PyYAML's fastest safe loader, and (b) `pakman.schema.load_app` on it
+with PyYAML's fastest safe loader, and (b) `pakman.config.schema.load_app` on it
 (read, parse with positions, validate, build the model). Prints the medians
 of several rounds, the per-file times and the ratio.
 
@@ -23,7 +23,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pakman.schema import load_app
+from pakman.config.schema import load_app
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

@@ -22,20 +22,20 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AppConfig": "pakman.model",
-    "Identity": "pakman.model",
+    "AppConfig": "pakman.config.model",
+    "Identity": "pakman.config.model",
     "ConfigError": "pakman.errors",
     "Diagnostic": "pakman.errors",
     "PakmanError": "pakman.errors",
-    "load_app": "pakman.schema",
-    "resolve_identity": "pakman.identity",
+    "load_app": "pakman.config.schema",
+    "resolve_identity": "pakman.config.identity",
 }
 
 if TYPE_CHECKING:
+    from pakman.config.identity import resolve_identity
+    from pakman.config.model import AppConfig, Identity
+    from pakman.config.schema import load_app
     from pakman.errors import ConfigError, Diagnostic, PakmanError
-    from pakman.identity import resolve_identity
-    from pakman.model import AppConfig, Identity
-    from pakman.schema import load_app
 
 
 def __getattr__(name: str) -> Any:

@@ -16,21 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pakman import options
-from pakman.layout import Layout
-from pakman.lock import hold_lock_until_exit
-from pakman.memory import loading
-from pakman.options import variables
-from pakman.project import load_project
-from pakman.settings import Settings
-from pakman.tasks import doit_config, task_dicts
+from pakman.compile import options
+from pakman.compile.options import variables
+from pakman.compile.project import load_project
+from pakman.compile.settings import Settings
+from pakman.doit.tasks import doit_config, task_dicts
+from pakman.fastpath.gcpause import loading
+from pakman.workspace.layout import Layout
+from pakman.workspace.lock import hold_lock_until_exit
 
 # The environment variables that stand in for `pakman build`'s options.
 VARIABLES = variables()
 
 
 def settings_from_environment(paths: tuple[str, ...] | None = None) -> Settings:
-    """The build's settings from the `PAKMAN_*` variables (see pakman.options)."""
+    """The build's settings from the `PAKMAN_*` variables (see pakman.compile.options)."""
     return options.settings_from_environment(os.environ, paths)
 
 
@@ -42,7 +42,7 @@ def tasks_for(*paths: str) -> dict[str, Any]:
     def task_pakman() -> Iterator[dict[str, Any]]:
         """Build the apps into a signed repository."""
         hold_lock_until_exit(layout)
-        with loading():  # the project lives as long as doit runs (see pakman.memory)
+        with loading():  # the project lives as long as doit runs (see pakman.fastpath.gcpause)
             project = load_project(settings)
         yield from task_dicts(project)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pakman.identity import resolve_identity
-from pakman.model import AppConfig, Identity
-from pakman.schema import load_app
+from pakman.config.identity import resolve_identity
+from pakman.config.model import AppConfig, Identity
+from pakman.config.schema import load_app
 from support import EXAMPLES
 
 # The older and smaller shapes the original builds from (see tests/shapes/README.md).

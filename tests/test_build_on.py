@@ -598,8 +598,8 @@ def test_gc_removes_the_roots_and_cached_packages_no_lock_references(
     tmp_path: Path, key: KeyPair, mirror: Mirror, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from pakman.apk.fetch import identity_digest
-    from pakman.layout import Layout
-    from pakman.lock import run_lock
+    from pakman.workspace.layout import Layout
+    from pakman.workspace.lock import run_lock
 
     write_app(tmp_path, "one", "[greet]", "greet one > out.txt")
     two = write_app(tmp_path, "two", "[hello-setup]", "greet two > out.txt") / "instellar.yml"

@@ -204,7 +204,7 @@ def test_the_command_ends_with_all_its_output_written() -> None:
 def test_repository_root_builds_only_the_examples() -> None:
     # The repository's .pakmanignore leaves the test fixtures (tests/errors/ holds
     # invalid apps on purpose) out of `pakman build` run at its root.
-    from pakman.workspace import find_configs
+    from pakman.workspace.discovery import find_configs
 
     found = find_configs([ROOT], skip_ignored=True)
     assert found

@@ -11,7 +11,7 @@ import pytest
 
 from build_support import make_workspace, working_directory
 from pakman.cli import main
-from pakman.layout import find_workspace
+from pakman.workspace.layout import find_workspace
 
 
 def run(folder: Path, *args: str) -> tuple[int, str, str]:

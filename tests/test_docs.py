@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pakman.schema import INSTELLAR
-from pakman.spec import Fields, Free, Items, OneOf, Spec
+from pakman.config.schema import INSTELLAR
+from pakman.config.shape import Fields, Free, Items, OneOf, Spec
 from support import ROOT
 
 REFERENCE = (ROOT / "docs" / "instellar-yml.md").read_text()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pakman.compile.settings import Settings
 from pakman.dodo import VARIABLES, settings_from_environment
-from pakman.settings import Settings
 from support import ROOT
 
 

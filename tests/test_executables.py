@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key
+from pakman.config.model import AppConfig, Command, Dependencies, Dependency, Identity, Run, Service
 from pakman.errors import StepFailed
-from pakman.executables import check_executables, executed_programs
-from pakman.model import AppConfig, Command, Dependencies, Dependency, Identity, Run, Service
+from pakman.render.executables import check_executables, executed_programs
 from render_helpers import SHAPES, example
 
 

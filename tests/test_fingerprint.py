@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pakman.fingerprint import pack, unchanged, unpack, watch
+from pakman.workspace.fingerprint import pack, unchanged, unpack, watch
 
 
 def _tree(tmp_path: Path) -> list[Path]:

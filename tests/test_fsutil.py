@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pakman.fsutil import remove_tree
+from pakman.fileio import remove_tree
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_remove_tree_removes_read_only_folders_and_never_follows_links(place: Pa
         if setpriv is None:
             pytest.skip("needs util-linux's setpriv to drop root's capabilities")
         prefix = [setpriv, "--bounding-set=-all"]
-    code = f"from pakman.fsutil import remove_tree; remove_tree({str(top)!r})"
+    code = f"from pakman.fileio import remove_tree; remove_tree({str(top)!r})"
     subprocess.run([*prefix, sys.executable, "-c", code], check=True)
     assert not top.exists()
     assert (outside / "keep").read_text() == "keep"

@@ -8,9 +8,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pakman.config.schema import validate
+from pakman.config.source import load_bytes, load_text
 from pakman.errors import ConfigError
-from pakman.schema import validate
-from pakman.source import load_bytes, load_text
 
 KEYS = [
     "dependencies",

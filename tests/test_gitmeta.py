@@ -1,4 +1,4 @@
-"""pakman/gitmeta.py: the git metadata read as data, and the build's own repository."""
+"""pakman/config/gitmeta.py: the git metadata read as data, and the build's own repository."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pakman.gitmeta import GitMetadataError, read_git_metadata, write_build_repository
+from pakman.config.gitmeta import GitMetadataError, read_git_metadata, write_build_repository
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -21,7 +21,7 @@ def _git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(f"GIT_{who}_EMAIL", "t@example.com")
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    from pakman.gitmeta import clear_cache
+    from pakman.config.gitmeta import clear_cache
 
     clear_cache()
 

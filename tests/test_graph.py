@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from pakman.compile.graph import Step, StepGraph
+from pakman.compile.project import load_project
+from pakman.compile.settings import Settings
+from pakman.config.model import FrozenDict
 from pakman.errors import ConfigError
-from pakman.graph import Step, StepGraph
-from pakman.model import FrozenDict
-from pakman.project import load_project
-from pakman.settings import Settings
 from support import EXAMPLES
 
 _KEY: list[Path] = []

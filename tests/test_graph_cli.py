@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from pakman import cli, export
+from pakman import cli
 from pakman.cli import main, project_argv
-from pakman.project import load_project
-from pakman.settings import Settings
+from pakman.compile.project import load_project
+from pakman.compile.settings import Settings
+from pakman.export import formats as export
 from support import EXAMPLES, PAKMAN, copy_examples, subprocess_env
 
 STEP_FIELDS = {

@@ -83,10 +83,10 @@ def test_cache_files_are_data(workspace: Path) -> None:
 
 
 def test_a_record_read_back_is_the_record_written(workspace: Path) -> None:
-    from pakman import datafile
     from pakman.cli import _settings, build_parser
-    from pakman.graph import Step
-    from pakman.project import _AppRecord, _with_shared, _without_shared, load_project
+    from pakman.compile.graph import Step
+    from pakman.compile.project import _AppRecord, _with_shared, _without_shared, load_project
+    from pakman.workspace import datafile
 
     args = build_parser().parse_args(["build", "--offline"])
     project = load_project(_settings(args), use_snapshot=False)
@@ -129,8 +129,8 @@ def test_a_damaged_cache_is_a_miss(workspace: Path, damage: bytes) -> None:
 def test_a_plan_naming_outputs_outside_the_workspace_is_not_used(workspace: Path) -> None:
     import json
 
-    from pakman.layout import Layout
-    from pakman.plan import PLAN_FILE, load_plan
+    from pakman.fastpath.plan import PLAN_FILE, load_plan
+    from pakman.workspace.layout import Layout
 
     assert main(["build", "--offline"]) == 0
     path = workspace / ".pakman" / "cache" / "project" / PLAN_FILE

@@ -6,15 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from pakman.errors import ConfigError
-from pakman.identity import (
+from pakman.config.identity import (
     clear_version_cache,
     git_describe,
     resolve_identity,
     version_from_describe,
 )
-from pakman.model import AppConfig, Run
-from pakman.names import slugify
+from pakman.config.model import AppConfig, Run
+from pakman.config.rules import slugify
+from pakman.errors import ConfigError
 
 
 @pytest.mark.parametrize(

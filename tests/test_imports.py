@@ -16,21 +16,21 @@ import pakman
 
 # The layers, by module name. Update these names when modules move.
 # What every layer may use: the version, the errors, Alpine's facts, the generated files, file helpers.
-FOUNDATION = ("pakman", "pakman.errors", "pakman.alpine", "pakman.files", "pakman.fsutil")
+FOUNDATION = ("pakman", "pakman.errors", "pakman.alpine", "pakman.render.files", "pakman.fileio")
 # The configuration layer: YAML -> located, validated model.
 CONFIG = (
-    "pakman.source",
-    "pakman.names",
-    "pakman.spec",
-    "pakman.model",
-    "pakman.schema",
-    "pakman.identity",
-    "pakman.lint",
+    "pakman.config.source",
+    "pakman.config.rules",
+    "pakman.config.shape",
+    "pakman.config.model",
+    "pakman.config.schema",
+    "pakman.config.identity",
+    "pakman.config.lint",
 )
 # What the configuration layer must not load, even through another module.
 HEAVY = ("jinja2", "networkx", "doit")
 # The doit adapter: the only modules that import doit.
-DOIT_ADAPTER = ("pakman.tasks", "pakman.progress")
+DOIT_ADAPTER = ("pakman.doit.tasks", "pakman.doit.reporter")
 PACKAGE = Path(pakman.__file__).parent
 
 
@@ -52,7 +52,7 @@ def _imports(path: Path, name: str, modules: set[str]) -> set[str]:
                 source = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 source = node.module or ""
-            # `from pakman import names` imports the module pakman.names.
+            # `from pakman import names` imports the module pakman.config.rules.
             submodules = {f"{source}.{a.name}" for a in node.names} & modules
             found.update(submodules or {source})
     return {m if m in modules else m.split(".")[0] for m in found} - {name}
@@ -97,4 +97,4 @@ def test_only_the_doit_adapter_imports_doit() -> None:
 
 def test_the_graph_sees_function_level_imports() -> None:
     # cli imports the step runner inside functions only; the graph must still see it.
-    assert "pakman.tasks" in nx.descendants(GRAPH, "pakman.cli")
+    assert "pakman.doit.tasks" in nx.descendants(GRAPH, "pakman.cli")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pakman.journal import compact_journal, is_done, journal_line, read_journal
-from pakman.layout import Layout
+from pakman.workspace.journal import compact_journal, is_done, journal_line, read_journal
+from pakman.workspace.layout import Layout
 
 
 @pytest.fixture

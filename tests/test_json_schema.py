@@ -10,9 +10,9 @@ import jsonschema
 import pytest
 
 from pakman.cli import main
+from pakman.config.schema import json_schema
+from pakman.config.source import load_file
 from pakman.errors import ConfigError
-from pakman.schema import json_schema
-from pakman.source import load_file
 from support import example_configs
 
 ERRORS = Path(__file__).resolve().parent / "errors"

@@ -8,10 +8,10 @@ from types import MappingProxyType
 
 import pytest
 
-from pakman.lint import lint_app, lint_hooks, lint_openrc_dependency, lint_run_name
-from pakman.model import AppConfig, Identity
-from pakman.schema import load_app
-from pakman.source import load_file
+from pakman.config.lint import lint_app, lint_hooks, lint_openrc_dependency, lint_run_name
+from pakman.config.model import AppConfig, Identity
+from pakman.config.schema import load_app
+from pakman.config.source import load_file
 from render_helpers import EXAMPLE_NAMES, example
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from build_support import make_key, make_workspace, subprocess_env
-from pakman.layout import Layout
-from pakman.lock import LockBusy, run_lock
+from pakman.workspace.layout import Layout
+from pakman.workspace.lock import LockBusy, run_lock
 
 
 def test_steps_share_the_lock_and_a_build_cannot_join_them(tmp_path: Path) -> None:

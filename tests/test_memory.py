@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace
-from pakman import memory
+from pakman.fastpath import gcpause as memory
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Every build option is declared once (pakman.options) and reaches Settings the same way
+"""Every build option is declared once (pakman.compile.options) and reaches Settings the same way
 from the command line and from plain doit's PAKMAN_* variables."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 
 from pakman.cli import _settings, build_parser
+from pakman.compile.options import OPTIONS, VERBOSE, Option
+from pakman.compile.settings import Settings
 from pakman.dodo import VARIABLES, settings_from_environment
-from pakman.options import OPTIONS, VERBOSE, Option
-from pakman.settings import Settings
 
 # Fields no option sets: where the apps are (PATH arguments, PAKMAN_PATH), the
-# workspace (found, see pakman.layout) and what only code chooses.
+# workspace (found, see pakman.workspace.layout) and what only code chooses.
 NOT_OPTIONS = {"paths", "root", "pipeline", "level"}
 
 

@@ -53,7 +53,7 @@ def test_fresh_venv_install_and_check(wheel: Path, tmp_path: Path) -> None:
         check=True,
     ).stdout
     assert "pakman/pipelines/README.md" in listing
-    assert "pakman/cli.py" in listing
+    assert "pakman/cli/__init__.py" in listing
     result = subprocess.run(
         [str(venv / "bin" / "pakman"), "check", str(EXAMPLES)],
         capture_output=True,

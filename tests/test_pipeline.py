@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from pakman.compile.pipeline import load_pipeline, pipelines_dir
+from pakman.config.model import AppType
 from pakman.errors import ConfigError
-from pakman.model import AppType
-from pakman.pipeline import load_pipeline, pipelines_dir
 
 
 def test_default_pipeline() -> None:

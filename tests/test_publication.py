@@ -19,7 +19,7 @@ from pakman.apk.errors import ArchiveError
 from pakman.apk.index import parse_index_entries, read_index_entry
 from pakman.apk.reader import read_index_file
 from pakman.cli import main
-from pakman.publication import PUBLICATIONS
+from pakman.workspace.publication import PUBLICATIONS
 
 ARCH = ".pakman/repo/x86_64"
 GREET = "greet-0.0.0-r0.apk"

@@ -14,10 +14,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pakman.errors import ConfigError
-from pakman.files import GENERATED_FILES, TEMPLATES, template_digest
-from pakman.graph import AppBuild, declared_reads
-from pakman.model import (
+from pakman.compile.graph import AppBuild, declared_reads
+from pakman.compile.pipeline import load_pipeline
+from pakman.config.model import (
     AppConfig,
     AppType,
     Build,
@@ -28,8 +27,8 @@ from pakman.model import (
     Run,
     Service,
 )
-from pakman.pipeline import load_pipeline
-from pakman.render import (
+from pakman.errors import ConfigError
+from pakman.render.engine import (
     FILTERS,
     RENDERED_FILES,
     RenderError,
@@ -43,7 +42,8 @@ from pakman.render import (
     sh_glob,
     sh_words,
 )
-from pakman.staging import stage_service_files
+from pakman.render.files import GENERATED_FILES, TEMPLATES, template_digest
+from pakman.steps.staging import stage_service_files
 from render_helpers import EXAMPLE_NAMES, example, need
 from support import GOLDEN, updating_goldens
 

@@ -27,10 +27,10 @@ from types import MappingProxyType
 
 import pytest
 
-from pakman.model import AppConfig, Build, Command, Identity, Run, Service
-from pakman.render import render_all
-from pakman.schema import load_app
-from pakman.staging import collect_destinations
+from pakman.config.model import AppConfig, Build, Command, Identity, Run, Service
+from pakman.config.schema import load_app
+from pakman.render.engine import render_all
+from pakman.steps.staging import collect_destinations
 from render_helpers import example, need, read_records, relocate, tree, write_stub
 
 MARKER = "pakman-marker"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pakman.model import AppConfig, Command, Identity, Run, Service
-from pakman.render import RenderedFile, render_all, write_rendered
+from pakman.config.model import AppConfig, Command, Identity, Run, Service
+from pakman.render.engine import RenderedFile, render_all, write_rendered
 from render_helpers import EXAMPLE_NAMES, example, need
 
 # abuild defines the variables an APKBUILD reads (srcdir, pkgdir, startdir)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
+from pakman.config.model import AppConfig, AppType, Dependency, Stop, thaw
+from pakman.config.schema import validate
+from pakman.config.source import load_text
 from pakman.errors import ConfigError, Diagnostic
-from pakman.model import AppConfig, AppType, Dependency, Stop, thaw
-from pakman.schema import validate
-from pakman.source import load_text
 
 BASE: dict[str, Any] = {
     "dependencies": {"build": [], "runtime": []},
@@ -200,7 +200,7 @@ KEY_CASES: list[tuple[str, dict[str, Any], Callable[[AppConfig], Any], Any]] = [
             }
         },
         lambda a: a.run and a.run.commands[0],
-        __import__("pakman.model", fromlist=["Command"]).Command(
+        __import__("pakman.config.model", fromlist=["Command"]).Command(
             "logs", "tail", "-f -n 100 /var/log/app/current", "/usr/bin"
         ),
     ),
@@ -635,7 +635,7 @@ def test_refusals_say_what_is_allowed() -> None:
 
 
 def test_the_model_keeps_where_each_value_is_written(tmp_path: Path) -> None:
-    from pakman import datafile
+    from pakman.workspace import datafile
 
     text = (
         "dependencies:\n  runtime: [busybox, jq]\n"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from pakman.config.source import MAX_BYTES, load_bytes, load_file, load_text
 from pakman.errors import ConfigError
-from pakman.source import MAX_BYTES, load_bytes, load_file, load_text
 
 
 def only_error(exc: pytest.ExceptionInfo[ConfigError]) -> str:

@@ -13,8 +13,8 @@ import pytest
 
 from build_support import make_key
 from pakman.cli import main
-from pakman.render import render_all, write_rendered
-from pakman.staging import StagingError, collect_destinations, stage_service_files
+from pakman.render.engine import render_all, write_rendered
+from pakman.steps.staging import StagingError, collect_destinations, stage_service_files
 from render_helpers import EXAMPLE_NAMES, example, need, tree, write_stub
 
 

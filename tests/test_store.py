@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, subprocess_env
-from pakman.store import RECORD, Store
+from pakman.workspace.store import RECORD, Store
 
 
 def outputs(tmp_path: Path) -> list[Path]:
@@ -215,7 +215,7 @@ def test_sign_after_a_restored_index_publishes_the_packages_it_lists(
 
 
 def test_parse_size() -> None:
-    from pakman.store import parse_size
+    from pakman.workspace.store import parse_size
 
     assert parse_size("500M") == 500 << 20
     assert parse_size(" 1.5gb ") == 3 << 29

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace
-from pakman import trash as trash_module
-from pakman.trash import Trash
+from pakman.workspace import trash as trash_module
+from pakman.workspace.trash import Trash
 
 
 def a_tree(root: Path, files: int = 50) -> Path:

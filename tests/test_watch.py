@@ -28,13 +28,13 @@ from build_support import (
     watching,
     working_directory,
 )
-from pakman import plan as plan_module
-from pakman import watch
-from pakman import watcher as watcher_module
 from pakman.cli import _settings, build_parser
-from pakman.layout import Layout
-from pakman.plan import inspect, load_plan
-from pakman.watcher import NEVER, Watcher
+from pakman.fastpath import plan as plan_module
+from pakman.fastpath import protocol as watch
+from pakman.fastpath import watcher as watcher_module
+from pakman.fastpath.plan import inspect, load_plan
+from pakman.fastpath.watcher import NEVER, Watcher
+from pakman.workspace.layout import Layout
 from support import EXAMPLES
 
 HEARTBEAT = {

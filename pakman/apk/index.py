@@ -52,7 +52,7 @@ from pakman.apk.sign import signature_member
 from pakman.apk.tarfmt import END_OF_ARCHIVE, REGULAR, TarMember, member_bytes
 from pakman.apk.version import version_key
 from pakman.errors import Diagnostic
-from pakman.fsutil import write_atomic
+from pakman.fileio import write_atomic
 
 INDEX_FILE = "APKINDEX.tar.gz"
 CACHE_FILE = ".pakman-index-cache.json"

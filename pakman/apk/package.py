@@ -51,7 +51,7 @@ from pakman.apk.tarfmt import (
     record_padding,
 )
 from pakman.errors import Diagnostic
-from pakman.fsutil import open_atomic
+from pakman.fileio import open_atomic
 
 # Files up to this size are read once into memory; larger ones are read twice
 # (hashed, then streamed) so memory does not grow with their size.

@@ -17,9 +17,9 @@ from types import MappingProxyType
 from pakman.alpine import ARCHITECTURES
 from pakman.apk.errors import PackageInputError
 from pakman.apk.tarfmt import MAX_MTIME
+from pakman.config.model import HOOK_NAMES
+from pakman.config.rules import DEPENDENCY, ONE_LINE, PACKAGE_NAME, VERSION
 from pakman.errors import Diagnostic
-from pakman.model import HOOK_NAMES
-from pakman.names import DEPENDENCY, ONE_LINE, PACKAGE_NAME, VERSION
 
 INSTALL_SCRIPTS = HOOK_NAMES  # pre-install, post-install, ..., post-deinstall
 CONTROL_SCRIPTS = (*INSTALL_SCRIPTS, "trigger")  # what a control member may carry

@@ -22,7 +22,7 @@ from pakman.apk.gzipper import GzipMemberReader
 from pakman.apk.pkginfo import INSTALL_SCRIPTS, parse_pkginfo
 from pakman.apk.sign import SIGNATURE_PREFIX, parse_signature_name
 from pakman.apk.tarfmt import TarEntry, TarReader
-from pakman.fsutil import file_kind, open_regular
+from pakman.fileio import file_kind, open_regular
 
 _DIGESTS = ("sha1", "sha256", "sha512")
 _SIGNATURE_DIGEST = {"RSA": "sha1", "RSA256": "sha256", "RSA512": "sha512"}

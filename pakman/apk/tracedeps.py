@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pakman.apk.elf import ElfError, ElfInfo, is_elf, read_elf
-from pakman.names import DEPENDENCY, VERSION
+from pakman.config.rules import DEPENDENCY, VERSION
 
 _LIBRARY = re.compile(r".*(\.so|\.so\.[0-9].*|\.c32)\Z", re.DOTALL)
 

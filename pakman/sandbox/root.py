@@ -59,7 +59,7 @@ from pakman.apk.tarfmt import (
     TarReader,
 )
 from pakman.errors import PakmanError
-from pakman.fsutil import remove_tree
+from pakman.fileio import remove_tree
 from pakman.sandbox.bwrap import MOUNT_FILES, MOUNT_POINTS, Sandbox
 
 ROOT_FOLDER = "root"  # <store>/<digest>/root is the root; beside it, nothing else yet

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pakman import __version__
+from pakman.compile.graph import Step, StepGraph
+from pakman.compile.settings import PASSPHRASE_VARIABLE
 from pakman.errors import StepFailed
-from pakman.fsutil import write_atomic
-from pakman.graph import Step, StepGraph
-from pakman.journal import journal_line
-from pakman.layout import Layout
-from pakman.publication import Repository
-from pakman.settings import PASSPHRASE_VARIABLE
-from pakman.trash import workspace_trash
+from pakman.fileio import write_atomic
+from pakman.workspace.journal import journal_line
+from pakman.workspace.layout import Layout
+from pakman.workspace.publication import Repository
+from pakman.workspace.trash import workspace_trash
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
@@ -107,7 +107,7 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     journal; a step that fails or is interrupted leaves neither, and so does
     a provisional one (see `Provisional`).
     """
-    from pakman.store import Store
+    from pakman.workspace.store import Store
 
     layout = context.layout
     manifest = layout.manifest(step.id)

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 from pakman.alpine import abuild_arch_variables
+from pakman.compile.graph import Step
 from pakman.errors import StepFailed
-from pakman.fingerprint import SourceTree
-from pakman.graph import Step
 from pakman.steps import RunContext, fresh_dir
 from pakman.steps.shell import HOST_WARNING, run_sandboxed, run_shell, shell_variables
+from pakman.workspace.fingerprint import SourceTree
 
 SANDBOX_PKGBASE = "/tmp/pkg"  # $pkgdir of a sandboxed build is $SANDBOX_PKGBASE/$pkgname
 
@@ -70,7 +70,11 @@ def run_build(step: Step, context: RunContext) -> list[str]:
     copy_source(step.source, out)
     git = step.app.git if "git" in step.reads else None
     if git is not None:
-        from pakman.gitmeta import SANDBOX_OBJECTS, index_build_repository, write_build_repository
+        from pakman.config.gitmeta import (
+            SANDBOX_OBJECTS,
+            index_build_repository,
+            write_build_repository,
+        )
 
         write_build_repository(out, git, SANDBOX_OBJECTS if root is not None else git.objects)
         index_build_repository(out, git)
@@ -125,7 +129,7 @@ def _run(
     sandbox = step.reads.get("sandbox")
     git = step.app.git if "git" in step.reads else None
     if root is not None:
-        from pakman.gitmeta import SANDBOX_OBJECTS
+        from pakman.config.gitmeta import SANDBOX_OBJECTS
         from pakman.sandbox import Sandbox
 
         assert sandbox is not None

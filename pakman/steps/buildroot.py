@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pakman.compile.graph import Step
 from pakman.errors import PakmanError, StepFailed
-from pakman.fsutil import write_atomic
-from pakman.graph import Step
+from pakman.fileio import write_atomic
 from pakman.steps import RunContext, upstream_output, upstream_outputs
 
 REPOSITORIES = ("main", "community")
@@ -218,7 +218,7 @@ def unused_roots_and_packages(state: Path) -> tuple[list[Unused], int]:
     made again by the next build that needs it (`root_for`).
     """
     from pakman.apk.fetch import identity_digest
-    from pakman.fsutil import tree_size
+    from pakman.fileio import tree_size
 
     build = state / "build"
     roots_kept: set[str] = set()
@@ -259,7 +259,7 @@ def _entries(folder: Path) -> list[Path]:
 
 def remove_unused(unused: list[Unused], state: Path) -> None:
     """Remove what `unused_roots_and_packages` found, holding the lock roots are made under."""
-    from pakman.fsutil import remove_tree
+    from pakman.fileio import remove_tree
 
     cache = state / "cache" / "apk"
     if not unused:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pakman.graph import Step
-from pakman.staging import collect_destinations, make_dirs
+from pakman.compile.graph import Step
 from pakman.steps import RunContext, fresh_dir, replace_dir, upstream_output
+from pakman.steps.staging import collect_destinations, make_dirs
 
 
 def collect(step: Step, context: RunContext) -> None:

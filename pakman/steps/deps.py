@@ -70,10 +70,10 @@ from pakman.apk.resolve import (
 )
 from pakman.apk.verify import signature_verdict
 from pakman.apk.version import satisfies
+from pakman.compile.graph import Step
+from pakman.config.model import AppConfig, AppType, Dependency
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
-from pakman.fsutil import write_atomic
-from pakman.graph import Step
-from pakman.model import AppConfig, AppType, Dependency
+from pakman.fileio import write_atomic
 from pakman.steps import Provisional, RunContext
 
 REPOSITORIES = ("main", "community")

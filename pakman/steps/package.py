@@ -20,11 +20,10 @@ from pathlib import Path
 from pakman.alpine import abuild_arch_variables
 from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_package
 from pakman.apk.tracedeps import Trace
-from pakman.executables import check_executables
-from pakman.fsutil import write_if_changed
-from pakman.graph import Step
-from pakman.model import AppType, runtime_dependencies
-from pakman.staging import stage_service_files
+from pakman.compile.graph import Step
+from pakman.config.model import AppType, runtime_dependencies
+from pakman.fileio import write_if_changed
+from pakman.render.executables import check_executables
 from pakman.steps import (
     RunContext,
     discard,
@@ -34,6 +33,7 @@ from pakman.steps import (
     upstream_outputs,
 )
 from pakman.steps.shell import run_sandboxed, run_shell, shell_variables
+from pakman.steps.staging import stage_service_files
 
 LICENSE = "MIT"  # what the original writes
 PACKAGER = "pakman"

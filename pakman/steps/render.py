@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pakman.fsutil import write_if_changed
-from pakman.graph import Step
-from pakman.render import HOOK_FILE_MODE, RENDERED_FILES, render_hook
+from pakman.compile.graph import Step
+from pakman.fileio import write_if_changed
+from pakman.render.engine import HOOK_FILE_MODE, RENDERED_FILES, render_hook
 from pakman.steps import RunContext
 
 _BY_STAGE = {f"render-{k.kind.lower()}": k for k in RENDERED_FILES}

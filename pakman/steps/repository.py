@@ -6,7 +6,7 @@ and the signed APKINDEX.tar.gz. That is every app's packages; a build with
 `--only` replaces the packages of the apps it builds and keeps the others
 as they were published. Each publication is a new folder of hard links to
 the packages and the index, and REPO/<arch> is switched to it at once (see
-pakman.publication), so a reader never sees an index with packages that do
+pakman.workspace.publication), so a reader never sees an index with packages that do
 not belong to it, and nothing but packages and the index is ever in it.
 """
 
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pakman.apk import index_bytes, index_text
 from pakman.apk.index import CACHE_FILE, INDEX_FILE, index_filenames
+from pakman.compile.graph import Step
+from pakman.config.identity import EARLIEST_EPOCH
 from pakman.errors import StepFailed
-from pakman.fsutil import write_atomic
-from pakman.graph import Step
-from pakman.identity import EARLIEST_EPOCH
+from pakman.fileio import write_atomic
 from pakman.steps import RunContext, upstream_outputs
 
 # In the index's work folder: the key of the index step that made the folder

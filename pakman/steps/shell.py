@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pakman.compile.settings import SECRET_VARIABLES
 from pakman.errors import StepFailed
-from pakman.settings import SECRET_VARIABLES
 
 if TYPE_CHECKING:
     from pakman.sandbox import Sandbox

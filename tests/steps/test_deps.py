@@ -32,8 +32,8 @@ from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, write_index, write_package
 from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
+from pakman.compile.project import Project
 from pakman.errors import ConfigError, StepFailed
-from pakman.project import Project
 from pakman.steps import execute_step
 
 Serve = Callable[[Path], MirrorServer]
@@ -664,7 +664,7 @@ def test_a_base_set_the_index_lacks_is_reported_as_the_base_sets(
 def test_the_base_set_defaults_to_the_originals_and_comes_from_the_environment(
     tool: Path, load: ProjectLoader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pakman.settings import BUILD_BASE as DEFAULT_BASE
+    from pakman.compile.settings import BUILD_BASE as DEFAULT_BASE
 
     def base(**settings: object) -> list[str]:
         project = load(None, offline=True, **settings)

@@ -1,0 +1,1 @@
+"""The model -> the step graph: pipelines as data, settings and options, the project a build prepares."""

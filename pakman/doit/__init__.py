@@ -1,0 +1,1 @@
+"""The doit adapter: steps -> doit tasks, and the reporter (the only modules that import doit)."""

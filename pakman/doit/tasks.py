@@ -1,0 +1,249 @@
+"""The doit adapter: steps -> doit tasks, the task loader, and the run lock.
+
+This package is the only place that imports doit. `pakman build` and plain
+`doit` (with a one-line dodo.py importing `pakman.dodo`) build the same task
+list on the same dependency database, `.pakman/doit.sqlite3`.
+
+Each task carries exactly one `config_changed` holding what its step reads
+(config slice, identity fields, template hashes, command strings), the keys
+of the steps it depends on and pakman's version, so a task runs again
+exactly when its step's key changes, or an output is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from doit.cmd_base import TaskLoader2
+from doit.dependency import SqliteDB
+from doit.exceptions import InvalidTask, TaskFailed
+from doit.loader import generate_tasks
+from doit.task import Task
+from doit.tools import config_changed
+
+from pakman import __version__
+from pakman.compile.graph import Step
+from pakman.compile.project import Project
+from pakman.errors import ConfigError, PakmanError
+from pakman.steps import RunContext, execute_step
+from pakman.workspace.layout import REPOSITORY, Layout
+from pakman.workspace.lock import run_lock
+
+
+class InvalidInput(TaskFailed):  # type: ignore[misc]
+    """A step found the input invalid (e.g. a dependency the stack lacks): exit 3."""
+
+    invalid_input = True  # what the reporter looks for (progress imports no doit)
+
+
+def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, Any]:
+    """doit's action for a step: run it, turning pakman errors into a task failure.
+
+    Warnings travel back as the task's values, for the reporter to show.
+    """
+    try:
+        outcome = execute_step(step, context)
+    except ConfigError as exc:
+        # What the build made cannot be packed (a file name apk ignores, say):
+        # the step failed (exit 1); the input was checked before any step ran.
+        # (Loaded once a package was packed: no import on this path.)
+        apk_errors = sys.modules.get("pakman.apk.errors")
+        if apk_errors is not None and isinstance(exc, apk_errors.PackageInputError):
+            return TaskFailed(str(exc))
+        return InvalidInput(str(exc))
+    except PakmanError as exc:
+        return TaskFailed(str(exc))
+    except OSError as exc:
+        # A full disk, no inodes left, a folder made read-only: the step failed,
+        # said in one line (doit would print the traceback).
+        where = f"{exc.filename}: " if exc.filename else ""
+        return TaskFailed(f"{where}{exc.strerror or exc}")
+    if outcome.provisional:
+        # Not done for good: without its manifest (a target) doit runs it next time.
+        context.layout.manifest(step.id).unlink(missing_ok=True)
+    return {"warnings": list(outcome.warnings), "restored": outcome.restored}
+
+
+def outputs_intact(layout: Layout, step_id: str, key: str, outputs: tuple[str, ...]) -> bool:
+    """doit's check beside the key: the step's outputs are as it left them (see pakman.workspace.journal)."""
+    from pakman.workspace.journal import is_done, read_journal
+
+    return is_done(read_journal(layout), step_id, key, outputs)
+
+
+def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[str, Any]]:
+    """One doit task dict per step, dependencies first; `only` limits them to some steps."""
+    graph = project.graph
+    order = [s for s in graph.order() if only is None or s.id in only]
+    for namespace in sorted({step.namespace for step in order}):
+        # The group task: `doit pyweb` runs every step of that app.
+        what = "the shared repository" if namespace == REPOSITORY else f"app {namespace}"
+        yield {"basename": namespace, "name": None, "doc": f"every step of {what}"}
+    for step in order:
+        keyed = {
+            "pakman": __version__,
+            "reads": step.reads,
+            "upstream": {u: graph[u].key for u in step.upstream},
+        }
+        yield {
+            "basename": step.namespace,
+            "name": step.local_name,
+            "doc": step.description,
+            "actions": [(run_step_action, [step, project.context])],
+            "task_dep": [u for u in step.upstream if only is None or u in only],
+            "targets": [str(project.layout.manifest(step.id)), *step.outputs],
+            "uptodate": [
+                config_changed(keyed),
+                (outputs_intact, [project.layout, step.id, step.key, step.outputs], {}),
+            ],
+            "verbosity": 2,
+        }
+
+
+def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:
+    """DOIT_CONFIG for a workspace: the sqlite3 database under .pakman/ (created first)."""
+    from pakman.doit.reporter import PakmanReporter
+
+    layout.state.mkdir(parents=True, exist_ok=True)
+    _drop_if_damaged(layout.state / "doit.sqlite3")
+    return {
+        "dep_file": str(layout.state / "doit.sqlite3"),
+        "backend": "sqlite3",
+        "reporter": reporter or PakmanReporter,
+        "verbosity": 2,
+    }
+
+
+def _drop_if_damaged(database: Path) -> None:
+    """doit's database is a cache of what pakman's journal also knows: start a new one if damaged."""
+    import sqlite3
+
+    if not database.is_file() or database.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            connection.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        print(f"warning: {database} is damaged ({exc}); starting a new one", file=sys.stderr)
+        database.unlink()
+
+
+def load_doit_tasks(project: Project, only: set[str] | None = None) -> list[Task]:
+    """The Task objects doit runs, named exactly as plain `doit` names them."""
+    tasks: list[Task] = generate_tasks("pakman", task_dicts(project, only))
+    return tasks
+
+
+class PakmanLoader(TaskLoader2):  # type: ignore[misc]
+    """Hands doit a prepared project's tasks (for `pakman build` and friends)."""
+
+    def __init__(
+        self, project: Project, reporter: Any = None, only: set[str] | None = None
+    ) -> None:
+        super().__init__()
+        self.project = project
+        self.reporter = reporter
+        self.only = only
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return doit_config(self.project.layout, self.reporter)
+
+    def load_tasks(self, cmd: Any, pos_args: list[str]) -> list[Task]:
+        return load_doit_tasks(self.project, self.only)
+
+
+class SqliteRecord(SqliteDB):  # type: ignore[misc]
+    """doit's sqlite3 backend; a database it cannot write (a full disk) is one line, not a traceback."""
+
+    def __init__(self, name: str, codec: Any, **kwargs: Any) -> None:
+        import sqlite3
+
+        from doit.dependency import DatabaseException
+
+        try:
+            super().__init__(name, codec, **kwargs)
+        except (sqlite3.Error, DatabaseException) as exc:
+            cause = exc.__context__ if isinstance(exc, DatabaseException) else exc
+            raise InvalidTask(f"cannot open {name}: {cause or exc}") from None
+
+    def dump(self) -> None:
+        import sqlite3
+
+        try:
+            super().dump()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            # doit prints this one as `ERROR: <message>`; the build exits 1.
+            raise InvalidTask(
+                f"cannot record what ran in {self.name}: {exc}; the next build runs it again"
+            ) from None
+
+
+def run_build(
+    project: Project,
+    *,
+    jobs: int = 1,
+    json_events: bool = False,
+    wait: bool = True,
+    always: bool = False,
+    out: IO[str] | None = None,
+) -> tuple[int, Any]:
+    """Run the project's tasks with doit; returns (exit code, the reporter).
+
+    Steps whose key is the one they last succeeded with (the journal) and
+    whose outputs exist are not handed to doit at all; when none is left,
+    doit is not even started.
+    """
+    from pakman.doit.reporter import PakmanReporter
+    from pakman.workspace.journal import compact_journal, is_current, read_journal
+
+    out = out or sys.stdout
+    layout = project.layout
+    reporter = PakmanReporter(out, json_events=json_events, repository=layout.relative(layout.repo))
+    with run_lock(layout, wait=wait, out=sys.stderr):
+        journal = read_journal(layout)
+        steps = project.graph.order()
+        # Summaries stand for steps found done while the project was prepared.
+        stale = {s.id for s in steps if always or (s.complete and not is_current(s, journal))}
+        if always and any(not project.graph[s].complete for s in stale):
+            # Every step is to run: prepare the summarised apps in full.
+            from pakman.compile.project import load_project
+
+            project = load_project(project.settings)
+            steps = project.graph.order()
+            stale = {s.id for s in steps if always or not is_current(s, journal)}
+        if always:
+            # Every step really runs: nothing is restored from the store.
+            from dataclasses import replace
+
+            project = replace(project, context=replace(project.context, use_store=False))
+        reporter.up_to_date_without_doit([s.id for s in steps if s.id not in stale])
+        code = 0
+        if stale:
+            from doit.doit_cmd import DoitMain
+
+            # --continue: an app that fails does not stop the others (like make -k);
+            # the build still fails, and every app's problems show in one run.
+            args = ["run", "--continue"]
+            if jobs > 1:
+                args += ["-n", str(jobs), "-P", "process"]
+            if always:
+                args.append("--always-execute")
+            loader = PakmanLoader(project, reporter, only=stale)
+            # doit's sqlite3 backend, with its errors (a full disk) said in one line.
+            backend = {"BACKEND": {"sqlite3": "pakman.doit.tasks:SqliteRecord"}}
+            code = DoitMain(loader, config_filenames=(), extra_config=backend).run(args)
+        else:
+            reporter.complete_run()
+        if code == 0 and not reporter.failed:
+            compact_journal(layout)
+    if reporter.invalid_input:
+        return 3, reporter
+    return (1 if code else 0), reporter

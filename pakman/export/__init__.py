@@ -1,0 +1,1 @@
+"""The step graph, exported: JSON, dot, Mermaid, a Makefile and build.ninja."""

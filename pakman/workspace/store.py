@@ -1,0 +1,273 @@
+"""A local content-addressed store of step outputs, keyed by step key.
+
+When a step's key was built before, its outputs are restored from
+`.pakman/store/` instead of running it again, so reverting a change
+(A -> B -> A) rebuilds nothing. Entries hold hard links to the outputs
+(outputs are only ever replaced, never edited in place) and a record of
+each file's size, time and mode, checked before an entry is trusted. An
+entry appears by one rename, after its record is written: a killed build
+leaves at most a temporary folder that is never read and that `gc` removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pakman.workspace.publication import Repository
+
+RECORD = "entry.json"
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_FORMAT = 1
+
+
+def parse_size(text: str) -> int:
+    """Bytes of a size such as 500M, 5G, 1.5GB or 1024 (binary units); ValueError if not one."""
+    text = text.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    number = float(text[: len(text) - len(unit)])
+    if not 0 <= number < 1e6:
+        raise ValueError(number)
+    return int(number * _SIZE_UNITS[unit])
+
+
+def _tree(root: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(relative path, lstat) of everything under a folder, parents first.
+
+    With scandir and plain strings: the published repository folder of 200
+    apps (400 packages) is stored on every build that changes it.
+    """
+    folders = [""]
+    while folders:
+        relative = folders.pop()
+        with os.scandir(os.path.join(root, relative)) as found:
+            entries = sorted(found, key=lambda e: e.name)
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            info = entry.stat(follow_symlinks=False)
+            yield path, info
+            if stat.S_ISDIR(info.st_mode):
+                folders.append(path)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _copy_tree(source: Path, target: Path, entries: Sequence[list[Any]]) -> None:
+    """Recreate `source` at `target`: folders made, links remade, files hard-linked."""
+    target.mkdir(parents=True, exist_ok=True)
+    src_root, dst_root = str(source), str(target)
+    for relative, kind, mode, *_ in entries:
+        src, dst = f"{src_root}/{relative}", f"{dst_root}/{relative}"
+        if kind == "d":
+            os.makedirs(dst, exist_ok=True)
+            os.chmod(dst, mode)
+        elif kind == "l":
+            os.symlink(os.readlink(src), dst)
+        else:
+            _link_or_copy(src, dst)
+    os.chmod(target, stat.S_IMODE(source.stat().st_mode))
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """What one output is: a file, or a folder and everything in it."""
+    st = path.lstat()
+    if stat.S_ISDIR(st.st_mode):
+        entries = []
+        for relative, info in _tree(path):
+            if stat.S_ISDIR(info.st_mode):
+                kind = "d"
+            elif stat.S_ISLNK(info.st_mode):
+                kind = "l"
+            elif stat.S_ISREG(info.st_mode):
+                kind = "f"
+            else:
+                raise OSError(f"{path / relative}: not a file, folder or symlink")
+            entries.append(
+                [relative, kind, stat.S_IMODE(info.st_mode), info.st_size, info.st_mtime_ns]
+            )
+        return {"kind": "dir", "entries": entries}
+    return {
+        "kind": "file",
+        "mode": stat.S_IMODE(st.st_mode),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    key: str
+    path: Path
+    size: int  # bytes of its files
+    last_used: float
+
+
+class Store:
+    """Step outputs by key, under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def entry(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    # saving -----------------------------------------------------------------
+
+    def save(self, key: str, outputs: Sequence[Path]) -> bool:
+        """Keep the outputs of a step that just succeeded; False when they cannot be stored."""
+        entry = self.entry(key)
+        if (entry / RECORD).exists():
+            os.utime(entry)
+            return True
+        tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir(parents=True)
+            described = []
+            for index, output in enumerate(outputs):
+                info = _describe(output)
+                slot = tmp / str(index)
+                if info["kind"] == "dir":
+                    _copy_tree(output, slot, info["entries"])
+                else:
+                    _link_or_copy(output, slot)
+                described.append(info)
+            record = {"format": _FORMAT, "key": key, "outputs": described}
+            (tmp / RECORD).write_text(json.dumps(record))
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(tmp, entry)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            # Another process stored the same key first (the rename found a
+            # full folder): that entry is as good as ours.
+            return (entry / RECORD).exists()
+        return True
+
+    # restoring --------------------------------------------------------------
+
+    def restore(
+        self, key: str, outputs: Sequence[Path], repository: Repository | None = None
+    ) -> bool:
+        """Put a stored step's outputs in place; False (and the entry dropped) if unusable.
+
+        A folder of the repository is published anew from the entry (see
+        pakman.workspace.publication), never changed in place.
+        """
+        entry = self.entry(key)
+        try:
+            record = json.loads((entry / RECORD).read_text())
+        except (OSError, ValueError):
+            return False
+        described = record.get("outputs", [])
+        if record.get("format") != _FORMAT or len(described) != len(outputs):
+            self.drop(key)
+            return False
+        if not all(self._intact(entry / str(i), info) for i, info in enumerate(described)):
+            self.drop(key)
+            return False
+        for index, (output, info) in enumerate(zip(outputs, described, strict=True)):
+            source = entry / str(index)
+            if repository is not None and repository.holds(output) and info["kind"] == "dir":
+                with repository.publish(output) as folder:
+                    _copy_tree(source, folder, info["entries"])
+                continue
+            staging = output.with_name(f".{output.name}.restore")
+            _remove(staging)
+            output.parent.mkdir(parents=True, exist_ok=True)
+            if info["kind"] == "dir":
+                _copy_tree(source, staging, info["entries"])
+            else:
+                _link_or_copy(source, staging)
+            _remove(output)
+            os.replace(staging, output)
+        os.utime(entry)
+        return True
+
+    @staticmethod
+    def _intact(stored: Path, info: dict[str, Any]) -> bool:
+        """The stored files are as they were saved (a hard-linked output edited in place is not)."""
+        try:
+            if info["kind"] == "file":
+                st = stored.lstat()
+                return (stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns) == (
+                    info["mode"],
+                    info["size"],
+                    info["mtime_ns"],
+                )
+            for relative, kind, mode, size, mtime_ns in info["entries"]:
+                st = (stored / relative).lstat()
+                if kind == "f" and (stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns) != (
+                    mode,
+                    size,
+                    mtime_ns,
+                ):
+                    return False
+        except OSError:
+            return False
+        return True
+
+    # housekeeping -----------------------------------------------------------
+
+    def drop(self, key: str) -> None:
+        shutil.rmtree(self.entry(key), ignore_errors=True)
+
+    def entries(self) -> list[EntryInfo]:
+        found: list[EntryInfo] = []
+        if not self.root.is_dir():
+            return found
+        for prefix in self.root.iterdir():
+            if prefix.name == "tmp" or not prefix.is_dir():
+                continue
+            for entry in prefix.iterdir():
+                size = sum(st.st_size for _, st in _tree(entry) if stat.S_ISREG(st.st_mode))
+                found.append(EntryInfo(entry.name, entry, size, entry.stat().st_mtime))
+        return found
+
+    def collect_garbage(
+        self,
+        *,
+        max_age_days: float | None,
+        max_bytes: int | None,
+        dry_run: bool = False,
+        now: float | None = None,
+    ) -> tuple[list[EntryInfo], list[EntryInfo]]:
+        """Remove entries unused for longer than `max_age_days`, then the least recently used
+        until the rest fit in `max_bytes`; also leftovers of interrupted saves. Returns (removed, kept)."""
+        now = time.time() if now is None else now
+        entries = sorted(self.entries(), key=lambda e: e.last_used, reverse=True)
+        removed: list[EntryInfo] = []
+        kept: list[EntryInfo] = []
+        total = 0
+        for entry in entries:
+            incomplete = not (entry.path / RECORD).exists()
+            too_old = max_age_days is not None and now - entry.last_used > max_age_days * 86400
+            too_big = max_bytes is not None and total + entry.size > max_bytes
+            if incomplete or too_old or too_big:
+                removed.append(entry)
+            else:
+                kept.append(entry)
+                total += entry.size
+        if not dry_run:
+            for entry in removed:
+                shutil.rmtree(entry.path, ignore_errors=True)
+            shutil.rmtree(self.root / "tmp", ignore_errors=True)
+        return removed, kept
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
