@@ -84,17 +84,19 @@ GRAPH = import_graph()
 
 
 def layer_of(module: str) -> int:
-    """The index in LAYERS of the layer `module` belongs to (ValueError if none)."""
-    best: tuple[int, int] | None = None  # (length of the name matched, layer)
+    """The index in LAYERS of the layer naming `module`, else of its package's (the longest name)."""
     for index, (_, names) in enumerate(LAYERS):
-        for name in names:
-            exact = module == name
-            inside = name != "pakman" and module.startswith(name + ".")
-            if (exact or inside) and (best is None or len(name) + exact > best[0]):
-                best = (len(name) + exact, index)
-    if best is None:
+        if module in names:
+            return index
+    packages = [
+        (len(name), index)
+        for index, (_, names) in enumerate(LAYERS)
+        for name in names
+        if name != "pakman" and module.startswith(name + ".")
+    ]
+    if not packages:
         raise ValueError(f"{module} is in no layer; add it to LAYERS")
-    return best[1]
+    return max(packages)[1]
 
 
 def _layer_modules(*layers: str) -> tuple[str, ...]:
