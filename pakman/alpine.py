@@ -22,6 +22,8 @@ ARCHITECTURES = (
     "noarch",
 )
 NOARCH = "noarch"
+# Where dependencies come from unless --mirror or PAKMAN_MIRROR says otherwise.
+DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
 _MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 from pakman.compile import options
 from pakman.compile.options import variables
-from pakman.compile.project import load_project
 from pakman.compile.settings import Settings
 from pakman.doit.tasks import doit_config, task_dicts
 from pakman.fastpath.gcpause import loading
+from pakman.project import load_project
 from pakman.workspace.layout import Layout
 from pakman.workspace.lock import hold_lock_until_exit
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from pakman.compile.graph import Step, StepGraph
-from pakman.compile.project import load_project
 from pakman.compile.settings import Settings
 from pakman.config.model import FrozenDict
 from pakman.errors import ConfigError
+from pakman.project import load_project
 from support import EXAMPLES
 
 _KEY: list[Path] = []

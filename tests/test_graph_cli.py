@@ -17,9 +17,9 @@ import pytest
 
 from pakman import cli
 from pakman.cli import main, project_argv
-from pakman.compile.project import load_project
 from pakman.compile.settings import Settings
 from pakman.export import formats as export
+from pakman.project import load_project
 from support import EXAMPLES, PAKMAN, copy_examples, subprocess_env
 
 STEP_FIELDS = {

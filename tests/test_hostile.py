@@ -85,7 +85,9 @@ def test_cache_files_are_data(workspace: Path) -> None:
 def test_a_record_read_back_is_the_record_written(workspace: Path) -> None:
     from pakman.cli import _settings, build_parser
     from pakman.compile.graph import Step
-    from pakman.compile.project import _AppRecord, _with_shared, _without_shared, load_project
+    from pakman.compile.project import _AppRecord
+    from pakman.fastpath.snapshot import _with_shared, _without_shared
+    from pakman.project import load_project
     from pakman.workspace import datafile
 
     args = build_parser().parse_args(["build", "--offline"])

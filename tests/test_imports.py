@@ -14,19 +14,31 @@ import pytest
 
 import pakman
 
-# The layers, by module name. Update these names when modules move.
-# What every layer may use: the version, the errors, Alpine's facts, the generated files, file helpers.
-FOUNDATION = ("pakman", "pakman.errors", "pakman.alpine", "pakman.render.files", "pakman.fileio")
-# The configuration layer: YAML -> located, validated model.
-CONFIG = (
-    "pakman.config.source",
-    "pakman.config.rules",
-    "pakman.config.shape",
-    "pakman.config.model",
-    "pakman.config.schema",
-    "pakman.config.identity",
-    "pakman.config.lint",
+# The layers, first to last: a module imports only modules of its own layer or
+# of layers before it. A module belongs to the layer naming it, or else its
+# package (the longest prefix). Update this table when modules move.
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    # What every layer may use: errors, Alpine's facts, file helpers, the generated files.
+    ("foundation", ("pakman.errors", "pakman.alpine", "pakman.fileio", "pakman.render.files")),
+    ("config", ("pakman.config",)),  # YAML -> located, validated model
+    # The package itself: __version__, and the public API (config's names, loaded lazily).
+    ("public API", ("pakman",)),
+    ("apk", ("pakman.apk",)),  # the package format
+    ("sandbox", ("pakman.sandbox",)),
+    ("workspace", ("pakman.workspace",)),  # .pakman/: layout, fingerprints, journal, store
+    ("render", ("pakman.render",)),  # Jinja2
+    ("compile", ("pakman.compile",)),  # apps prepared -> the step graph
+    ("steps", ("pakman.steps",)),  # what steps run
+    ("fastpath", ("pakman.fastpath",)),  # the plan, the snapshot, the watcher
+    ("project", ("pakman.project",)),  # load_project: prepared and compiled, or reused
+    ("doit", ("pakman.doit",)),  # the doit adapter
+    ("export", ("pakman.export",)),
+    ("cli", ("pakman.cli",)),
+    ("entry points", ("pakman.dodo", "pakman.__main__")),
 )
+# The configuration layer and what it stands on.
+FOUNDATION = LAYERS[0][1]
+CONFIG_LAYERS = ("foundation", "config")
 # What the configuration layer must not load, even through another module.
 HEAVY = ("jinja2", "networkx", "doit")
 # The doit adapter: the only modules that import doit.
@@ -71,9 +83,50 @@ def import_graph() -> nx.DiGraph[str]:
 GRAPH = import_graph()
 
 
+def layer_of(module: str) -> int:
+    """The index in LAYERS of the layer naming `module`, else of its package's (the longest name)."""
+    for index, (_, names) in enumerate(LAYERS):
+        if module in names:
+            return index
+    packages = [
+        (len(name), index)
+        for index, (_, names) in enumerate(LAYERS)
+        for name in names
+        if name != "pakman" and module.startswith(name + ".")
+    ]
+    if not packages:
+        raise ValueError(f"{module} is in no layer; add it to LAYERS")
+    return max(packages)[1]
+
+
+def _layer_modules(*layers: str) -> tuple[str, ...]:
+    wanted = {[name for name, _ in LAYERS].index(layer) for layer in layers}
+    return tuple(sorted(m for m in GRAPH if m.startswith("pakman") and layer_of(m) in wanted))
+
+
 def test_the_tables_name_real_modules() -> None:
-    for name in (*FOUNDATION, *CONFIG, *DOIT_ADAPTER):
+    for name in (*FOUNDATION, *DOIT_ADAPTER):
         assert name in GRAPH, f"{name} is not one of pakman's modules; update the table"
+    for layer, names in LAYERS:
+        for name in names:
+            assert any(m == name or m.startswith(name + ".") for m in GRAPH), (layer, name)
+
+
+def test_every_module_is_in_a_layer() -> None:
+    for module in GRAPH:
+        if module.startswith("pakman"):
+            layer_of(module)
+
+
+def test_each_module_imports_only_its_layer_and_the_layers_before() -> None:
+    upward = sorted(
+        f"{source} ({LAYERS[layer_of(source)][0]}) -> {target} ({LAYERS[layer_of(target)][0]})"
+        for source, target in GRAPH.edges
+        if source.startswith("pakman")
+        and target.startswith("pakman")
+        and layer_of(target) > layer_of(source)
+    )
+    assert upward == []
 
 
 def test_pakman_imports_no_cycle() -> None:
@@ -82,11 +135,11 @@ def test_pakman_imports_no_cycle() -> None:
     assert cycles == []
 
 
-@pytest.mark.parametrize("module", FOUNDATION[1:] + CONFIG)
+@pytest.mark.parametrize("module", _layer_modules(*CONFIG_LAYERS))
 def test_the_configuration_layer_loads_no_template_graph_or_doit(module: str) -> None:
     reached = nx.descendants(GRAPH, module)
     assert sorted(reached & set(HEAVY)) == []
-    outside = {m for m in reached if m.startswith("pakman")} - {*FOUNDATION, *CONFIG}
+    outside = {m for m in reached if m.startswith("pakman")} - set(_layer_modules(*CONFIG_LAYERS))
     assert sorted(outside) == [], f"{module} reaches beyond the configuration layer"
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace, working_directory
-from pakman.compile.project import load_project
 from pakman.compile.settings import Settings
 from pakman.doit.tasks import run_build
 from pakman.fastpath.plan import inspect, load_plan, prune_watched, read_watched, write_watched
+from pakman.project import load_project
 from pakman.render.files import TEMPLATES
 from pakman.workspace.fingerprint import unpack
 from support import EXAMPLES

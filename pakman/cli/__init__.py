@@ -892,7 +892,7 @@ def _workspace() -> str:
 
 
 def _load(args: argparse.Namespace) -> Any:
-    from pakman.compile.project import load_project
+    from pakman.project import load_project
 
     project = load_project(_settings(args))
     gcpause.loaded()
@@ -923,8 +923,8 @@ def _build(args: argparse.Namespace) -> int:
         reporter.complete_run()
         return EXIT_OK
 
-    from pakman.compile.project import load_project
     from pakman.doit.tasks import run_build
+    from pakman.project import load_project
 
     project = load_project(settings, lazy=not args.always, inspection=inspection)
     gcpause.loaded()

@@ -1,17 +1,9 @@
 """A build, prepared: the apps found, validated and named, their sources
 fingerprinted, the signing key checked, and the step graph compiled.
 
-`pakman build`, `pakman graph`, `pakman explain`, `pakman run-step` and
-plain `doit` (through `pakman.dodo`) all start here, so they see the same
-steps with the same keys.
-
-Preparing 200 apps means reading 200 configs and looking at every source
-file, so the result is kept in `.pakman/cache/project/` together with
-the signature (lstat) of everything it was made from: the folders searched,
-each config and source file and folder, the pipeline, the templates, the
-key, git's refs, and the options and environment that shape names and keys.
-The next run checks those signatures (one lstat each) and prepares again only
-the apps whose files changed; when nothing did, it reuses everything.
+`pakman.project.load_project` prepares through here when the snapshot the
+last run kept (pakman.fastpath.snapshot) cannot be reused, and refreshes
+through here the apps whose files changed.
 """
 
 from __future__ import annotations
@@ -21,17 +13,16 @@ import hashlib
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from pakman import __version__
+from pakman.alpine import DEFAULT_MIRROR
 from pakman.compile.graph import (
     AppBuild,
     Shared,
     Step,
-    StepGraph,
     arches_of,
     check_names,
     compile_app,
@@ -43,28 +34,10 @@ from pakman.compile.settings import (
     PASSPHRASE_VARIABLE,
     Settings,
     build_base_packages,
-    inputs_digest,
     sandbox_settings,
 )
 from pakman.errors import ConfigError, Diagnostic
-from pakman.fastpath.plan import (
-    PLAN_FILE,
-    PLAN_FORMAT,
-    Inspection,
-    Plan,
-    dump_plan,
-    inspect,
-    plan_signature,
-    prune_watched,
-    snapshot_dir,
-    watched_dir,
-    write_token,
-    write_watched,
-)
-from pakman.fastpath.protocol import Token
-from pakman.fileio import open_atomic, write_atomic
 from pakman.render.files import TEMPLATES, template_digest
-from pakman.steps import DEFAULT_MIRROR, RunContext
 from pakman.workspace.fingerprint import (
     Packed,
     SourceTree,
@@ -80,18 +53,6 @@ if TYPE_CHECKING:
     from pakman.config.gitmeta import GitMetadata
     from pakman.config.model import AppConfig
     from pakman.config.source import Document
-
-
-@dataclass
-class Project:
-    settings: Settings
-    layout: Layout
-    apps: list[AppBuild]
-    graph: StepGraph
-    context: RunContext
-    warnings: list[Diagnostic] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # things to tell the user (e.g. a new key)
-    reused: int = 0  # apps taken from the snapshot without being read again
 
 
 @dataclass
@@ -120,9 +81,9 @@ class _AppRecord:
 
 
 @dataclass
-class _Snapshot:
-    format: int
-    version: str
+class Prepared:
+    """The apps of a build, prepared, with their steps and the repository's."""
+
     inputs: str  # the settings and environment it was made with
     watched: Packed  # what every app shares: searched folders, pipeline, templates, key, git
     records: list[_AppRecord]
@@ -130,51 +91,8 @@ class _Snapshot:
     key: tuple[str, str, str]  # (file, name, fingerprint)
 
 
-def load_project(
-    settings: Settings,
-    *,
-    use_snapshot: bool = True,
-    lazy: bool = False,
-    inspection: Inspection | None = None,
-) -> Project:
-    """Find, validate and name every app under the paths, then compile the build graph.
-
-    `lazy` (for `pakman build`) leaves apps that did not change and whose
-    steps are all done as summaries: their steps can be reported, not run.
-    """
-    if use_snapshot and inspection is None:
-        inspection = inspect(settings)
-    if use_snapshot and inspection is not None and inspection.plan is not None:
-        layout, changed = inspection.layout, inspection.changed
-        # The apps that changed are prepared again: their records are not read.
-        summarised = set(changed) | (inspection.done if lazy else set())
-        pipeline = load_pipeline(settings.pipeline)
-        snapshot = _read_snapshot(layout, inspection.plan, summarised, pipeline)
-        if snapshot is not None:
-            if not changed:
-                return _project(settings, layout, snapshot, reused=len(snapshot.records))
-            refreshed = _refresh(settings, layout, snapshot, changed)
-            if refreshed is not None:
-                _write_snapshot(
-                    layout,
-                    refreshed,
-                    changed,
-                    inspection.token,
-                    inspection.plan,
-                    done=inspection.done,
-                    journal=inspection.journal,
-                )
-                reused = len(refreshed.records) - len(changed)
-                return _project(settings, layout, refreshed, reused=reused)
-    layout = Layout.at(Path(settings.root), Path(settings.repo) if settings.repo else None)
-    notes: list[str] = []
-    snapshot = _prepare(settings, layout, inputs_digest(settings, layout), notes)
-    token = inspection.token if inspection is not None else None
-    _write_snapshot(layout, snapshot, range(len(snapshot.records)), token)
-    return _project(settings, layout, snapshot, reused=0, notes=notes)
-
-
-def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> _Snapshot:
+def prepare_project(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> Prepared:
+    """Find, validate and name every app under the paths, check the key, compile the steps."""
     from pakman.config.gitmeta import clear_cache
     from pakman.config.identity import clear_version_cache, epoch_variable, git_dir, version_inputs
     from pakman.workspace.discovery import find_configs
@@ -225,8 +143,8 @@ def _prepare(settings: Settings, layout: Layout, inputs: str, notes: list[str]) 
         shared_watch.append(watch(folder))
         shared_watch.extend(watch(p) for p in sorted(folder.glob("*.pub")))
     key = _signing_key(settings, layout, apps, shared_watch, notes)
-    snapshot = _Snapshot(PLAN_FORMAT, __version__, inputs, pack(shared_watch), records, [], key)
-    return _compile(snapshot, pipeline, layout, settings, list(range(len(records))))
+    prepared = Prepared(inputs, pack(shared_watch), records, [], key)
+    return compile_steps(prepared, pipeline, layout, settings, range(len(records)))
 
 
 def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: int) -> _AppRecord:
@@ -280,11 +198,11 @@ def _git_metadata(config: AppConfig, document: Document) -> GitMetadata:
         ) from None
 
 
-def _refresh(
-    settings: Settings, layout: Layout, snapshot: _Snapshot, changed: Sequence[int]
-) -> _Snapshot | None:
+def refresh_apps(
+    settings: Settings, layout: Layout, prepared: Prepared, changed: Sequence[int]
+) -> Prepared | None:
     """Prepare again only the apps whose files changed; None when that cannot be enough."""
-    records = list(snapshot.records)
+    records = list(prepared.records)
     for index in changed:
         old = records[index]
         # git's refs are as when it was prepared (else everything is prepared
@@ -299,262 +217,58 @@ def _refresh(
             return None  # other apps' steps know which packages the build makes
         records[index] = fresh
     pipeline = load_pipeline(settings.pipeline)
-    return _compile(replace(snapshot, records=records), pipeline, layout, settings, changed)
+    return compile_steps(replace(prepared, records=records), pipeline, layout, settings, changed)
 
 
-def _compile(
-    snapshot: _Snapshot,
+def compile_steps(
+    prepared: Prepared,
     pipeline: Pipeline,
     layout: Layout,
     settings: Settings,
     recompile: Sequence[int],
-) -> _Snapshot:
+) -> Prepared:
     """Compile the steps of the apps at `recompile`, then the repository's over all apps."""
-    context = _context(settings, layout, snapshot.key)
     shared = Shared(
         layout,
-        frozenset(name for r in snapshot.records for name in r.package_names),
-        snapshot.key[2],
-        _mirror(context),
+        frozenset(name for r in prepared.records for name in r.package_names),
+        prepared.key[2],
+        _mirror(settings),
         template_digest,
         partial=bool(settings.only),
         build_base=build_base_packages(settings),
         sandbox=sandbox_settings(settings),
     )
     for index in recompile:
-        record = snapshot.records[index]
+        record = prepared.records[index]
         assert record.app is not None and record.source is not None
         record.steps = compile_app(record.app, pipeline, shared, record.source)
-    app_steps = [step for record in snapshot.records for step in record.steps]
-    arches = arches_of(a for r in snapshot.records for a in r.architectures)
-    snapshot.repository = compile_repository(arches, app_steps, pipeline, shared)
-    return snapshot
-
-
-# ---------------------------------------------------------------------------
-# The snapshot
-
-
-def _project(
-    settings: Settings,
-    layout: Layout,
-    snapshot: _Snapshot,
-    *,
-    reused: int,
-    notes: Sequence[str] = (),
-) -> Project:
-    steps = [step for record in snapshot.records for step in record.steps]
-    graph = StepGraph([*steps, *snapshot.repository], load_pipeline(settings.pipeline))
-    return Project(
-        settings,
-        layout,
-        [r.app for r in snapshot.records if r.app is not None],
-        graph,
-        _context(settings, layout, snapshot.key),
-        [w for r in snapshot.records for w in r.warnings],
-        list(notes),
-        reused,
-    )
+    app_steps = [step for record in prepared.records for step in record.steps]
+    arches = arches_of(a for r in prepared.records for a in r.architectures)
+    prepared.repository = compile_repository(arches, app_steps, pipeline, shared)
+    return prepared
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _record_file(config_path: Path) -> str:
-    return _digest(str(config_path)) + ".json"
-
-
-def _step_summary(step: Step) -> tuple[str, str, str | None, str, tuple[str, ...]]:
-    return (step.id, step.stage, step.arch, step.key, tuple(o.rstrip("/") for o in step.outputs))
-
-
-def _read_data(path: Path, kind: Any) -> Any:
-    """A record of `kind` kept under .pakman/ (data only), or None when missing or damaged."""
-    from pakman.workspace import datafile
-
-    try:
-        return datafile.loads(path.read_bytes(), kind)
-    except (OSError, datafile.Damaged):
-        return None
-
-
-def _write_data(path: Path, value: object) -> None:
-    """Keep a record; one that holds what JSON cannot (a YAML date) is not kept."""
-    from pakman.workspace import datafile
-
-    try:
-        data = datafile.dumps(value)
-    except (TypeError, ValueError):
-        path.unlink(missing_ok=True)
-        return
-    write_atomic(path, data, durable=False)
-
-
-def _trusted(steps: Iterable[Step], pipeline: Pipeline, layout: Layout) -> bool:
-    """Steps read back run the pipeline's actions and write only in .pakman/ or the repository."""
-    actions = {stage.name: stage.action for stage in pipeline.stages}
-    within = (f"{layout.state}/", f"{layout.repo}/")
-    return all(
-        actions.get(step.stage) == step.action and all(o.startswith(within) for o in step.outputs)
-        for step in steps
-    )
-
-
-def _without_shared(record: _AppRecord) -> _AppRecord | None:
-    """The record as kept: its steps' app and source tree are the record's, kept once.
-
-    None when a step holds another app (then the record is not kept).
-    """
-    if any(step.app is not record.app for step in record.steps):
-        return None
-    steps = [replace(step, app=None, source=None) for step in record.steps]
-    return replace(record, steps=steps)
-
-
-def _with_shared(record: _AppRecord) -> _AppRecord:
-    """The inverse of `_without_shared`."""
-    tree = record.source
-    fingerprint = tree.fingerprint if tree is not None else None
-    for step in record.steps:
-        # Straight into the frozen steps, just read: replace() would check every field again.
-        step.__dict__["app"] = record.app
-        if fingerprint is not None and step.reads.get("source") == fingerprint:
-            step.__dict__["source"] = tree
-    return record
-
-
-def _read_snapshot(
-    layout: Layout, plan: Plan, summarised: set[int], pipeline: Pipeline
-) -> _Snapshot | None:
-    """The snapshot's records: read back in full, or summaries for the apps in `summarised`."""
-    folder = snapshot_dir(layout)
-    records: list[_AppRecord] = []
-    for index, app in enumerate(plan["apps"]):
-        config_path = Path(app["config"])
-        if index in summarised:
-            steps = [Step.summary(*summary) for summary in app["steps"]]
-            records.append(
-                _AppRecord(
-                    config_path,
-                    None,  # not needed: the plan's entry for it is carried over as it is
-                    None,
-                    None,
-                    [],
-                    steps,
-                    app["name"],
-                    tuple(app["packages"]),
-                    tuple(app["architectures"]),
-                )
-            )
-            continue
-        record = _read_data(folder / "apps" / _record_file(config_path), _AppRecord)
-        if record is None or record.config_path != config_path:
-            return None
-        records.append(_with_shared(record))
-    repository = _read_data(folder / "repository.json", list[Step])
-    if repository is None:
-        return None
-    steps = [step for record in records for step in record.steps if step.complete]
-    if not _trusted([*steps, *repository], pipeline, layout):
-        return None
-    key = (plan["key"][0], plan["key"][1], plan["key"][2])
-    return _Snapshot(
-        plan["format"], plan["version"], plan["inputs"], plan["watched"], records, repository, key
-    )
-
-
-def _write_snapshot(
-    layout: Layout,
-    snapshot: _Snapshot,
-    changed: Iterable[int],
-    token: Token | None,
-    previous: Plan | None = None,
-    done: Iterable[int] = (),
-    journal: object = None,
-) -> None:
-    """Write the records of the apps that changed, the repository's steps, then the plan.
-
-    `token` is the watcher's answer from before anything was looked at (see
-    pakman.fastpath.protocol). The other apps' entries are taken from the `previous`
-    plan, which the snapshot was read from. `done`: the apps found with
-    every step done after the token, when the journal was at `journal`.
-    """
-    folder = snapshot_dir(layout)
-    changed = set(changed)
-    for index in changed:
-        record = snapshot.records[index]
-        target = folder / "apps" / _record_file(record.config_path)
-        kept = _without_shared(record)
-        if kept is None:
-            target.unlink(missing_ok=True)
-        else:
-            _write_data(target, kept)
-    _write_data(folder / "repository.json", snapshot.repository)
-
-    def entry(index: int, record: _AppRecord) -> dict[str, Any]:
-        if previous is not None and index not in changed:
-            kept: dict[str, Any] = previous["apps"][index]
-            return kept
-        assert record.watched is not None, "an app prepared again is not a summary"
-        return {
-            "config": str(record.config_path),
-            "watched": write_watched(watched_dir(layout), record.watched),  # names its file
-            "name": record.name,
-            "packages": list(record.package_names),
-            "architectures": list(record.architectures),
-            "steps": [_step_summary(s) for s in record.steps],
-            "warnings": [str(w) for w in record.warnings],
-        }
-
-    apps = [entry(index, r) for index, r in enumerate(snapshot.records)]
-    plan = {
-        "format": snapshot.format,
-        "version": snapshot.version,
-        "inputs": snapshot.inputs,
-        "watched": snapshot.watched,
-        "key": list(snapshot.key),
-        "apps": apps,
-        "repository": [_step_summary(s) for s in snapshot.repository],
-    }
-    with open_atomic(folder / PLAN_FILE, durable=False) as handle:
-        handle.write(dump_plan(plan))
-        handle.flush()
-        signature = plan_signature(os.fstat(handle.fileno()))  # renaming keeps it
-    if token is not None:
-        write_token(layout, signature, token, done, journal)
-    if changed:
-        prune_watched(watched_dir(layout), {app["watched"] for app in apps})
-
-
 def _pipeline_path(name: str) -> Path:
     return Path(name) if name.endswith((".yml", ".yaml")) else pipelines_dir() / f"{name}.yml"
 
 
-def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> RunContext:
-    return RunContext(
-        layout=layout,
-        key_file=key[0],
-        key_name=key[1],
-        mirror=settings.mirror or os.environ.get("PAKMAN_MIRROR") or DEFAULT_MIRROR,
-        offline=settings.offline,
-        require_deps=settings.require_deps,
-        verbose=settings.verbose,
-        alpine_keys=settings.alpine_keys or "",
-        level=settings.level,
-        build_on=settings.build_on,
-        run_id=uuid.uuid4().hex,
-    )
+def mirror_url(settings: Settings) -> str:
+    """The Alpine mirror dependencies are fetched from: --mirror, else PAKMAN_MIRROR, else the CDN."""
+    return settings.mirror or os.environ.get("PAKMAN_MIRROR") or DEFAULT_MIRROR
 
 
-def _mirror(context: RunContext) -> dict[str, object]:
+def _mirror(settings: Settings) -> dict[str, object]:
     return {
-        "url": context.mirror,
-        "offline": context.offline,
+        "url": mirror_url(settings),
+        "offline": settings.offline,
         # Which keys fetched indexes must be signed with: another folder, or a
         # key added to it or changed, checks the dependencies again.
-        "trusted_keys": _keys_fingerprint(context.alpine_keys) if context.alpine_keys else None,
-        "require_deps": context.require_deps,
+        "trusted_keys": _keys_fingerprint(settings.alpine_keys) if settings.alpine_keys else None,
+        "require_deps": settings.require_deps,
     }
 
 

@@ -27,8 +27,8 @@ from doit.tools import config_changed
 
 from pakman import __version__
 from pakman.compile.graph import Step
-from pakman.compile.project import Project
 from pakman.errors import ConfigError, PakmanError
+from pakman.project import Project
 from pakman.steps import RunContext, execute_step
 from pakman.workspace.layout import REPOSITORY, Layout
 from pakman.workspace.lock import run_lock
@@ -202,7 +202,7 @@ def run_build(
     doit is not even started.
     """
     from pakman.doit.reporter import PakmanReporter
-    from pakman.workspace.journal import compact_journal, is_current, read_journal
+    from pakman.workspace.journal import compact_journal, is_done, read_journal
 
     out = out or sys.stdout
     layout = project.layout
@@ -211,14 +211,18 @@ def run_build(
         journal = read_journal(layout)
         steps = project.graph.order()
         # Summaries stand for steps found done while the project was prepared.
-        stale = {s.id for s in steps if always or (s.complete and not is_current(s, journal))}
+        stale = {
+            s.id
+            for s in steps
+            if always or (s.complete and not is_done(journal, s.id, s.key, s.outputs))
+        }
         if always and any(not project.graph[s].complete for s in stale):
             # Every step is to run: prepare the summarised apps in full.
-            from pakman.compile.project import load_project
+            from pakman.project import load_project
 
             project = load_project(project.settings)
             steps = project.graph.order()
-            stale = {s.id for s in steps if always or not is_current(s, journal)}
+            stale = {s.id for s in steps if always or not is_done(journal, s.id, s.key, s.outputs)}
         if always:
             # Every step really runs: nothing is restored from the store.
             from dataclasses import replace

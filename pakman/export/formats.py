@@ -26,8 +26,8 @@ from typing import Any
 
 from pakman import __version__
 from pakman.compile.graph import Step, StepGraph
-from pakman.compile.project import Project
 from pakman.errors import ConfigError, PakmanError
+from pakman.project import Project
 
 JSON_FORMAT = 1  # the version of the JSON layout; raised when a field changes or goes
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pakman import __version__
+from pakman.alpine import DEFAULT_MIRROR
 from pakman.compile.graph import Step, StepGraph
 from pakman.compile.settings import PASSPHRASE_VARIABLE
 from pakman.errors import StepFailed
@@ -29,8 +30,6 @@ from pakman.workspace.trash import workspace_trash
 
 if TYPE_CHECKING:
     from pakman.apk import SigningKey
-
-DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
 
 
 @dataclass(frozen=True)

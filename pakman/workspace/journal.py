@@ -13,13 +13,9 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pakman.fileio import write_atomic
 from pakman.workspace.layout import Layout
-
-if TYPE_CHECKING:
-    from pakman.compile.graph import Step
 
 
 def output_signature(outputs: Iterable[str]) -> str:
@@ -168,8 +164,3 @@ def compact_journal(layout: Layout) -> None:
     text = "".join(f"{step_id} {state}\n" for step_id, state in sorted(done.items()))
     write_atomic(layout.state / "journal", text.encode(), durable=False)
     _last = None
-
-
-def is_current(step: Step, journal: Mapping[str, str]) -> bool:
-    """The step last succeeded with its current key and its outputs are as it left them."""
-    return is_done(journal, step.id, step.key, step.outputs)

@@ -10,8 +10,8 @@ import pytest
 from deps_support import BUILD_BASE, Keys, MirrorServer, ProjectLoader, build_mirror
 from pakman.alpine import host_arch
 from pakman.apk import SigningKey, generate_key
-from pakman.compile.project import Project, load_project
 from pakman.compile.settings import Settings
+from pakman.project import Project, load_project
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ from urllib.parse import unquote, urlsplit
 from pakman.apk import PackageInfo, SigningKey, read_index_entry, write_index, write_package
 from pakman.apk.index import index_bytes
 from pakman.apk.reader import read_index_file
-from pakman.compile.project import Project
+from pakman.project import Project
 
 EPOCH = 1_700_000_000
 BRANCH = "v3.20"

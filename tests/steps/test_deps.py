@@ -32,8 +32,8 @@ from pakman.alpine import host_arch
 from pakman.apk import PackageInfo, write_index, write_package
 from pakman.apk.fetch import fetch_closure, trusted_package_keys
 from pakman.cli import main
-from pakman.compile.project import Project
 from pakman.errors import ConfigError, StepFailed
+from pakman.project import Project
 from pakman.steps import execute_step
 
 Serve = Callable[[Path], MirrorServer]

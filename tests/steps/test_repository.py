@@ -96,9 +96,9 @@ def test_only_replaces_its_apps_packages_and_keeps_the_others(tmp_path: Path, ke
 
 def test_sign_refuses_an_index_whose_packages_are_missing(tmp_path: Path, key: KeyPair) -> None:
     from build_support import working_directory
-    from pakman.compile.project import load_project
     from pakman.compile.settings import Settings
     from pakman.errors import StepFailed
+    from pakman.project import load_project
     from pakman.steps.repository import sign
 
     workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
@@ -123,8 +123,8 @@ def test_sign_trusts_the_work_folder_only_when_its_index_made_it(
 ) -> None:
     from build_support import working_directory
     from pakman.compile.graph import Step
-    from pakman.compile.project import load_project
     from pakman.compile.settings import Settings
+    from pakman.project import load_project
     from pakman.steps import repository
 
     workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
