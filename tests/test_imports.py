@@ -26,6 +26,7 @@ CONFIG = (
     "pakman.config.schema",
     "pakman.config.identity",
     "pakman.config.lint",
+    "pakman.config.prepare",
 )
 # What the configuration layer must not load, even through another module.
 HEAVY = ("jinja2", "networkx", "doit")

@@ -733,14 +733,15 @@ def _identity_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from pakman.config.identity import resolve_identity
-    from pakman.config.lint import lint_app
-    from pakman.config.schema import validate
-    from pakman.config.source import load_file
-    from pakman.errors import ConfigError
-    from pakman.render.engine import check_app_files
+    from pakman.config.prepare import InvalidApp, prepare_app
     from pakman.workspace.discovery import find_configs
 
+    # What build and render also refuse or warn about: names, hooks calling
+    # unknown services, files the package needs. The version (git) is asked
+    # only when shown: the checks need the name.
+    options = _identity_kwargs(args)
+    if not args.verbose:
+        options["version"] = options["version"] or "0.0.0"
     configs = find_configs(args.paths)
     reports: list[dict[str, Any]] = []
     invalid = errors = warnings = 0
@@ -748,27 +749,14 @@ def _check(args: argparse.Namespace) -> int:
         diagnostics: list[Diagnostic]
         summary = ""
         try:
-            document = load_file(config)
-            app, diagnostics = validate(document, file=config, strict=args.strict)
-        except ConfigError as exc:
+            # A bad option (e.g. --release x) is not the file's fault: its
+            # ConfigError propagates and ends the run with exit 3.
+            prepared = prepare_app(config, strict=args.strict, **options)
+        except InvalidApp as exc:
             diagnostics = list(exc.diagnostics)
         else:
-            # What build and render would also refuse or warn about: names,
-            # hooks calling unknown services, files the package needs. The
-            # version (git) is asked only when shown: the checks need the name.
-            options = _identity_kwargs(args)
-            if not args.verbose:
-                options["version"] = options["version"] or "0.0.0"
-            # A bad option (e.g. --release x) is not the file's fault: it
-            # propagates and ends the run with exit 3.
-            identity = resolve_identity(app, **options)
-            diagnostics = sorted(
-                diagnostics + lint_app(app, identity, document), key=lambda d: (d.line, d.column)
-            )
-            try:
-                check_app_files(app, document)
-            except ConfigError as exc:
-                diagnostics += exc.diagnostics
+            diagnostics = list(prepared.warnings)
+            app, identity = prepared.config, prepared.identity
             if args.verbose:
                 summary = (
                     f"{identity.name} {identity.full_version} ({app.type.value}, "
@@ -837,19 +825,13 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
 def _render_app(args: argparse.Namespace, config: Path, output: Path | None, workdir: Path) -> int:
     """Render one app into `output`, else `<workdir>/.apk/<org>/<name>/`."""
-    from pakman.config.identity import resolve_identity
-    from pakman.config.lint import lint_app
-    from pakman.config.schema import load_app
-    from pakman.config.source import load_file
-    from pakman.render.engine import check_app_files, prune_rendered, render_all, write_rendered
+    from pakman.config.prepare import prepare_app
+    from pakman.render.engine import prune_rendered, render_all, write_rendered
 
-    app, warnings = load_app(config)
-    identity = resolve_identity(app, **_identity_kwargs(args))
-    document = load_file(config)
-    warnings += lint_app(app, identity, document)
-    for warning in warnings:
+    prepared = prepare_app(config, **_identity_kwargs(args))
+    for warning in prepared.warnings:
         print(warning, file=sys.stderr)
-    check_app_files(app, document)
+    app, identity = prepared.config, prepared.identity
     files = render_all(app, identity)
     out_dir = output or workdir / ".apk" / identity.organization / identity.name
     if output is None:
