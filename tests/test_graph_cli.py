@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from pakman import cli
-from pakman.cli import main, project_argv
+from pakman.cli import build_parser, main
+from pakman.cli.options import project_argv, settings_from_args
 from pakman.compile.settings import Settings
 from pakman.export import formats as export
 from pakman.project import load_project
@@ -250,7 +250,7 @@ def test_mermaid_ids_are_distinct_and_labels_quoted() -> None:
 
 
 def test_the_options_handed_to_run_step_compile_the_same_settings() -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     args = parser.parse_args(["graph", "--", "apps", "-weird dir"])
     # Every build and identity option, set to a value that needs care.
     for action in args.project_actions:
@@ -266,7 +266,7 @@ def test_the_options_handed_to_run_step_compile_the_same_settings() -> None:
     assert all(a.startswith("--") for a in argv)
     again = parser.parse_args(["run-step", *argv, "--", "app:build:x86_64", "apps", "-weird dir"])
     assert again.step == "app:build:x86_64"
-    assert cli._settings(again) == cli._settings(args)
+    assert settings_from_args(again) == settings_from_args(args)
     defaults = parser.parse_args(["graph"])
     assert project_argv(defaults) == []
 

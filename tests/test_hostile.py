@@ -83,7 +83,8 @@ def test_cache_files_are_data(workspace: Path) -> None:
 
 
 def test_a_record_read_back_is_the_record_written(workspace: Path) -> None:
-    from pakman.cli import _settings, build_parser
+    from pakman.cli import build_parser
+    from pakman.cli.options import settings_from_args
     from pakman.compile.graph import Step
     from pakman.compile.project import _AppRecord
     from pakman.fastpath.snapshot import _with_shared, _without_shared
@@ -91,7 +92,7 @@ def test_a_record_read_back_is_the_record_written(workspace: Path) -> None:
     from pakman.workspace import datafile
 
     args = build_parser().parse_args(["build", "--offline"])
-    project = load_project(_settings(args), use_snapshot=False)
+    project = load_project(settings_from_args(args), use_snapshot=False)
     steps = [s for s in project.graph.order() if s.app is not None]
     (app,) = project.apps
     tree = next(s.source for s in steps if s.source is not None)

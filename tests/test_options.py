@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from pakman.cli import _settings, build_parser
+from pakman.cli import build_parser
+from pakman.cli.options import settings_from_args
 from pakman.compile.options import OPTIONS, VERBOSE, Option
 from pakman.compile.settings import Settings
 from pakman.dodo import VARIABLES, settings_from_environment
@@ -46,7 +47,7 @@ def test_flag_and_variable_give_the_same_settings(
     step = ["a:build:x86_64"] if command == "run-step" else []
     where = ["-p", "apps"] if command == "explain" else ["apps"]
     args = build_parser().parse_args([command, *flag, *step, *where])
-    from_flag = _settings(args)
+    from_flag = settings_from_args(args)
     monkeypatch.setenv(option.env, value)
     from_variable = settings_from_environment(("apps",))
     assert from_flag == from_variable
@@ -59,4 +60,4 @@ def test_the_command_line_falls_back_on_some_variables(
 ) -> None:
     monkeypatch.setenv(option.env, _sample(option))
     args = build_parser().parse_args(["build", "apps"])
-    assert getattr(_settings(args), option.field) == _sample(option)
+    assert getattr(settings_from_args(args), option.field) == _sample(option)

@@ -27,12 +27,12 @@ from pakman.config.model import (
     Run,
     Service,
 )
+from pakman.config.prepare import check_app_files
 from pakman.errors import ConfigError
 from pakman.render.engine import (
     FILTERS,
     RENDERED_FILES,
     RenderError,
-    check_app_files,
     execline,
     render_all,
     render_apkbuild,

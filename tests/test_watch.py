@@ -28,7 +28,8 @@ from build_support import (
     watching,
     working_directory,
 )
-from pakman.cli import _settings, build_parser
+from pakman.cli import build_parser
+from pakman.cli.options import settings_from_args
 from pakman.fastpath import plan as plan_module
 from pakman.fastpath import protocol as watch
 from pakman.fastpath import watcher as watcher_module
@@ -61,7 +62,7 @@ def workspace(tmp_path: Path, key: KeyPair) -> Path:
 def checked(workspace: Path, key: KeyPair) -> tuple[int, list[int]]:
     """How many apps the next build would look at, and which of them changed."""
     args = build_parser().parse_args(["build", "apps", "--offline", "--key", str(key.private)])
-    settings = _settings(args)  # as `pakman build` makes them
+    settings = settings_from_args(args)  # as `pakman build` makes them
     with working_directory(workspace):
         inspection = inspect(settings)
     return inspection.checked, inspection.changed

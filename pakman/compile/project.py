@@ -149,36 +149,29 @@ def prepare_project(settings: Settings, layout: Layout, inputs: str, notes: list
 
 def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: int) -> _AppRecord:
     """Read, validate and name one app (built at `epoch`), and fingerprint its source."""
-    from pakman.config.identity import resolve_identity
-    from pakman.config.lint import lint_app
-    from pakman.config.schema import validate
-    from pakman.config.source import load_file
-    from pakman.render.engine import check_app_files
+    from pakman.config.prepare import prepare_app
 
     # Before reading, so that a change while reading shows next time; absolute,
     # as a watcher (`pakman watch`) must find it too.
     watched = [watch(config_path.absolute())]
-    document = load_file(config_path)  # kept for the lint's positions, as `check` does
-    config, warnings = validate(document, file=config_path, strict=settings.strict)
-    identity = resolve_identity(
-        config,
+    prepared = prepare_app(
+        config_path,
+        strict=settings.strict,
         name=settings.name,
         organization=settings.organization,
         version=settings.version,
         release=settings.release,
         url=settings.url,
+        epoch=epoch,
     )
-    identity = replace(identity, epoch=epoch)
-    git = _git_metadata(config, document) if config.build.git else None
-    check_app_files(config)
-    warnings = sorted(
-        [*warnings, *lint_app(config, identity, document)], key=lambda d: (d.line, d.column)
-    )
+    config, identity = prepared.config, prepared.identity
+    git = _git_metadata(config, prepared.document) if config.build.git else None
     prefix = os.path.relpath(config.root, layout.root) + "/"
     # One stat cache per app, so refreshing one app reads and writes only its own.
     cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".json"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
+    warnings = list(prepared.warnings)
     return _AppRecord(config_path, pack(watched), AppBuild(config, identity, git), source, warnings)
 
 

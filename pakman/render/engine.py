@@ -31,7 +31,7 @@ import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 
@@ -45,12 +45,9 @@ from pakman.config.model import (
     Service,
     runtime_dependencies,
 )
-from pakman.errors import ConfigError, Diagnostic, PakmanError
-from pakman.fileio import confined, read_regular, write_if_changed
+from pakman.errors import ConfigError, PakmanError
+from pakman.fileio import read_regular, write_if_changed
 from pakman.render.files import GENERATED_FILES, INSTALLED_FILES, TEMPLATES
-
-if TYPE_CHECKING:
-    from pakman.config.source import Document
 
 
 class RenderError(ConfigError):
@@ -388,26 +385,7 @@ def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
 
 
 # --------------------------------------------------------------------------
-# Checks on the app folder, and writing
-
-
-def check_app_files(app: AppConfig, document: Document | None = None) -> None:
-    """Files the generated package needs from the app itself; raise ConfigError if missing.
-
-    With the loaded `document`, the error is located at the `type` key.
-    """
-    if app.type is AppType.STATIC:
-        confined(app.root / "nginx.conf", app.root, "nginx.conf")
-    if app.type is AppType.STATIC and not (app.root / "nginx.conf").is_file():
-        message = (
-            f"`type: static` installs the app's nginx.conf as /etc/<name>/default.conf, "
-            f"but {app.root / 'nginx.conf'} does not exist"
-        )
-        raise ConfigError(
-            document.diagnostic(("type",), message)
-            if document is not None
-            else Diagnostic(str(app.file), 0, 0, "type", message)
-        )
+# Writing
 
 
 def write_rendered(files: Mapping[str, RenderedFile], out_dir: Path) -> list[tuple[Path, bool]]:
@@ -470,7 +448,6 @@ __all__ = [
     "RenderError",
     "RenderedFile",
     "argv",
-    "check_app_files",
     "execline",
     "file_kinds",
     "prune_rendered",

@@ -1,0 +1,87 @@
+"""`pakman verify`: check packages and indexes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from pakman.cli import EXIT_FAILED, EXIT_OK
+
+
+def add_parser(commands: Any, name: str, summary: str) -> None:
+    """Declare the command's options on `commands`."""
+    verify = commands.add_parser(
+        name,
+        help=summary,
+        description="Check .apk packages and APKINDEX.tar.gz files: signatures against the "
+        "trusted keys, datahash, every file's checksum, folder entries, unsafe names, file "
+        "names against .PKGINFO, and each index entry against its package file. Prints one "
+        "verdict per file: ok, UNTRUSTED (sound, but no trusted key signed it) or BAD. "
+        "The trusted keys are those given (--key, --keys-dir) and the workspace's own "
+        "(.pakman/keys/, what `pakman build` signs with when no key is given); it says "
+        "which on standard error. Exit 0 when all are ok, 1 when any is not.",
+    )
+    verify.add_argument(
+        "files", nargs="+", metavar="FILE", help="an .apk package or an APKINDEX.tar.gz"
+    )
+    verify.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a trusted public key file, named as in /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--keys-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of trusted public keys, like /etc/apk/keys (repeatable)",
+    )
+    verify.add_argument(
+        "--no-workspace-key",
+        dest="workspace_key",
+        action="store_false",
+        help="do not trust the workspace's own keys (.pakman/keys/*.pub of the workspace, "
+        "found as build finds it), which are trusted by default",
+    )
+    verify.add_argument(
+        "--allow-untrusted",
+        action="store_true",
+        help="accept files whose signing key is not trusted (like apk's option)",
+    )
+    verify.add_argument("--json", action="store_true", help="print one JSON report instead of text")
+    verify.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `pakman verify`; return its exit code."""
+    from pakman.apk import load_public_keys, verify_file
+
+    keys = load_public_keys([*args.key, *args.keys_dir])
+    origin = dict.fromkeys(keys, "given")
+    if args.workspace_key:
+        from pakman.workspace.layout import find_workspace
+
+        folder = find_workspace() / ".pakman" / "keys"
+        if folder.is_dir():
+            own = load_public_keys([folder])
+            origin.update({name: os.path.relpath(folder) for name in own if name not in keys})
+            keys = {**own, **keys}
+    trusted = ", ".join(f"{name} ({where})" for name, where in sorted(origin.items()))
+    sys.stderr.write(f"pakman: trusting {trusted or 'no key (give --key or --keys-dir)'}\n")
+    verdicts = [verify_file(path, keys) for path in args.files]
+    passed = all(v.passed(args.allow_untrusted) for v in verdicts)
+    if args.json:
+        report = {"files": [v.as_dict() for v in verdicts], "ok": passed, "trusted": sorted(keys)}
+        print(json.dumps(report, indent=2))
+    else:
+        for verdict in verdicts:
+            print(verdict.summary())
+            for problem in verdict.problems[1:]:
+                print(f"    {problem}")
+    return EXIT_OK if passed else EXIT_FAILED
