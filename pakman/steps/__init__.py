@@ -50,7 +50,7 @@ class RunContext:
     # --build-on: on "alpine" fetch-deps-build must resolve the closure (or fail)
     build_on: str = "alpine"
     # Names one build run, so that steps in one process share what they fetched
-    # (see pakman.steps.deps); never part of a step's key.
+    # (see pakman.apk.mirror.fetch_index); never part of a step's key.
     run_id: str = ""
 
     def signing_key(self) -> SigningKey:
