@@ -679,7 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = None
     try:
         # The collector is paused until the project is loaded (see pakman.fastpath.gcpause).
-        with gcpause.command():
+        with gcpause.collector_paused():
             code: int = args.handler(args)
     except PakmanError as exc:
         _print_error(exc, sys.stderr)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pakman import __version__
 from pakman.compile.graph import (
     AppBuild,
-    Shared,
+    BuildInputs,
     Step,
     StepGraph,
     arches_of,
@@ -311,7 +311,7 @@ def _compile(
 ) -> _Snapshot:
     """Compile the steps of the apps at `recompile`, then the repository's over all apps."""
     context = _context(settings, layout, snapshot.key)
-    shared = Shared(
+    inputs = BuildInputs(
         layout,
         frozenset(name for r in snapshot.records for name in r.package_names),
         snapshot.key[2],
@@ -324,10 +324,10 @@ def _compile(
     for index in recompile:
         record = snapshot.records[index]
         assert record.app is not None and record.source is not None
-        record.steps = compile_app(record.app, pipeline, shared, record.source)
+        record.steps = compile_app(record.app, pipeline, inputs, record.source)
     app_steps = [step for record in snapshot.records for step in record.steps]
     arches = arches_of(a for r in snapshot.records for a in r.architectures)
-    snapshot.repository = compile_repository(arches, app_steps, pipeline, shared)
+    snapshot.repository = compile_repository(arches, app_steps, pipeline, inputs)
     return snapshot
 
 

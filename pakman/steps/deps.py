@@ -68,7 +68,7 @@ from pakman.compile.graph import Step
 from pakman.config.model import AppConfig, AppType, Dependency
 from pakman.errors import ConfigError, Diagnostic, KeyPath, StepFailed, format_path
 from pakman.fileio import write_atomic
-from pakman.steps import Provisional, RunContext
+from pakman.steps import ProvisionalResult, RunContext
 
 MAX_SUGGESTIONS = 3
 
@@ -177,7 +177,7 @@ def closest_names(name: str, indexes: Sequence[RepositoryIndex]) -> list[str]:
     return difflib.get_close_matches(name, pool, n=MAX_SUGGESTIONS, cutoff=0.6)
 
 
-def fetch_deps(step: Step, context: RunContext) -> list[str]:
+def fetch_deps(step: Step, context: RunContext) -> list[str] | ProvisionalResult:
     """Resolve the step's dependency list and write its lock file; returns warnings."""
     assert step.app is not None and step.arch is not None
     config = step.app.config
@@ -299,7 +299,7 @@ def fetch_deps(step: Step, context: RunContext) -> list[str]:
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
     if unavailable or stale_copy:
         # The mirror failed: good enough for this build, checked again next time.
-        return Provisional(warnings)
+        return ProvisionalResult(warnings)
     return warnings
 
 
