@@ -1,4 +1,8 @@
-"""Model + pipeline -> a networkx DAG of steps, each with a content key.
+"""Model + pipeline -> the step graph: the steps in dependency order, each with a content key.
+
+A build orders the steps by stage (`StepGraph`) and never imports networkx;
+the networkx DiGraph of the same steps (`StepGraph.dag`) is built only when
+asked for (exports, `pakman graph --affected`).
 
 A step is one stage instantiated for one app (and architecture, or hook), or
 once per repository architecture. Its key is a hash of exactly what it
@@ -77,8 +81,8 @@ class Step:
         """A step known only by its id, key and outputs (from the snapshot's plan).
 
         A build makes one for every step of every app that did not change
-        (3,000 at 200 apps). Its fields are filled in directly, which is four
-        times faster than the frozen dataclass's `__init__`; the result is
+        (thousands at hundreds of apps). Its fields are filled in directly,
+        which is much faster than the frozen dataclass's `__init__`; the result is
         equal to `Step(step_id, stage, "", "", None, arch, None, outputs,
         FrozenDict(), key=key, complete=False)`.
         """
@@ -183,7 +187,7 @@ class StepGraph:
 
     @functools.cached_property
     def dag(self) -> nx.DiGraph[str]:
-        """The steps as a networkx DAG of step ids (edges point downstream)."""
+        """The steps as a networkx DiGraph of step ids (edges point downstream; no cycle)."""
         import networkx as nx  # only here: the no-op path does not pay for it
 
         dag: nx.DiGraph[str] = nx.DiGraph()
