@@ -297,8 +297,11 @@ def fetch_deps(step: Step, context: RunContext) -> list[str] | ProvisionalResult
         # lock says why it has no closure
         lock["offline"] = "--offline" if context.offline else "; ".join(unavailable)
     write_atomic(Path(step.outputs[0]), json.dumps(lock, indent=1, sort_keys=True).encode())
-    if unavailable or stale_copy:
-        # The mirror failed: good enough for this build, checked again next time.
+    if (unavailable or stale_copy) and warnings:
+        # The mirror failed and a dependency was left unchecked, or checked against a stale
+        # copy: good enough for this build, checked again next time. When only the base set
+        # was left unchecked (on the host, which does not build in the closure) the step is
+        # done, quietly, as with no dependencies.
         return ProvisionalResult(warnings)
     return warnings
 

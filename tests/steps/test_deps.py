@@ -678,3 +678,21 @@ def test_a_lock_without_build_dependencies_says_why_it_has_no_closure(
     assert (lock["closure"], lock["offline"], lock["unresolved"]) == (None, "--offline", [])
     with pytest.raises(StepFailed, match="no closure to fetch"):
         fetch_closure(lock, tmp_cache(project), {})
+
+
+def test_only_the_base_set_unchecked_on_the_host_is_done_not_provisional(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["bash"], runtime=[]))
+    mirror.mode = "error"
+    project = load(mirror.url)
+    context = dataclasses.replace(project.context, use_store=False)
+    # a dependency left unchecked: provisional, checked again next time
+    assert execute_step(project.graph["tool:fetch-deps-build:x86_64"], context).provisional
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=[]))
+    project = load(mirror.url)
+    context = dataclasses.replace(project.context, use_store=False)
+    outcome = execute_step(project.graph["tool:fetch-deps-build:x86_64"], context)
+    # only the base set, which a host build does not use: done, quietly
+    assert (outcome.provisional, outcome.warnings) == (False, ())
+    assert lock_of(project, "tool:fetch-deps-build:x86_64")["closure"] is None
