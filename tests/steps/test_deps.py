@@ -1,5 +1,6 @@
 """fetch-deps against fixture indexes served on 127.0.0.1: found, missing with suggestions,
-provided by `so:`/`cmd:`, local, offline, mirror failures, the cache, signatures."""
+provided by `so:`/`cmd:`, local, offline, mirror failures as the step reports them, the
+build closure. The index cache and signatures themselves: tests/apk/test_mirror.py."""
 
 from __future__ import annotations
 
