@@ -3,7 +3,7 @@
 Three kinds of failure are kept apart (as doit does): the input is wrong
 (`ConfigError`, exit 3, no traceback), a step failed (`StepFailed`, exit 1,
 with the step's output), and a bug (any other exception, with a traceback).
-Library code raises; only the CLI prints and exits.
+Library code raises; the CLI prints the error and chooses the exit code.
 """
 
 from __future__ import annotations

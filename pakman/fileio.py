@@ -1,4 +1,14 @@
-"""Writing files atomically and only when their content changes."""
+"""File helpers every layer uses: atomic writes, reading only regular files, staying inside a folder.
+
+- writing: `write_atomic`, `open_atomic` (a temporary file beside the target,
+  renamed into place), `write_if_changed`;
+- reading what an app gives: `read_regular`, `open_regular` (FIFOs, devices
+  and the like refused), `file_kind`;
+- confinement: `leads_outside`, `confined` (links that lead out of an app),
+  `refuse_links` (links on the way to where a step writes);
+- trees: `remove_tree` (rm -rf for read-only build roots, links never
+  followed), `tree_size`.
+"""
 
 from __future__ import annotations
 

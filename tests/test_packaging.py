@@ -42,6 +42,11 @@ def test_wheel_contents(wheel: Path) -> None:
     assert not any(n.startswith(("tests/", "examples/", "pipelines/")) for n in names)
 
 
+def test_the_wheel_ships_the_py_typed_marker(wheel: Path) -> None:
+    # PEP 561: without pakman/py.typed, mypy ignores pakman's annotations in code that imports it
+    assert "pakman/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
 def test_fresh_venv_install_and_check(wheel: Path, tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

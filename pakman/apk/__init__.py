@@ -5,7 +5,9 @@ module docstrings say which of their behaviours each part reproduces.
 Modules: `tarfmt` (pax tar), `gzipper` (parallel deflate, gzip members),
 `pkginfo` (metadata, .PKGINFO), `keys` and `sign` (RSA keys, signature
 member), `package` (writer, splits), `reader`, `index` (APKINDEX),
-`verify`, `version` (apk version order).
+`verify`, `version` (apk version order), `mirror` (a mirror's indexes: fetched,
+cached, signatures checked), `resolve` (apk's solver: a closure), `fetch`
+(the closure's packages, verified).
 """
 
 from __future__ import annotations

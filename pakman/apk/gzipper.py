@@ -8,12 +8,12 @@ only on the input, the engine and the level, never on the number of threads
 or on how the input was cut into `write` calls.
 
 Deflate runs in zlib-ng (python-zlib-ng), which releases the GIL. On
-source-like text and on a Python library tree, its level 5 is 8-10 times
-faster than `gzip -9` per core for output 1-2.5% larger; ISA-L (python-isal)
-is faster still but 8-16% larger on such text, so it was not chosen (see
-`benchmarks/bench_apk.py --compare-levels`). A block whose samples do not
-compress (random or already compressed data) is stored instead, which costs
-almost nothing; deflating it would gain nothing.
+source-like text and on a Python library tree, its level 5 is much faster
+than `gzip -9` per core for output a little larger; ISA-L (python-isal) is
+faster still but clearly larger on such text, so it was not chosen
+(`benchmarks/bench_apk.py --compare-levels` measures them). A block whose
+samples do not compress (random or already compressed data) is stored
+instead, which costs almost nothing; deflating it would gain nothing.
 The `zlib` engine (the standard library) exists for comparison.
 
 Reading uses the standard library's zlib, independent of the writer.

@@ -280,7 +280,7 @@ def index_bytes(text: str, key: SigningKey, mtime: int, description: str | None 
     data = text.encode()
     parts.append(member_bytes(TarMember("APKINDEX", REGULAR, 0o644, mtime, size=len(data)), data))
     parts.append(END_OF_ARCHIVE)
-    # gzip's default level: at 400 packages, level 9 took 2 ms more for 1% less.
+    # gzip's default level: level 9 took longer for hardly a smaller index.
     member = gzip_bytes(b"".join(parts), level=6)
     return signature_member(key, member, mtime) + member
 

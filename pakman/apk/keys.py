@@ -237,7 +237,7 @@ class SigningKey:
 
 @functools.lru_cache(maxsize=8)
 def _load_private(pem: bytes, secret: bytes | None) -> Any:
-    """Parse (and validate, which takes a quarter of a second for 4096 bits) a key once per process."""
+    """Parse (and validate, which is slow for large keys) a key once per process."""
     return serialization.load_pem_private_key(pem, password=secret)
 
 

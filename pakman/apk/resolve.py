@@ -186,7 +186,7 @@ class Universe:
     """The providers of every name in a set of repository indexes, in order of preference.
 
     Candidates are made only for the names a closure asks about; indexes
-    already read by name (pakman.steps.deps' offers) are used as they are.
+    already read by name (pakman.apk.mirror's offers) are used as they are.
     """
 
     def __init__(self, sources: Iterable[Source]) -> None:

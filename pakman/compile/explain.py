@@ -109,6 +109,9 @@ def _reasons(
     step: Step, manifest: Mapping[str, Any] | None, graph: StepGraph, journal: Mapping[str, str]
 ) -> list[str]:
     if manifest is None:
+        if changed_outputs(journal, step.id, step.key, step.outputs) == []:
+            # The journal says done and a build goes by it (docs/state.md): no reason.
+            return []
         return ["it has not run here yet (or its last run failed or was interrupted)"]
     if manifest.get("provisional") and manifest.get("key") == step.key:
         return ["its last run could not reach the mirror: it checks the dependencies again"]

@@ -1,4 +1,8 @@
-"""Model + pipeline -> a networkx DAG of steps, each with a content key.
+"""Model + pipeline -> the step graph: the steps in dependency order, each with a content key.
+
+A build orders the steps by stage (`StepGraph`) and never imports networkx;
+the networkx DiGraph of the same steps (`StepGraph.dag`) is built only when
+asked for (exports, `pakman graph --affected`).
 
 A step is one stage instantiated for one app (and architecture, or hook), or
 once per repository architecture. Its key is a hash of exactly what it
@@ -77,8 +81,8 @@ class Step:
         """A step known only by its id, key and outputs (from the snapshot's plan).
 
         A build makes one for every step of every app that did not change
-        (3,000 at 200 apps). Its fields are filled in directly, which is four
-        times faster than the frozen dataclass's `__init__`; the result is
+        (thousands at hundreds of apps). Its fields are filled in directly,
+        which is much faster than the frozen dataclass's `__init__`; the result is
         equal to `Step(step_id, stage, "", "", None, arch, None, outputs,
         FrozenDict(), key=key, complete=False)`.
         """
@@ -183,7 +187,7 @@ class StepGraph:
 
     @functools.cached_property
     def dag(self) -> nx.DiGraph[str]:
-        """The steps as a networkx DAG of step ids (edges point downstream)."""
+        """The steps as a networkx DiGraph of step ids (edges point downstream; no cycle)."""
         import networkx as nx  # only here: the no-op path does not pay for it
 
         dag: nx.DiGraph[str] = nx.DiGraph()
@@ -212,7 +216,7 @@ class StepGraph:
 
 
 @dataclass(frozen=True)
-class Shared:
+class BuildInputs:
     """What every step of one build is made with, besides its own app."""
 
     layout: Layout
@@ -232,7 +236,7 @@ class Shared:
 
 
 def compile_app(
-    app: AppBuild, pipeline: Pipeline, shared: Shared, source: SourceTree
+    app: AppBuild, pipeline: Pipeline, inputs: BuildInputs, source: SourceTree
 ) -> list[Step]:
     """One app's steps, with keys: they depend on nothing outside the app."""
     by_stage: dict[str, list[Step]] = {}
@@ -240,7 +244,7 @@ def compile_app(
     for stage in pipeline.stages:
         if stage.per == "repository" or not stage.applies_to(app.config):
             continue
-        if stage.build_on is not None and stage.build_on != shared.build_on:
+        if stage.build_on is not None and stage.build_on != inputs.build_on:
             continue
         arches: list[str | None] = list(app.config.architectures) if stage.per == "arch" else [None]
         items: list[str | None] = (
@@ -251,7 +255,7 @@ def compile_app(
         made = by_stage.setdefault(stage.name, [])
         for arch in arches:
             for item in items:
-                step = _make_step(stage, app, arch, item, shared)
+                step = _make_step(stage, app, arch, item, inputs)
                 if stage.reads.source:
                     step = _with_source(step, source)
                 upstream = [
@@ -272,7 +276,7 @@ def arches_of(architectures: Iterable[str]) -> list[str]:
 
 
 def compile_repository(
-    arches: Sequence[str], app_steps: Iterable[Step], pipeline: Pipeline, shared: Shared
+    arches: Sequence[str], app_steps: Iterable[Step], pipeline: Pipeline, inputs: BuildInputs
 ) -> list[Step]:
     """The shared steps, per repository architecture, over every app's steps."""
     by_stage: dict[str, list[Step]] = {}
@@ -283,11 +287,11 @@ def compile_repository(
     for stage in pipeline.stages:
         if stage.per != "repository":
             continue
-        if stage.build_on is not None and stage.build_on != shared.build_on:
+        if stage.build_on is not None and stage.build_on != inputs.build_on:
             continue
         made = shared_by_stage.setdefault(stage.name, [])
         for arch in arches:
-            step = _make_step(stage, None, arch, None, shared)
+            step = _make_step(stage, None, arch, None, inputs)
             upstream = [
                 u
                 for name in stage.after
@@ -360,40 +364,40 @@ def _make_step(
     app: AppBuild | None,
     arch: str | None,
     item: str | None,
-    shared: Shared,
+    inputs: BuildInputs,
 ) -> Step:
     namespace = app.name if app else REPOSITORY
     step_id = ":".join(p for p in (namespace, stage.name, arch, item) if p)
     reads: dict[str, Any] = declared_reads(stage, app, item) if app else {}
     if stage.reads.templates:
-        reads["templates"] = {t: shared.template_digest(t) for t in stage.reads.templates}
+        reads["templates"] = {t: inputs.template_digest(t) for t in stage.reads.templates}
     if stage.reads.key:
-        reads["key"] = shared.key_fingerprint
+        reads["key"] = inputs.key_fingerprint
     if stage.reads.epoch and app is not None:
         reads["epoch"] = app.identity.epoch
     if stage.reads.mirror:
-        reads["mirror"] = shared.mirror
-    if app is None and shared.partial:
+        reads["mirror"] = inputs.mirror
+    if app is None and inputs.partial:
         # The packages this build replaces in the repository; the others stay.
-        reads["only"] = sorted(shared.provided)
+        reads["only"] = sorted(inputs.provided)
     if stage.reads.base:
-        reads["base"] = list(shared.build_base)
+        reads["base"] = list(inputs.build_base)
     if stage.reads.git and app is not None and app.git is not None:
         reads["git"] = app.git.key()  # the commit and the tags: a commit reruns the build
-    if stage.reads.sandbox and shared.sandbox is not None:
+    if stage.reads.sandbox and inputs.sandbox is not None:
         # only on alpine: a build on the host keeps the keys it had
-        reads["sandbox"] = dict(shared.sandbox)
+        reads["sandbox"] = dict(inputs.sandbox)
     if stage.reads.local and app is not None:
         runtime = [d.name for d in app.config.dependencies.runtime]
-        reads["local"] = sorted(n for n in runtime if n in shared.provided)
+        reads["local"] = sorted(n for n in runtime if n in inputs.provided)
     if arch is not None:
         reads["arch"] = arch
     if item is not None:
         reads["item"] = item
-    work = shared.layout.work(app.name if app else None)
+    work = inputs.layout.work(app.name if app else None)
     outputs = tuple(
         p.format(
-            work=work, repo=shared.layout.repo, arch=arch or "", name=namespace, each=item or ""
+            work=work, repo=inputs.layout.repo, arch=arch or "", name=namespace, each=item or ""
         )
         for p in stage.produces
     )

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from pakman.alpine import DEFAULT_MIRROR
 from pakman.compile.graph import (
     AppBuild,
-    Shared,
+    BuildInputs,
     Step,
     arches_of,
     check_names,
@@ -221,7 +221,7 @@ def compile_steps(
     recompile: Sequence[int],
 ) -> Prepared:
     """Compile the steps of the apps at `recompile`, then the repository's over all apps."""
-    shared = Shared(
+    inputs = BuildInputs(
         layout,
         frozenset(name for r in prepared.records for name in r.package_names),
         prepared.key[2],
@@ -234,10 +234,10 @@ def compile_steps(
     for index in recompile:
         record = prepared.records[index]
         assert record.app is not None and record.source is not None
-        record.steps = compile_app(record.app, pipeline, shared, record.source)
+        record.steps = compile_app(record.app, pipeline, inputs, record.source)
     app_steps = [step for record in prepared.records for step in record.steps]
     arches = arches_of(a for r in prepared.records for a in r.architectures)
-    prepared.repository = compile_repository(arches, app_steps, pipeline, shared)
+    prepared.repository = compile_repository(arches, app_steps, pipeline, inputs)
     return prepared
 
 

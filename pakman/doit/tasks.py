@@ -1,6 +1,7 @@
 """The doit adapter: steps -> doit tasks, the task loader, and the run lock.
 
-This package is the only place that imports doit. `pakman build` and plain
+This module and pakman.doit.reporter are the only ones that import doit
+(tests/test_imports.py checks it). `pakman build` and plain
 `doit` (with a one-line dodo.py importing `pakman.dodo`) build the same task
 list on the same dependency database, `.pakman/doit.sqlite3`.
 

@@ -1,12 +1,12 @@
-"""Keeping Python's cyclic garbage collector off what a command loads.
+"""Pausing Python's cyclic garbage collector while a command loads, then freezing what it loaded.
 
 A build loads its plan, project and step graph once, and then runs steps.
 At 200 apps that is hundreds of thousands of objects that live until the
 command ends and make no garbage cycles. Left alone, the collector scans
-them again and again, both while they are made and while the steps run.
-That was about 80 ms of a one-file build at 200 apps, a sixth of it.
+them again and again, both while they are made and while the steps run,
+which is a large share of a one-file build's time.
 
-So a command runs with the collector paused (`command`). Once its project
+So a command runs with the collector paused (`collector_paused`). Once its project
 is loaded, `loaded` freezes what exists (`gc.freeze`: the collector no
 longer looks at it) and lets the collector run on what comes after, which
 is what the steps allocate. When the command ends, the frozen objects are
@@ -24,7 +24,7 @@ _enabled_before: list[bool] = []  # one per command running (commands may nest i
 
 
 @contextlib.contextmanager
-def command() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Run a command with the collector paused until `loaded`, and as it was after."""
     _enabled_before.append(gc.isenabled())
     gc.disable()

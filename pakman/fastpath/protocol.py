@@ -1,8 +1,8 @@
 """`pakman watch`: tell builds which apps changed, so that they look at only those.
 
 Without a watcher a build learns that nothing changed with an lstat of every
-folder and file its apps were prepared from: 42,000 at 200 apps of 200 files,
-about a tenth of a second. `pakman watch`, left running in the workspace,
+folder and file its apps were prepared from, which at hundreds of apps is most
+of a no-op build's time. `pakman watch`, left running in the workspace,
 holds an inotify watch on each of those folders. A build asks it, over the
 socket `.pakman/watch.sock`, which apps had any event since the build that
 wrote the plan, checks those apps with lstat exactly as before, and takes the
@@ -74,7 +74,7 @@ def ask(layout: Layout, plan: list[int] | None, since: Token | None) -> Answer |
     path = layout.state / SOCKET
     if not os.path.exists(path):
         return None
-    # The C module: `socket` takes 3 ms to import (its enums), a build with a
+    # The C module: `socket` is slow to import (its enums), a build with a
     # watcher pays it on every run, and a plain connection needs none of it.
     import _socket
     import json

@@ -1,8 +1,13 @@
 """Rendering the packaging files: the APKBUILD, the service files and the install scripts.
 
 One Jinja2 environment, one template per generated file in `pakman/render/templates/`
-(named after the file), one `render_*` function per file. Rendering does no
-I/O besides reading templates; `write_rendered` writes the result.
+(named after the file), one `render_*` function per file. The `render_*`
+functions do no I/O besides reading templates. The module's file I/O is in
+three functions at its end: `check_app_files` (the app's own files a
+generated package needs, e.g. a static site's nginx.conf), `write_rendered`
+(writes the results, each only when changed) and `prune_rendered` (removes
+the files an app no longer generates and rewrites the folder's list of what
+was rendered there).
 
 Every configuration value reaches a script through one of the escaping
 filters below, never through quotes written in a template:

@@ -122,7 +122,7 @@ def find_bwrap(bwrap: str = "bwrap") -> str:
 def check_bwrap(bwrap: str = "bwrap") -> str:
     """The path of a bwrap that can make namespaces here; SandboxUnavailable says why not.
 
-    Runs `true` in new namespaces (about 10 ms), once per process. `Sandbox.run`
+    Runs `true` in new namespaces (a process start), once per process. `Sandbox.run`
     does not need it first: it calls it only when bwrap fails before starting
     the command, to tell why.
     """

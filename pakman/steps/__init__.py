@@ -49,7 +49,7 @@ class RunContext:
     # --build-on: on "alpine" fetch-deps-build must resolve the closure (or fail)
     build_on: str = "alpine"
     # Names one build run, so that steps in one process share what they fetched
-    # (see pakman.steps.deps); never part of a step's key.
+    # (see pakman.apk.mirror.fetch_index); never part of a step's key.
     run_id: str = ""
 
     def signing_key(self) -> SigningKey:
@@ -71,7 +71,7 @@ class RunContext:
 
 
 # An action may return warnings to show the user (e.g. dependencies left unchecked).
-Action = Callable[[Step, RunContext], "list[str] | None"]
+Action = Callable[[Step, RunContext], "list[str] | ProvisionalResult | None"]
 
 
 def resolve_action(name: str) -> Action:
@@ -90,13 +90,17 @@ class Outcome:
     provisional: bool = False  # done for this build only: it runs again next time
 
 
-class Provisional(list[str]):
-    """What an action returns when its result rests on something outside its key.
+@dataclass(frozen=True)
+class ProvisionalResult:
+    """What an action returns, instead of its warnings, when its result rests on something
+    outside its key.
 
     fetch-deps when the mirror could not be reached: its lock serves this
     build, with these warnings, but it is not recorded as done (no manifest,
     no journal line, no store entry), so the next build checks again.
     """
+
+    warnings: list[str]
 
 
 def execute_step(step: Step, context: RunContext) -> Outcome:
@@ -104,7 +108,7 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
 
     Then record its manifest (key, what it read, outputs) and add it to the
     journal; a step that fails or is interrupted leaves neither, and so does
-    a provisional one (see `Provisional`).
+    a provisional one (see `ProvisionalResult`).
     """
     from pakman.workspace.store import Store
 
@@ -120,9 +124,10 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     restored = use_store and store.restore(step.key, outputs, repository)
     warnings: list[str] = []
     if not restored:
-        warnings = resolve_action(step.action)(step, context) or []
-        if isinstance(warnings, Provisional):
-            return Outcome(tuple(warnings), provisional=True)
+        result = resolve_action(step.action)(step, context)
+        if isinstance(result, ProvisionalResult):
+            return Outcome(tuple(result.warnings), provisional=True)
+        warnings = result or []
         if use_store:
             # A published folder is stored as what its link points to.
             store.save(step.key, [o.resolve() if repository.holds(o) else o for o in outputs])

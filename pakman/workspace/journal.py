@@ -154,8 +154,7 @@ def compact_journal(layout: Layout) -> None:
     """Rewrite the journal with one line per step once a fifth of it is superseded lines.
 
     It only grows otherwise (a line per run of a step). Rewriting it after
-    every build would cost more than reading the few lines a build adds
-    (at 200 apps, 15 ms a build).
+    every build would cost more than reading the few lines a build adds.
     """
     global _last
     done = read_journal(layout)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from deps_support import BUILD_BASE, Keys, MirrorServer, ProjectLoader, build_mirror
+from mirror_support import BUILD_BASE, Keys, MirrorServer, ProjectLoader, build_mirror
 from pakman.alpine import host_arch
 from pakman.apk import SigningKey, generate_key
 from pakman.compile.settings import Settings

@@ -1,5 +1,6 @@
 """fetch-deps against fixture indexes served on 127.0.0.1: found, missing with suggestions,
-provided by `so:`/`cmd:`, local, offline, mirror failures, the cache, signatures."""
+provided by `so:`/`cmd:`, local, offline, mirror failures as the step reports them, the
+build closure. The index cache and signatures themselves: tests/apk/test_mirror.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deps_support import (
+from mirror_support import (
     BRANCH,
     BUILD_BASE,
     EPOCH,
@@ -25,7 +26,6 @@ from deps_support import (
     custom_app,
     identity_of,
     index_path,
-    tamper_index,
     write_app,
 )
 from pakman.alpine import host_arch
@@ -384,106 +384,6 @@ def test_one_repository_failing_leaves_what_only_it_could_have_unresolved(
     assert "community" in warning
 
 
-def test_an_index_the_mirror_does_not_have_fails_the_step(
-    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
-) -> None:
-    write_app(tmp_path / "apps", "tool", custom_app(build=["bash"], runtime=[], stack="3.99"))
-    with pytest.raises(
-        StepFailed, match=r"v3\.99/main/x86_64/APKINDEX\.tar\.gz: not found \(HTTP 404\)"
-    ):
-        run(load(mirror.url), "tool:fetch-deps-build:x86_64")
-
-
-def test_a_mirror_that_is_not_a_url_is_invalid_input(tool: Path, load: ProjectLoader) -> None:
-    with pytest.raises(ConfigError, match=r"not a URL pakman can fetch"):
-        run(load("dl-cdn.alpinelinux.org/alpine"), "tool:fetch-deps-build:x86_64")
-
-
-# --- the cache -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("validator", ["etag", "last-modified"])
-def test_an_unchanged_index_is_revalidated_not_downloaded_again(
-    tool: Path, load: ProjectLoader, mirror: MirrorServer, validator: str
-) -> None:
-    mirror.etag = validator == "etag"
-    mirror.last_modified = validator == "last-modified"
-    first = load(mirror.url)
-    run(first, "tool:fetch-deps-build:x86_64")
-    downloaded = mirror.downloaded()
-    assert mirror.statuses() == [200, 200] and downloaded > 0
-    second = load(mirror.url)
-    run(second, "tool:fetch-deps-build:x86_64")
-    assert mirror.statuses() == [200, 200, 304, 304]
-    assert mirror.downloaded() == downloaded
-    header = "If-None-Match" if validator == "etag" else "If-Modified-Since"
-    assert all(header in r.headers for r in mirror.requests[2:])
-    assert lock_of(first, "tool:fetch-deps-build:x86_64") == lock_of(
-        second, "tool:fetch-deps-build:x86_64"
-    )
-
-
-def test_the_cache_keeps_each_content_once(
-    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
-) -> None:
-    root = copy_mirror(mirror_root, tmp_path / "mirror")
-    (root / "alt").symlink_to(".")  # a second URL serving the same bytes
-    server = serve(root)
-    run(load(server.url), "tool:fetch-deps-build:x86_64")
-    run(load(server.url + "/alt"), "tool:fetch-deps-build:x86_64")
-    assert [p.name for p in cache_files(tmp_path)] == sorted(
-        hashlib.sha256(index_path(root, r, "x86_64").read_bytes()).hexdigest() + ".tar.gz"
-        for r in ("main", "community")
-    )
-    assert len(cache_files(tmp_path, "url-*.json")) == 4
-    # a new main index replaces the old content once no URL has it any more
-    old_main = hashlib.sha256(index_path(root, "main", "x86_64").read_bytes()).hexdigest()
-    write_index(root / BRANCH / "main" / "x86_64", keys.mirror, builddate=1)
-    run(load(server.url), "tool:fetch-deps-build:x86_64")
-    assert (tmp_path / f".pakman/cache/apkindex/{old_main}.tar.gz").exists()  # alt still has it
-    run(load(server.url + "/alt"), "tool:fetch-deps-build:x86_64")
-    assert not (tmp_path / f".pakman/cache/apkindex/{old_main}.tar.gz").exists()
-    assert len(cache_files(tmp_path)) == 2
-
-
-def test_a_damaged_cached_index_is_fetched_again(
-    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
-) -> None:
-    run(load(mirror.url), "tool:fetch-deps-build:x86_64")
-    for path in cache_files(tmp_path):
-        path.write_bytes(path.read_bytes()[:100])
-    project = load(mirror.url)
-    assert run(project, "tool:fetch-deps-build:x86_64") == []
-    assert mirror.statuses() == [200, 200, 200, 200]  # no conditional request for a damaged copy
-    assert "If-None-Match" not in mirror.requests[2].headers
-    assert lock_of(project, "tool:fetch-deps-build:x86_64")["resolved"]["bash"]
-    for path in cache_files(tmp_path):
-        assert hashlib.sha256(path.read_bytes()).hexdigest() + ".tar.gz" == path.name
-
-
-def test_a_damaged_cache_is_not_used_when_the_mirror_fails(
-    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
-) -> None:
-    run(load(mirror.url), "tool:fetch-deps-build:x86_64")
-    for path in cache_files(tmp_path):
-        path.write_bytes(b"garbage")
-    mirror.mode = "error"
-    project = load(mirror.url)
-    (warning,) = run(project, "tool:fetch-deps-build:x86_64")
-    assert "not checked" in warning and "HTTP 500" in warning
-    assert cache_files(tmp_path) == []
-
-
-def test_what_is_not_an_index_fails_clearly(
-    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path
-) -> None:
-    root = copy_mirror(mirror_root, tmp_path / "mirror")
-    index_path(root, "main", "x86_64").write_text("<html>captive portal</html>")
-    with pytest.raises(StepFailed, match=r"main/x86_64/APKINDEX\.tar\.gz: what the mirror sent "):
-        run(load(serve(root).url), "tool:fetch-deps-build:x86_64")
-    assert cache_files(tmp_path) == []
-
-
 # --- signatures ------------------------------------------------------------------
 
 
@@ -495,45 +395,6 @@ def test_an_index_signed_by_a_trusted_key_is_used(
     lock = lock_of(project, "tool:fetch-deps-build:x86_64")
     assert lock["indexes"]["main"]["signed_by"] == keys.mirror.keyname
     assert lock["resolved"]["bash"]["package"] == "bash"
-
-
-def test_an_index_signed_by_another_key_fails_as_untrusted(
-    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
-) -> None:
-    root = copy_mirror(mirror_root, tmp_path / "mirror")
-    write_index(root / BRANCH / "main" / "x86_64", keys.other, builddate=1)
-    server = serve(root)
-    url = f"{server.url}/{BRANCH}/main/x86_64/APKINDEX.tar.gz"
-    with pytest.raises(StepFailed) as caught:
-        run(load(server.url, alpine_keys=str(keys.trusted_dir)), "tool:fetch-deps-build:x86_64")
-    assert str(caught.value) == (
-        f"{url}: untrusted: signed by {keys.other.keyname}, which is not one of the keys in "
-        f"{keys.trusted_dir} (--alpine-keys); is the mirror right, or is its key missing?"
-    )
-    # without --alpine-keys signatures are not checked
-    run(load(server.url), "tool:fetch-deps-build:x86_64")
-
-
-def test_a_tampered_index_fails_as_bad_even_from_the_cache(
-    tool: Path, load: ProjectLoader, serve: Serve, mirror_root: Path, tmp_path: Path, keys: Keys
-) -> None:
-    root = copy_mirror(mirror_root, tmp_path / "mirror")
-    tamper_index(index_path(root, "community", "x86_64"), keys.mirror)
-    server = serve(root)
-    run(load(server.url), "tool:fetch-deps-build:x86_64")  # cached, unchecked
-    server.mode = "error"
-    with pytest.raises(StepFailed, match=r"community/x86_64/APKINDEX\.tar\.gz: BAD signature by "):
-        run(load(server.url, alpine_keys=str(keys.trusted_dir)), "tool:fetch-deps-build:x86_64")
-
-
-def test_alpine_keys_must_be_a_folder_of_keys(
-    tool: Path, load: ProjectLoader, mirror: MirrorServer, tmp_path: Path
-) -> None:
-    with pytest.raises(ConfigError, match="not a folder"):
-        run(load(mirror.url, alpine_keys=str(tmp_path / "nope")), "tool:fetch-deps-build:x86_64")
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ConfigError, match=r"there are no \*\.pub keys in it"):
-        run(load(mirror.url, alpine_keys=str(tmp_path / "empty")), "tool:fetch-deps-build:x86_64")
 
 
 # --- incremental -------------------------------------------------------------------
@@ -741,7 +602,8 @@ def test_the_lock_names_the_provider_the_closure_chose(
 
 def test_a_runtime_name_is_met_as_apk_would_meet_it() -> None:
     from pakman.apk.index import IndexEntry
-    from pakman.steps.deps import Offer, choose
+    from pakman.apk.mirror import Offer
+    from pakman.steps.deps import choose
 
     def offer(name: str, version: str, provides: str = "", priority: int = 0) -> Offer:
         entry = IndexEntry("Q1", name, version, "x86_64", 1, 1, provider_priority=priority)
@@ -817,3 +679,21 @@ def test_a_lock_without_build_dependencies_says_why_it_has_no_closure(
     assert (lock["closure"], lock["offline"], lock["unresolved"]) == (None, "--offline", [])
     with pytest.raises(StepFailed, match="no closure to fetch"):
         fetch_closure(lock, tmp_cache(project), {})
+
+
+def test_only_the_base_set_unchecked_on_the_host_is_done_not_provisional(
+    tmp_path: Path, load: ProjectLoader, mirror: MirrorServer
+) -> None:
+    write_app(tmp_path / "apps", "tool", custom_app(build=["bash"], runtime=[]))
+    mirror.mode = "error"
+    project = load(mirror.url)
+    context = dataclasses.replace(project.context, use_store=False)
+    # a dependency left unchecked: provisional, checked again next time
+    assert execute_step(project.graph["tool:fetch-deps-build:x86_64"], context).provisional
+    write_app(tmp_path / "apps", "tool", custom_app(build=[], runtime=[]))
+    project = load(mirror.url)
+    context = dataclasses.replace(project.context, use_store=False)
+    outcome = execute_step(project.graph["tool:fetch-deps-build:x86_64"], context)
+    # only the base set, which a host build does not use: done, quietly
+    assert (outcome.provisional, outcome.warnings) == (False, ())
+    assert lock_of(project, "tool:fetch-deps-build:x86_64")["closure"] is None

@@ -1,7 +1,9 @@
-"""Helpers for the fetch-deps tests: a fixture Alpine mirror and a loopback HTTP server for it.
+"""A fixture Alpine mirror and a loopback HTTP server for it, plus app helpers for fetch-deps.
 
-A module of its own (not conftest.py) so that `import deps_support` is
-unambiguous; the fixtures live in tests/steps/conftest.py.
+Used by tests/apk/test_mirror.py (pakman.apk.mirror) and the step tests
+(tests/steps/, whose fixtures live in tests/steps/conftest.py). A module of its
+own in tests/ (not a conftest.py) so that `import mirror_support` works from
+every test folder.
 """
 
 from __future__ import annotations

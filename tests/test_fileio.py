@@ -1,4 +1,4 @@
-"""fsutil.remove_tree: rm -rf for build roots (read-only folders, links that lead anywhere)."""
+"""fileio.remove_tree: rm -rf for build roots (read-only folders, links that lead anywhere)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from build_support import KeyPair, build, make_key, make_workspace
-from pakman.fastpath import gcpause as memory
+from pakman.fastpath import gcpause
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +23,11 @@ def collector_restored() -> Iterator[None]:
 
 def test_a_command_pauses_the_collector_until_loaded() -> None:
     gc.enable()
-    with memory.command():
+    with gcpause.collector_paused():
         assert not gc.isenabled()
         before = gc.get_freeze_count()
         kept = [object() for _ in range(1000)]
-        memory.loaded()
+        gcpause.loaded()
         assert gc.isenabled()
         assert gc.get_freeze_count() >= before + len(kept)
     assert gc.isenabled()
@@ -36,15 +36,15 @@ def test_a_command_pauses_the_collector_until_loaded() -> None:
 
 def test_a_command_leaves_a_disabled_collector_disabled() -> None:
     gc.disable()
-    with memory.command():
-        memory.loaded()
+    with gcpause.collector_paused():
+        gcpause.loaded()
         assert not gc.isenabled()
     assert not gc.isenabled()
 
 
 def test_an_error_while_loading_still_restores_the_collector() -> None:
     gc.enable()
-    with pytest.raises(RuntimeError), memory.command():
+    with pytest.raises(RuntimeError), gcpause.collector_paused():
         raise RuntimeError("loading failed")
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
@@ -52,7 +52,7 @@ def test_an_error_while_loading_still_restores_the_collector() -> None:
 
 def test_loading_freezes_what_it_made() -> None:
     gc.enable()
-    with memory.loading():
+    with gcpause.loading():
         assert not gc.isenabled()
         kept = [object() for _ in range(1000)]
     assert gc.isenabled()
