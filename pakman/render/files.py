@@ -128,14 +128,6 @@ GENERATED_FILES: tuple[GeneratedFile, ...] = (
         identity=("name",),
     ),
     GeneratedFile(
-        "motd",
-        0o644,
-        "write the login message",
-        "etc/motd.d/{name}",
-        ("services", "commands"),
-        identity=("name",),
-    ),
-    GeneratedFile(
         "pre-install",
         0o755,
         "write the pre-install script (user and group, then the pre-install hook)",
