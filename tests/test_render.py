@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import shlex
 import subprocess
@@ -34,6 +35,7 @@ from pakman.render.engine import (
     RenderError,
     check_app_files,
     execline,
+    file_reads,
     render_all,
     render_hook,
     render_kind,
@@ -464,3 +466,14 @@ def test_hook_stage_reads_its_hook() -> None:
     assert declared_reads(stage, AppBuild(app, identity), "pre-upgrade") == declared_reads(
         stage, AppBuild(changed, identity), "pre-upgrade"
     )
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_pakman_render_gives_each_file_the_slice_its_build_step_is_keyed_on(name: str) -> None:
+    """`pakman render` (render_all) and a build's render step render from the same slice."""
+    app, identity = example(name)
+    for generated in GENERATED_FILES:
+        stage = load_pipeline().stage(f"render-{generated.kind.lower()}")
+        keyed = declared_reads(stage, AppBuild(app, identity))
+        given = file_reads(generated, app, identity)
+        assert json.loads(json.dumps(given)) == json.loads(json.dumps(keyed))
