@@ -7,6 +7,7 @@ import pytest
 from pakman.compile.pipeline import load_pipeline, pipelines_dir
 from pakman.config.model import AppType
 from pakman.errors import ConfigError
+from pakman.render.files import GENERATED_FILES
 
 
 def test_default_pipeline() -> None:
@@ -135,3 +136,44 @@ def test_after_a_prefix_naming_no_earlier_stage_is_an_error(tmp_path: Path) -> N
     with pytest.raises(ConfigError) as exc:
         load_pipeline(path)
     assert [(d.line, d.column, d.path) for d in exc.value.errors] == [(2, 61, "stages[0].after[0]")]
+
+
+def test_a_generated_files_stage_is_one_stage_per_declared_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: write, per: app, generated-files: true, action: m:f}
+  - {name: package, per: arch, produces: [p], action: m:g, after: [write-*]}
+""",
+    )
+    pipeline = load_pipeline(path)
+    expected = [f"write-{f.kind.lower()}" for f in GENERATED_FILES]
+    assert [s.name for s in pipeline.stages] == [*expected, "package"]
+    assert pipeline.stage("package").after == tuple(expected)
+    for generated, stage in zip(GENERATED_FILES, pipeline.stages, strict=False):
+        assert stage.action == "m:f"
+        assert stage.description == generated.description
+        assert stage.reads.config == generated.config
+        assert stage.reads.identity == generated.identity
+        assert stage.reads.templates == (generated.template,)
+        assert stage.applies_to(AppType.STATIC) is not generated.runs
+
+
+def test_a_generated_files_stage_takes_what_the_declarations_say(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """stages:
+  - {name: write, per: arch, generated-files: true, produces: [x], action: m:f}
+  - {name: package, per: arch, action: m:g}
+""",
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_pipeline(path)
+    assert [(d.path, d.message) for d in exc.value.errors] == [
+        ("stages[0].per", "a `generated-files` stage is `per: app`"),
+        (
+            "stages[0].produces",
+            "`produces` of a `generated-files` stage comes from render/files.py",
+        ),
+        ("stages[1].produces", "required key is missing"),
+    ]

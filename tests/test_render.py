@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import re
 import shlex
 import subprocess
@@ -31,13 +33,12 @@ from pakman.config.prepare import check_app_files
 from pakman.errors import ConfigError
 from pakman.render.engine import (
     FILTERS,
-    RENDERED_FILES,
     RenderError,
     execline,
+    file_reads,
     render_all,
-    render_apkbuild,
     render_hook,
-    render_pre_install,
+    render_kind,
     sh,
     sh_glob,
     sh_words,
@@ -46,6 +47,9 @@ from pakman.render.files import GENERATED_FILES, TEMPLATES, template_digest
 from pakman.steps.staging import stage_service_files
 from render_helpers import EXAMPLE_NAMES, example, need
 from support import GOLDEN, updating_goldens
+
+render_apkbuild = functools.partial(render_kind, "APKBUILD")
+render_pre_install = functools.partial(render_kind, "pre-install")
 
 # --------------------------------------------------------------------------
 # Goldens
@@ -72,8 +76,8 @@ def test_goldens(
 
 def test_every_template_is_used_and_named_after_its_file() -> None:
     templates = {p.name for p in TEMPLATES.iterdir()}
-    assert templates == {k.template for k in RENDERED_FILES} | {"hook"}
-    assert all(k.kind == k.template for k in RENDERED_FILES)
+    assert templates == {k.template for k in GENERATED_FILES} | {"hook"}
+    assert all(k.kind == k.template for k in GENERATED_FILES)
 
 
 @pytest.mark.parametrize("name", ["pyweb", "heartbeat"])
@@ -414,14 +418,14 @@ def _variants(app: AppConfig, identity: Identity) -> list[tuple[AppConfig, Ident
 
 RENDER_STAGES = {
     "APKBUILD": "render-apkbuild",
-    **{k.kind: f"render-{k.kind}" for k in RENDERED_FILES if k.kind != "APKBUILD"},
+    **{k.kind: f"render-{k.kind}" for k in GENERATED_FILES if k.kind != "APKBUILD"},
 }
 
 
-@pytest.mark.parametrize("kind", [k.kind for k in RENDERED_FILES])
+@pytest.mark.parametrize("kind", [k.kind for k in GENERATED_FILES])
 def test_a_file_changes_only_when_what_its_stage_reads_changes(kind: str) -> None:
     """If a change alters a file's text, the slice its pipeline stage declares must alter too."""
-    spec = next(k for k in RENDERED_FILES if k.kind == kind)
+    spec = next(k for k in GENERATED_FILES if k.kind == kind)
     stage = load_pipeline().stage(RENDER_STAGES[kind])
     assert stage.reads.templates == (spec.template,)
     app, identity = example("pyweb")
@@ -430,7 +434,7 @@ def test_a_file_changes_only_when_what_its_stage_reads_changes(kind: str) -> Non
         identity = dataclasses.replace(identity, release=0)
 
     def rendered(a: AppConfig, i: Identity) -> str:
-        return spec.render(a, dataclasses.replace(i, release=0) if kind == "APKBUILD" else i)
+        return render_kind(kind, a, dataclasses.replace(i, release=0) if kind == "APKBUILD" else i)
 
     before = rendered(app, identity)
     before_slice = declared_reads(stage, AppBuild(app, identity))
@@ -462,3 +466,14 @@ def test_hook_stage_reads_its_hook() -> None:
     assert declared_reads(stage, AppBuild(app, identity), "pre-upgrade") == declared_reads(
         stage, AppBuild(changed, identity), "pre-upgrade"
     )
+
+
+@pytest.mark.parametrize("name", EXAMPLE_NAMES)
+def test_pakman_render_gives_each_file_the_slice_its_build_step_is_keyed_on(name: str) -> None:
+    """`pakman render` (render_all) and a build's render step render from the same slice."""
+    app, identity = example(name)
+    for generated in GENERATED_FILES:
+        stage = load_pipeline().stage(f"render-{generated.kind.lower()}")
+        keyed = declared_reads(stage, AppBuild(app, identity))
+        given = file_reads(generated, app, identity)
+        assert json.loads(json.dumps(given)) == json.loads(json.dumps(keyed))

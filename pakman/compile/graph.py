@@ -27,6 +27,7 @@ from pakman.alpine import NOARCH, host_arch
 from pakman.compile.pipeline import Pipeline, Stage
 from pakman.config.gitmeta import GitMetadata
 from pakman.config.model import AppConfig, AppType, FrozenDict, Identity, freeze
+from pakman.config.reads import config_data, config_slice
 from pakman.errors import ConfigError
 from pakman.workspace.fingerprint import SourceTree
 from pakman.workspace.layout import REPOSITORY, Layout
@@ -114,56 +115,6 @@ _SUMMARY: dict[str, Any] = {
     "source": None,
     "complete": False,
 }
-
-
-def config_data(app: AppConfig) -> dict[str, Any]:
-    """The model as plain data under instellar.yml's own key names."""
-    run = app.run
-    return {
-        "stack": app.stack,
-        "type": app.type.value,
-        "dependencies": {
-            "build": [str(d) for d in app.dependencies.build],
-            "runtime": [str(d) for d in app.dependencies.runtime],
-            "trace": app.dependencies.trace,
-        },
-        "build": {
-            "command": app.build.command,
-            "destinations": list(app.build.destinations),
-            "strip_binary": app.build.strip_binary,
-        },
-        "run": None
-        if run is None
-        else {
-            "name": run.name,
-            "services": [
-                {"name": s.name, "binary": s.binary, "path": s.path, "start": {"call": s.start}}
-                for s in run.services
-            ],
-            "commands": [
-                {"name": c.name, "binary": c.binary, "path": c.path, "call": c.call}
-                for c in run.commands
-            ],
-        },
-        "hook": dict(app.hooks),
-        # Derived, not a key of the file: which files run the app (services,
-        # commands only, nothing), which the APKBUILD and init script follow.
-        "service-files": list(app.service_files),
-        "architectures": list(app.architectures),
-        "source": app.source,
-        "package": app.package,
-    }
-
-
-def config_slice(data: Mapping[str, Any], key: str, each: str | None) -> Any:
-    """The value of a dotted key (`build.command`, `hook.{each}`, `hook:names`)."""
-    if key.endswith(":names"):
-        names = config_slice(data, key[: -len(":names")], each)
-        return sorted(names) if isinstance(names, Mapping) else []
-    value: Any = data
-    for part in key.format(each=each).split("."):
-        value = value.get(part) if isinstance(value, Mapping) else None
-    return value
 
 
 class StepGraph:

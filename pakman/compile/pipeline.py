@@ -1,12 +1,15 @@
 """Pipeline definitions: the stages that pipelines/*.yml declare, as data.
 
 A pipeline is read once and checked with the same shape language as
-instellar.yml (errors carry file, line and column). The graph compiler
-instantiates its stages per app and architecture.
+instellar.yml (errors carry file, line and column). A stage marked
+`generated-files: true` stands for one render stage per generated file that
+render/files.py declares (`<name>-<kind>`, reading what the declaration
+says). The graph compiler instantiates the stages per app and architecture.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +21,8 @@ from pakman.config.model import AppConfig, AppType
 from pakman.config.rules import Rule
 from pakman.config.shape import Checker, Field, Fields, Flag, Items, Text
 from pakman.errors import ConfigError, Diagnostic
-from pakman.render.files import SERVICE_FILES
+from pakman.render import files
+from pakman.render.files import SERVICE_FILES, GeneratedFile
 
 Per = Literal["app", "arch", "repository"]
 IDENTITY_FIELDS = ("organization", "name", "version", "release", "url")
@@ -41,6 +45,8 @@ STAGE = Fields(
         "build-on": Field(Text(enum=("alpine", "host"))),
         "types": Field(Items(Text(enum=tuple(t.value for t in AppType)), unique=True)),
         "service-file": Field(Text(enum=SERVICE_FILES)),
+        # One stage per generated file (render/files.py), which says what each reads and writes.
+        "generated-files": Field(Flag()),
         "after": Field(Items(Text(rule=_AFTER), unique=True)),
         "reads": Field(
             Fields(
@@ -59,7 +65,7 @@ STAGE = Fields(
                 }
             )
         ),
-        "produces": Field(Items(Text(rule=rules.ONE_LINE), min_items=1), required=True),
+        "produces": Field(Items(Text(rule=rules.ONE_LINE), min_items=1)),
         "action": Field(Text(rule=_ACTION), required=True),
     },
     unknown="error",
@@ -144,8 +150,34 @@ def load_pipeline(name: str = "default") -> Pipeline:
         raise ConfigError(errors)
     stages: list[Stage] = []
     for raw in document.data["stages"]:
-        stages.append(_stage(raw, _expand_after(raw.get("after") or (), stages)))
+        stage = _stage(raw, _expand_after(raw.get("after") or (), stages))
+        if raw.get("generated-files"):
+            stages.extend(_generated_stage(stage, f) for f in files.GENERATED_FILES)
+        else:
+            stages.append(stage)
     return Pipeline(path.stem, tuple(stages))
+
+
+def _generated_stage(family: Stage, generated: GeneratedFile) -> Stage:
+    """The render stage of one generated file, as its declaration says."""
+    return dataclasses.replace(
+        family,
+        name=_generated_name(family.name, generated),
+        description=generated.description,
+        produces=(f"{{work}}/render/{generated.file_name}",),
+        # A file that runs the app: only default-type apps that get it.
+        types=frozenset({AppType.DEFAULT}) if generated.runs else family.types,
+        service_file=generated.kind if generated.runs else None,
+        reads=Reads(
+            config=generated.config,
+            identity=generated.identity,
+            templates=(generated.template,),
+        ),
+    )
+
+
+def _generated_name(family: str, generated: GeneratedFile) -> str:
+    return f"{family}-{generated.kind.lower()}"
 
 
 def _expand_after(after: Sequence[str], earlier: Sequence[Stage]) -> tuple[str, ...]:
@@ -165,6 +197,7 @@ def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
         name = str(raw["name"])
         if name in seen:
             ctx.error(("stages", i, "name"), f"stage `{name}` is defined twice")
+        _check_family(raw, i, ctx)
         for j, upstream in enumerate(raw.get("after") or ()):
             if upstream.endswith("*"):
                 if not any(s.startswith(upstream[:-1]) for s in seen):
@@ -180,6 +213,27 @@ def _check_references(stages: list[dict[str, Any]], ctx: Checker) -> None:
                     + _cycle_through(stages, name, upstream),
                 )
         seen[name] = i
+        if raw.get("generated-files"):
+            seen.update((_generated_name(name, f), i) for f in files.GENERATED_FILES)
+
+
+# What render/files.py declares for each file of a `generated-files` stage.
+_DECLARED = ("each", "types", "service-file", "reads", "produces")
+
+
+def _check_family(raw: dict[str, Any], i: int, ctx: Checker) -> None:
+    if not raw.get("generated-files"):
+        if "produces" not in raw:
+            ctx.error(("stages", i, "produces"), "required key is missing")
+        return
+    if raw.get("per") != "app":
+        ctx.error(("stages", i, "per"), "a `generated-files` stage is `per: app`")
+    for key in _DECLARED:
+        if key in raw:
+            ctx.error(
+                ("stages", i, key),
+                f"`{key}` of a `generated-files` stage comes from render/files.py",
+            )
 
 
 def _cycle_through(stages: list[dict[str, Any]], name: str, upstream: str) -> str:
@@ -204,7 +258,7 @@ def _stage(raw: dict[str, Any], after: tuple[str, ...]) -> Stage:
     return Stage(
         name=str(raw["name"]),
         per=raw["per"],
-        produces=tuple(raw["produces"]),
+        produces=tuple(raw.get("produces") or ()),
         action=str(raw["action"]),
         description=str(raw.get("description") or ""),
         each=raw.get("each"),

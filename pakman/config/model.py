@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pakman.errors import Diagnostic, KeyPath, Severity, format_path
-from pakman.render.files import COMMAND_FILES, SERVICE_FILES
+from pakman.render import files as generated
 
 HOOK_NAMES = (
     "pre-install",
@@ -211,8 +211,8 @@ class AppConfig:
     def service_files(self) -> tuple[str, ...]:
         """The kinds of generated file that run the app (`SERVICE_FILES`, `COMMAND_FILES` or none)."""
         if self.services:
-            return SERVICE_FILES
-        return COMMAND_FILES if self.commands else ()
+            return generated.SERVICE_FILES
+        return generated.COMMAND_FILES if self.commands else ()
 
     @property
     def root(self) -> Path:

@@ -1,13 +1,12 @@
 """Rendering the packaging files: the APKBUILD, the service files and the install scripts.
 
 One Jinja2 environment, one template per generated file in `pakman/render/templates/`
-(named after the file), one `render_*` function per file. The `render_*`
-functions do no I/O besides reading templates. The module's file I/O is in
-three functions at its end: `check_app_files` (the app's own files a
-generated package needs, e.g. a static site's nginx.conf), `write_rendered`
-(writes the results, each only when changed) and `prune_rendered` (removes
-the files an app no longer generates and rewrites the folder's list of what
-was rendered there).
+(named after the file), and one generic renderer (`render_generated`): a file
+declared in render/files.py is rendered from exactly the slice of
+configuration it declares, which is what its render step's key is made of.
+Rendering does no I/O besides reading templates; `write_rendered` writes the
+results (each only when changed) and `prune_rendered` removes the files an app
+no longer generates.
 
 Every configuration value reaches a script through one of the escaping
 filters below, never through quotes written in a template:
@@ -41,18 +40,12 @@ from typing import Any
 import jinja2
 
 from pakman.alpine import app_home
-from pakman.config.model import (
-    HOOK_NAMES,
-    AppConfig,
-    AppType,
-    Command,
-    Identity,
-    Service,
-    runtime_dependencies,
-)
+from pakman.config.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
+from pakman.config.reads import config_data, config_slice
 from pakman.errors import ConfigError, PakmanError
 from pakman.fileio import read_regular, write_if_changed
-from pakman.render.files import GENERATED_FILES, INSTALLED_FILES, TEMPLATES
+from pakman.render import files as declarations
+from pakman.render.files import TEMPLATES, GeneratedFile
 
 
 class RenderError(ConfigError):
@@ -162,194 +155,236 @@ def _render(template: str, **context: Any) -> str:
 
 
 # --------------------------------------------------------------------------
-# What the files say
+# What the files say, from the slice of configuration each reads
+#
+# A file's slice is `{"config": {key: value}, "identity": {field: value}}`
+# with the keys and fields its declaration in render/files.py names (keys as
+# a stage's `reads: config:` names them: `run.services`, `hook:names`, ...),
+# as plain data: a render step's key is made of exactly this, and its action
+# gets nothing else.
+
+Slice = Mapping[str, Any]
 
 
-def home(identity: Identity) -> str:
+def _home(name: str) -> str:
     """The app's folder on the installed system: `/var/lib/<name>`."""
-    return app_home(identity.name)
+    return app_home(name)
 
 
-def argv(item: Service | Command, identity: Identity) -> list[str]:
+def _argv(item: Mapping[str, Any], call: str, name: str) -> list[str]:
     """The program and arguments a service or command runs: `<path>/<binary> <call...>`."""
-    call = item.start if isinstance(item, Service) else item.call
-    if item.path is None:
-        folder = f"{home(identity)}/bin"
-    elif item.path.startswith("/"):
-        folder = item.path
+    path = item.get("path")
+    if path is None:
+        folder = f"{_home(name)}/bin"
+    elif path.startswith("/"):
+        folder = path
     else:  # the original's scripts ran it from the app's folder
-        folder = f"{home(identity)}/{item.path}"
+        folder = f"{_home(name)}/{path}"
     try:
         arguments = shlex.split(call)
     except ValueError as exc:
         raise RenderError(f"{call!r} cannot be split into arguments: {exc}") from None
-    return [f"{folder.rstrip('/')}/{item.binary}", *arguments]
+    return [f"{folder.rstrip('/')}/{item['binary']}", *arguments]
 
 
-def options(app: AppConfig) -> list[str]:
+def home(identity: Identity) -> str:
+    """The app's folder on the installed system: `/var/lib/<name>`."""
+    return _home(identity.name)
+
+
+def argv(item: Service | Command, identity: Identity) -> list[str]:
+    """The program and arguments a service or command of the model runs."""
+    call = item.start if isinstance(item, Service) else item.call
+    return _argv({"binary": item.binary, "path": item.path}, call, identity.name)
+
+
+def _dependency_name(text: str) -> str:
+    """`nginx` of `nginx>=1.24` or `!nginx` (the model's Dependency.name)."""
+    return re.split(r"[<>=~]", text.removeprefix("!"), maxsplit=1)[0]
+
+
+def _options(config: Slice) -> list[str]:
     """abuild's options: `!check`, `!tracedeps` unless traced, `!strip` when not stripped."""
     chosen = ["!check"]
-    if not app.dependencies.trace:
+    if not config["dependencies"]["trace"]:
         chosen.append("!tracedeps")
-    if not app.build.strip_binary:
+    if not config["build"]["strip_binary"]:
         chosen.append("!strip")
     return chosen
 
 
-def service_files(app: AppConfig) -> tuple[str, ...]:
-    """The kinds of file generated to run the app (see `AppConfig.service_files`)."""
-    return app.service_files
+def _depends(config: Slice) -> list[str]:
+    """`depends`: the runtime list, plus nginx for a static site (`runtime_dependencies`)."""
+    runtime = list(config["dependencies"]["runtime"])
+    if config["type"] == AppType.STATIC.value and not any(
+        _dependency_name(d) == "nginx" for d in runtime
+    ):
+        runtime.append("nginx")
+    return runtime
 
 
-def openrc_subpackage(app: AppConfig) -> bool:
-    """Whether the APKBUILD declares `<name>-openrc`: when an init script is installed.
-
-    A custom app's own package() may install one, as with the original.
-    """
-    return app.type is AppType.CUSTOM or "initd" in app.service_files
+def _hook_scripts(names: Iterable[str]) -> list[str]:
+    """The hooks that become install scripts of their own (pre-install is merged)."""
+    unknown = sorted(set(names) - set(HOOK_NAMES))
+    if unknown:
+        raise RenderError(f"unknown hook {unknown[0]!r}; hooks are {', '.join(HOOK_NAMES)}")
+    return [h for h in HOOK_NAMES if h in names and h != "pre-install"]
 
 
 def hook_scripts(app: AppConfig) -> list[str]:
-    """The hooks that become install scripts of their own (pre-install is merged)."""
-    unknown = sorted(set(app.hooks) - set(HOOK_NAMES))
-    if unknown:
-        raise RenderError(f"unknown hook {unknown[0]!r}; hooks are {', '.join(HOOK_NAMES)}")
-    return [h for h in HOOK_NAMES if h in app.hooks and h != "pre-install"]
+    """The hooks of an app that become install scripts of their own."""
+    return _hook_scripts(app.hooks)
 
 
-# --------------------------------------------------------------------------
-# One function per generated file
-
-
-def render_apkbuild(app: AppConfig, identity: Identity) -> str:
-    """The APKBUILD that abuild builds."""
-    default_package = app.package is None
-    return _render(
-        "APKBUILD",
-        identity=identity,
-        architectures=" ".join(app.architectures),
-        options=" ".join(options(app)),
-        depends=" ".join(runtime_dependencies(app)),
-        makedepends=" ".join(str(d) for d in app.dependencies.build),
-        openrc=openrc_subpackage(app),
-        hooks=hook_scripts(app),
-        service_files=service_files(app),
+def _apkbuild(config: Slice, identity: Slice) -> dict[str, Any]:
+    """The APKBUILD that abuild builds (a build's render step leaves the release to packaging)."""
+    files = tuple(config["service-files"])
+    app_type = config["type"]
+    return dict(
+        identity={"release": 0, **identity},
+        architectures=" ".join(config["architectures"]),
+        options=" ".join(_options(config)),
+        depends=" ".join(_depends(config)),
+        makedepends=" ".join(config["dependencies"]["build"]),
+        # `<name>-openrc` when an init script is installed; a custom app's own
+        # package() may install one, as with the original.
+        openrc=app_type == AppType.CUSTOM.value or "initd" in files,
+        hooks=_hook_scripts(config["hook:names"]),
+        service_files=files,
         installs=[
             (kind, f"{mode:o}", target.format(name="$pkgname"))
-            for kind, target, mode in INSTALLED_FILES
-            if kind in service_files(app)
+            for kind, target, mode in declarations.INSTALLED_FILES
+            if kind in files
         ],
-        source=app.source or "",
-        default_package=default_package,
-        static=app.type is AppType.STATIC,
-        build_command=app.build.command,
-        destinations=app.build.destinations,
-        package=app.package or "",
+        source=config["source"] or "",
+        default_package=config["package"] is None,
+        static=app_type == AppType.STATIC.value,
+        build_command=config["build"]["command"],
+        destinations=config["build"]["destinations"],
+        package=config["package"] or "",
     )
 
 
-def render_initd(app: AppConfig, identity: Identity) -> str:
+def _initd(config: Slice, identity: Slice) -> dict[str, Any]:
     """The OpenRC init script: s6 supervision, and one function per command."""
-    commands = app.commands
-    return _render(
-        "initd",
+    name, commands = identity["name"], config["run.commands"] or ()
+    return dict(
         identity=identity,
-        supervised=bool(app.services),
-        description=f"{identity.name} service",
-        extra_commands=" ".join(function_name(c.name) for c in commands),
-        commands=[{"name": c.name, "argv": argv(c, identity)} for c in commands],
-        home=home(identity),
-        env_exec=f"{home(identity)}/bin/env-exec",
-        service_dir=f"{home(identity)}/service",
+        supervised="run" in config["service-files"],
+        description=f"{name} service",
+        extra_commands=" ".join(function_name(c["name"]) for c in commands),
+        commands=[{"name": c["name"], "argv": _argv(c, c["call"], name)} for c in commands],
+        home=_home(name),
+        env_exec=f"{_home(name)}/bin/env-exec",
+        service_dir=f"{_home(name)}/service",
     )
 
 
-def render_run(app: AppConfig, identity: Identity) -> str:
+def _run(config: Slice, identity: Slice) -> dict[str, Any]:
     """The s6 run script: starts the service that SERVICE_MODE names, else the first."""
-    services = [{"name": s.name, "argv": argv(s, identity)} for s in app.services]
+    name = identity["name"]
+    services = [
+        {"name": s["name"], "argv": _argv(s, s["start"]["call"], name)}
+        for s in config["run.services"] or ()
+    ]
     if not services:
         raise ValueError("an app without services has no run script (see AppConfig.service_files)")
-    return _render(
-        "run",
+    return dict(
         identity=identity,
-        environment=f"{home(identity)}/bin/environment",
-        home=home(identity),
+        environment=f"{_home(name)}/bin/environment",
+        home=_home(name),
         services=services,
         default_service=services[0],
     )
 
 
-def render_finish(app: AppConfig, identity: Identity) -> str:
-    """The s6 finish script: stop restarting after repeated failures."""
-    return _render("finish")
-
-
-def render_log(app: AppConfig, identity: Identity) -> str:
+def _log(config: Slice, identity: Slice) -> dict[str, Any]:
     """The s6 log/run script: timestamped, rotated logs in /var/log/<name>."""
-    return _render("log", log_dir=f"/var/log/{identity.name}")
+    return dict(log_dir=f"/var/log/{identity['name']}")
 
 
-def render_environment(app: AppConfig, identity: Identity) -> str:
-    """The environment loader sourced before the app runs."""
-    return _render("environment")
-
-
-def render_env_exec(app: AppConfig, identity: Identity) -> str:
+def _env_exec(config: Slice, identity: Slice) -> dict[str, Any]:
     """env-exec: runs a command line with the app's environment."""
-    return _render("env-exec", environment=f"{home(identity)}/bin/environment", home=home(identity))
+    home = _home(identity["name"])
+    return dict(environment=f"{home}/bin/environment", home=home)
 
 
-def render_profile(app: AppConfig, identity: Identity) -> str:
+def _profile(config: Slice, identity: Slice) -> dict[str, Any]:
     """The /etc/profile.d script that puts the app's bin folder on PATH."""
-    return _render("profile", bin_dir=f"{home(identity)}/bin")
+    return dict(bin_dir=f"{_home(identity['name'])}/bin")
 
 
-def render_pre_install(app: AppConfig, identity: Identity) -> str:
+def _pre_install(config: Slice, identity: Slice) -> dict[str, Any]:
     """The pre-install script: user and group, then the user's own pre-install hook."""
-    return _render(
-        "pre-install", identity=identity, home=home(identity), hook=app.hooks.get("pre-install")
-    )
+    return dict(identity=identity, home=_home(identity["name"]), hook=config["hook.pre-install"])
 
 
-def render_hook(app: AppConfig, identity: Identity, hook: str) -> str:
-    """One install script from `hook.<name>`."""
-    return _render("hook", hook=app.hooks[hook])
+# The files whose templates want more than their slice as is: values derived
+# from it (paths, argument lists, abuild's options). A file without an entry
+# here renders from `config`, `identity` and (when it reads the name) `home`.
+Context = Callable[[Slice, Slice], dict[str, Any]]
+CONTEXTS: dict[str, Context] = {
+    "APKBUILD": _apkbuild,
+    "initd": _initd,
+    "run": _run,
+    "log": _log,
+    "env-exec": _env_exec,
+    "profile": _profile,
+    "pre-install": _pre_install,
+}
+HOOK_FILE_MODE = 0o755
+
+
+def render_generated(generated: GeneratedFile, reads: Slice) -> str:
+    """The text of a generated file from exactly the slice it declares (`reads`)."""
+    config: Slice = reads.get("config", {})
+    identity: Slice = reads.get("identity", {})
+    context = CONTEXTS.get(generated.kind)
+    if context is not None:
+        return _render(generated.template, **context(config, identity))
+    extra = {"home": _home(identity["name"])} if "name" in identity else {}
+    return _render(generated.template, config=config, identity=identity, **extra)
+
+
+def render_hook_script(body: str) -> str:
+    """One install script, of the hook's own shell."""
+    return _render("hook", hook=body)
+
+
+def declared(kind: str) -> GeneratedFile:
+    """The declaration of a kind of generated file (render/files.py)."""
+    return next(f for f in declarations.GENERATED_FILES if f.kind == kind)
 
 
 # --------------------------------------------------------------------------
 # Every file of an app
 
 
-@dataclass(frozen=True)
-class FileKind:
-    """One kind of generated file: its template, renderer and mode.
-
-    What each file reads is declared once, by its render stage in
-    pipelines/default.yml; tests check that declaration against the renderer.
-    """
-
-    kind: str
-    template: str
-    render: Callable[[AppConfig, Identity], str]
-    mode: int
+def file_reads(generated: GeneratedFile, app: AppConfig, identity: Identity) -> dict[str, Any]:
+    """An app's slice for a generated file: what its render step's key is made of."""
+    data = config_data(app)
+    reads: dict[str, Any] = {}
+    if generated.config:
+        reads["config"] = {k: config_slice(data, k, None) for k in generated.config}
+    if generated.identity:
+        reads["identity"] = {k: getattr(identity, k) for k in generated.identity}
+    return reads
 
 
-_RENDERERS: dict[str, Callable[[AppConfig, Identity], str]] = {
-    "APKBUILD": render_apkbuild,
-    "initd": render_initd,
-    "run": render_run,
-    "finish": render_finish,
-    "log": render_log,
-    "environment": render_environment,
-    "env-exec": render_env_exec,
-    "profile": render_profile,
-    "pre-install": render_pre_install,
-}
-RENDERED_FILES: tuple[FileKind, ...] = tuple(
-    FileKind(f.kind, f.template, _RENDERERS[f.kind], f.mode) for f in GENERATED_FILES
-)
-HOOK_FILE_MODE = 0o755
-_KINDS = {k.kind: k for k in RENDERED_FILES}
+def render_kind(kind: str, app: AppConfig, identity: Identity) -> str:
+    """One generated file of an app, as `pakman render` writes it."""
+    generated = declared(kind)
+    reads = file_reads(generated, app, identity)
+    if kind == "APKBUILD":
+        # Written on its own, the APKBUILD carries the release; a build's
+        # render step leaves it to packaging, so that its key does not read it.
+        reads["identity"]["release"] = identity.release
+    return render_generated(generated, reads)
+
+
+def render_hook(app: AppConfig, identity: Identity, hook: str) -> str:
+    """One install script from `hook.<name>`."""
+    return render_hook_script(app.hooks[hook])
 
 
 @dataclass(frozen=True)
@@ -357,31 +392,34 @@ class RenderedFile:
     """A generated file: its name in the .apk/<org>/<name>/ folder, kind, text and mode."""
 
     name: str
-    kind: str  # a FileKind.kind, or "hook" for hook.<k>
+    kind: str  # a GeneratedFile.kind, or "hook" for hook.<k>
     template: str
     text: str
     mode: int
 
 
-def file_kinds(app: AppConfig) -> list[FileKind]:
-    """The kinds of file the app gets, besides one per hook (see `render_all`)."""
-    return [_KINDS["APKBUILD"], *(_KINDS[k] for k in service_files(app)), _KINDS["pre-install"]]
+def file_kinds(app: AppConfig) -> list[GeneratedFile]:
+    """The generated files the app gets, besides one per hook (see `render_all`).
+
+    The files that run the app, for those that get them; the others always
+    (as the pipeline's render stages: `Stage.applies_to`).
+    """
+    return [f for f in declarations.GENERATED_FILES if not f.runs or f.kind in app.service_files]
 
 
 def render_all(app: AppConfig, identity: Identity) -> dict[str, RenderedFile]:
     """Every file generated for the app, by file name (`APKBUILD`, `<name>.initd`, ...).
 
-    Besides the kinds of `RENDERED_FILES`, each hook but pre-install becomes
-    `<name>.<hook>` from the template `hook` (`render_hook`), reading
-    `app.hooks.<hook>`.
+    Besides the declared files, each hook but pre-install becomes
+    `<name>.<hook>` from the template `hook`, reading `hook.<hook>`.
     """
     if identity.name in ("", ".", "..") or "/" in identity.name:
         raise RenderError(f"the package name {identity.name!r} cannot name a file")
     files: dict[str, RenderedFile] = {}
-    for spec in file_kinds(app):
-        name = "APKBUILD" if spec.kind == "APKBUILD" else f"{identity.name}.{spec.kind}"
-        text = spec.render(app, identity)
-        files[name] = RenderedFile(name, spec.kind, spec.template, text, spec.mode)
+    for generated in file_kinds(app):
+        name = generated.file_name.format(name=identity.name)
+        text = render_kind(generated.kind, app, identity)
+        files[name] = RenderedFile(name, generated.kind, generated.template, text, generated.mode)
     for hook in hook_scripts(app):
         name = f"{identity.name}.{hook}"
         text = render_hook(app, identity, hook)
@@ -446,27 +484,24 @@ def prune_rendered(names: Iterable[str], out_dir: Path) -> list[Path]:
 
 
 __all__ = [
+    "CONTEXTS",
     "ENVIRONMENT",
     "FILTERS",
-    "RENDERED_FILES",
-    "FileKind",
+    "HOOK_FILE_MODE",
     "RenderError",
     "RenderedFile",
     "argv",
+    "declared",
     "execline",
     "file_kinds",
+    "file_reads",
+    "home",
     "prune_rendered",
     "render_all",
-    "render_apkbuild",
-    "render_env_exec",
-    "render_environment",
-    "render_finish",
+    "render_generated",
     "render_hook",
-    "render_initd",
-    "render_log",
-    "render_pre_install",
-    "render_profile",
-    "render_run",
+    "render_hook_script",
+    "render_kind",
     "sh",
     "sh_glob",
     "sh_words",

@@ -1,10 +1,12 @@
-"""The generated files, declared once: template, mode and where the package installs each.
+"""The generated files, declared once: template, what it reads, mode and where it is installed.
 
 Imports no Jinja2, so the step graph can key a step on a template's text
-without loading the renderer. The renderer (render.py: one render_<kind>
-each), the Python package() (staging.py) and the APKBUILD's package() all
-read this table; a generated file is its template, its render function, its
-render stage in pipelines/default.yml, and one line here.
+without loading the renderer. A generated file is its template in
+`templates/` and one `GeneratedFile` below: the pipeline's `generated-files`
+stage becomes one render stage per declaration (`render-<kind>`, keyed on
+exactly the `config` and `identity` it declares), the renderer
+(render/engine.py) gives the template exactly that slice, and the Python
+package() (steps/staging.py) and the APKBUILD's package() install it.
 """
 
 from __future__ import annotations
@@ -21,28 +23,117 @@ class GeneratedFile(NamedTuple):
 
     kind: str  # the file is `<name>.<kind>` (the APKBUILD is `APKBUILD`)
     mode: int
+    description: str  # what its render step does (`pakman graph`, `explain`)
     # Where a default-type app's package installs it (`{name}` the package
     # name); None: not installed (abuild reads it).
     installed: str | None = None
     # A file that runs the app: "services" when an app with services gets it,
-    # "commands" when an app with commands only does.
+    # "commands" when an app with commands only does. Such a file is only
+    # generated for default-type apps that get it; the others for every app.
     runs: tuple[str, ...] = ()
+    # What the template reads, and all it is given: keys of instellar.yml as
+    # a stage's `reads: config:` names them (pipelines/default.yml), and
+    # identity fields. The template sees `config` (by those keys) and
+    # `identity` (those fields); a file without a context function of its
+    # own in render/engine.py sees just these, plus `home` when it reads the name.
+    config: tuple[str, ...] = ()
+    identity: tuple[str, ...] = ()
 
     @property
     def template(self) -> str:
         return self.kind
 
+    @property
+    def file_name(self) -> str:
+        """Its name in the app's render folder; `{name}` is the package name."""
+        return "APKBUILD" if self.kind == "APKBUILD" else f"{{name}}.{self.kind}"
+
+    @property
+    def stage(self) -> str:
+        """The name of its render stage in the step graph."""
+        return f"render-{self.kind.lower()}"
+
 
 GENERATED_FILES: tuple[GeneratedFile, ...] = (
-    GeneratedFile("APKBUILD", 0o644),
-    GeneratedFile("initd", 0o755, "etc/init.d/{name}", ("services", "commands")),
-    GeneratedFile("run", 0o755, "var/lib/{name}/service/run", ("services",)),
-    GeneratedFile("finish", 0o755, "var/lib/{name}/service/finish", ("services",)),
-    GeneratedFile("log", 0o755, "var/lib/{name}/service/log/run", ("services",)),
-    GeneratedFile("environment", 0o755, "var/lib/{name}/bin/environment", ("services", "commands")),
-    GeneratedFile("env-exec", 0o755, "var/lib/{name}/bin/env-exec", ("services", "commands")),
-    GeneratedFile("profile", 0o644, "etc/profile.d/{name}.sh", ("services", "commands")),
-    GeneratedFile("pre-install", 0o755),
+    GeneratedFile(
+        "APKBUILD",
+        0o644,
+        "write the APKBUILD (the release is filled in when packaging)",
+        config=(
+            "type",
+            "dependencies",
+            "build",
+            "hook:names",
+            "service-files",
+            "architectures",
+            "source",
+            "package",
+        ),
+        identity=("name", "version", "url"),
+    ),
+    GeneratedFile(
+        "initd",
+        0o755,
+        "write the OpenRC init script",
+        "etc/init.d/{name}",
+        ("services", "commands"),
+        config=("run.commands", "service-files"),
+        identity=("name",),
+    ),
+    GeneratedFile(
+        "run",
+        0o755,
+        "write the s6 run script that starts the service chosen by SERVICE_MODE",
+        "var/lib/{name}/service/run",
+        ("services",),
+        config=("run.services",),
+        identity=("name",),
+    ),
+    GeneratedFile(
+        "finish",
+        0o755,
+        "write the s6 finish script",
+        "var/lib/{name}/service/finish",
+        ("services",),
+    ),
+    GeneratedFile(
+        "log",
+        0o755,
+        "write the s6 log script",
+        "var/lib/{name}/service/log/run",
+        ("services",),
+        identity=("name",),
+    ),
+    GeneratedFile(
+        "environment",
+        0o755,
+        "write the environment loader",
+        "var/lib/{name}/bin/environment",
+        ("services", "commands"),
+    ),
+    GeneratedFile(
+        "env-exec",
+        0o755,
+        "write env-exec",
+        "var/lib/{name}/bin/env-exec",
+        ("services", "commands"),
+        identity=("name",),
+    ),
+    GeneratedFile(
+        "profile",
+        0o644,
+        "write the profile.d script",
+        "etc/profile.d/{name}.sh",
+        ("services", "commands"),
+        identity=("name",),
+    ),
+    GeneratedFile(
+        "pre-install",
+        0o755,
+        "write the pre-install script (user and group, then the pre-install hook)",
+        config=("hook.pre-install",),
+        identity=("name",),
+    ),
 )
 # The generated files that run a default-type app, in the order of the
 # APKBUILD's `source=` list; each is `<name>.<kind>` beside the APKBUILD. An

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from pakman.config.model import AppConfig, AppType, Identity
 from pakman.errors import PakmanError
-from pakman.render.files import INSTALLED_FILES
+from pakman.render import files as generated
 
 STATIC_CONFIG = ("nginx.conf", "etc/{name}/default.conf", 0o644)
 UMASK = 0o022  # abuild's
@@ -151,7 +151,7 @@ def stage_service_files(
             )
         _install(source, pkgdir / target.format(name=name), mode)
     elif app.type is AppType.DEFAULT:
-        for kind, target, mode in INSTALLED_FILES:
+        for kind, target, mode in generated.INSTALLED_FILES:
             if kind not in app.service_files:
                 continue  # an app without services (or commands) runs nothing
             source = rendered_dir / f"{name}.{kind}"
@@ -161,7 +161,6 @@ def stage_service_files(
 
 
 __all__ = [
-    "INSTALLED_FILES",
     "StagingError",
     "collect_destinations",
     "make_dirs",
