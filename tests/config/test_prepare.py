@@ -11,7 +11,7 @@ from pakman.cli import main
 from pakman.config.prepare import InvalidApp, prepare_app
 from pakman.errors import ConfigError
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UNKNOWN_SERVICE = "    rc-service nonesuch restart\n"
 
 

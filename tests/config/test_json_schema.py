@@ -15,7 +15,7 @@ from pakman.config.source import load_file
 from pakman.errors import ConfigError
 from support import example_configs
 
-ERRORS = Path(__file__).resolve().parent / "errors"
+ERRORS = Path(__file__).resolve().parents[1] / "errors"
 # Rules JSON Schema cannot express: reserved names, shell word splitting, and
 # keys needed only when others are given.
 SEMANTIC_ONLY = {
