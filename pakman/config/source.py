@@ -251,13 +251,17 @@ class _Builder:
         except yaml.constructor.ConstructorError as exc:
             raise self.fail(node, path, f"cannot read this value: {exc.problem}") from None
 
-    def mapping(self, node: yaml.MappingNode, path: KeyPath, depth: int) -> dict[str, Any]:
+    def mapping(
+        self, node: yaml.MappingNode, path: KeyPath, depth: int, *, merged: bool = False
+    ) -> dict[str, Any]:
         # Counted here too: a mapping merged with `<<` is expanded without build().
         self.count += 1
         if self.count > MAX_VALUES:
             raise self.fail(node, path, f"more than {MAX_VALUES} values (after expanding aliases)")
         if id(node) in self.merging:
-            raise self.fail(node, path, "a merge key (<<) includes the mapping it belongs to")
+            if merged:
+                raise self.fail(node, path, "a merge key (<<) includes the mapping it belongs to")
+            raise self.fail(node, path, "an alias (*name) names the mapping it is inside")
         self.merging.add(id(node))
         try:
             return self._mapping(node, path, depth)
@@ -309,6 +313,6 @@ class _Builder:
                 )
             if depth >= MAX_DEPTH:
                 raise self.fail(source, path, f"nested more than {MAX_DEPTH} levels deep")
-            for key, value in self.mapping(source, path, depth + 1).items():
+            for key, value in self.mapping(source, path, depth + 1, merged=True).items():
                 merged.setdefault(key, value)
         return merged
