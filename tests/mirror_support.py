@@ -12,7 +12,6 @@ import hashlib
 import os
 import shutil
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
@@ -25,6 +24,7 @@ from pakman.apk import PackageInfo, SigningKey, read_index_entry, write_index, w
 from pakman.apk.index import index_bytes
 from pakman.apk.reader import read_index_file
 from pakman.project import Project
+from support import gzip_members
 
 EPOCH = 1_700_000_000
 BRANCH = "v3.20"
@@ -104,18 +104,6 @@ def index_path(root: Path, repository: str, arch: str) -> Path:
 def identity_of(root: Path, repository: str, arch: str, name: str, version: str) -> str:
     """The `C:` of a fixture package, read from its .apk file."""
     return read_index_entry(root / BRANCH / repository / arch / f"{name}-{version}.apk").identity
-
-
-def gzip_members(data: bytes) -> list[bytes]:
-    """The compressed bytes of each gzip member of a file."""
-    members = []
-    while data:
-        decompressor = zlib.decompressobj(wbits=31)
-        decompressor.decompress(data)
-        size = len(data) - len(decompressor.unused_data)
-        members.append(data[:size])
-        data = data[size:]
-    return members
 
 
 def tamper_index(path: Path, key: SigningKey) -> None:

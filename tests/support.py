@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,15 @@ def subprocess_env() -> dict[str, str]:
 
 
 PAKMAN = (sys.executable, "-m", "pakman")
+
+
+def gzip_members(data: bytes) -> list[bytes]:
+    """The compressed bytes of each gzip member of a file."""
+    members = []
+    while data:
+        decompressor = zlib.decompressobj(wbits=31)
+        decompressor.decompress(data)
+        size = len(data) - len(decompressor.unused_data)
+        members.append(data[:size])
+        data = data[size:]
+    return members

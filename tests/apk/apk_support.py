@@ -142,18 +142,6 @@ def pyweb_info(**changes: object) -> PackageInfo:
     return PackageInfo(**fields)  # type: ignore[arg-type]
 
 
-def gzip_members(data: bytes) -> list[bytes]:
-    """The compressed bytes of each gzip member of a file."""
-    members = []
-    while data:
-        decompressor = zlib.decompressobj(wbits=31)
-        decompressor.decompress(data)
-        size = len(data) - len(decompressor.unused_data)
-        members.append(data[:size])
-        data = data[size:]
-    return members
-
-
 def member_content(member: bytes) -> bytes:
     """The decompressed content of one gzip member."""
     return zlib.decompress(member, wbits=31)

@@ -15,7 +15,6 @@ from apk_support import (
     EPOCH,
     KeyPair,
     assert_golden,
-    gzip_members,
     make_pyweb_tree,
     member_content,
     pyweb_info,
@@ -43,6 +42,7 @@ from pakman.apk.pkginfo import render_pkginfo
 from pakman.apk.reader import read_index_file
 from pakman.apk.sign import signature_member
 from pakman.apk.tarfmt import END_OF_ARCHIVE
+from support import gzip_members
 
 
 def pyweb_repository(root: Path, key_pair: KeyPair) -> Path:

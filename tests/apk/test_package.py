@@ -18,7 +18,6 @@ from apk_support import (
     EPOCH,
     KeyPair,
     assert_golden,
-    gzip_members,
     make_pyweb_tree,
     member_content,
     pyweb_info,
@@ -27,6 +26,7 @@ from apk_support import (
 from pakman.apk import OPENRC, PackageInputError, split_package, verify_file, write_package
 from pakman.apk.pkginfo import PackageInfo
 from pakman.apk.reader import read_package_control
+from support import gzip_members
 
 
 def normalise_pkginfo(text: str) -> str:

@@ -14,7 +14,6 @@ from apk_support import (
     EPOCH,
     KeyPair,
     assemble_package,
-    gzip_members,
     iter_flipped,
     make_pyweb_tree,
     pyweb_info,
@@ -35,6 +34,7 @@ from pakman.apk.tarfmt import (
     record_padding,
 )
 from pakman.apk.verify import Verdict, unsafe_name_problem
+from support import gzip_members
 
 
 @pytest.fixture
