@@ -7,7 +7,7 @@ versions and dependency constraints are valid for apk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -64,6 +64,16 @@ class Dependency:
 
     def __str__(self) -> str:
         return f"{'!' if self.conflict else ''}{self.name}{self.constraint}"
+
+    @classmethod
+    def parse(cls, text: str) -> Dependency:
+        """`!name`, `name`, `name>=1.2`: the inverse of str()."""
+        conflict = text.startswith("!")
+        body = text[1:] if conflict else text
+        for i, char in enumerate(body):
+            if char in "<>=~":
+                return cls(body[:i], body[i:], conflict)
+        return cls(body, "", conflict)
 
 
 @dataclass(frozen=True)
@@ -267,9 +277,10 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def runtime_dependencies(app: AppConfig) -> list[str]:
+def runtime_dependencies(app_type: AppType, runtime: Iterable[Dependency]) -> list[str]:
     """`depends`: the runtime list, plus nginx for a static site."""
-    depends = [str(d) for d in app.dependencies.runtime]
-    if app.type is AppType.STATIC and not any(d.name == "nginx" for d in app.dependencies.runtime):
+    runtime = tuple(runtime)
+    depends = [str(d) for d in runtime]
+    if app_type is AppType.STATIC and not any(d.name == "nginx" for d in runtime):
         depends.append("nginx")
     return depends

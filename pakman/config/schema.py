@@ -447,15 +447,6 @@ def _legacy_destinations(legacy: str | list[str]) -> list[str]:
     return ["*"] if folder in ("", ".") else [f"{folder}/*"]
 
 
-def _parse_dependency(text: str) -> Dependency:
-    conflict = text.startswith("!")
-    body = text[1:] if conflict else text
-    for i, char in enumerate(body):
-        if char in "<>=~":
-            return Dependency(body[:i], body[i:], conflict)
-    return Dependency(body, "", conflict)
-
-
 class _Assembler:
     """Applies the rules that span keys and builds the model, section by section.
 
@@ -528,8 +519,8 @@ class _Assembler:
         if not self.ctx.clean(("dependencies",)):
             return None
         return Dependencies(
-            build=tuple(_parse_dependency(d) for d in raw.get("build") or ()),
-            runtime=tuple(_parse_dependency(d) for d in raw.get("runtime") or ()),
+            build=tuple(Dependency.parse(d) for d in raw.get("build") or ()),
+            runtime=tuple(Dependency.parse(d) for d in raw.get("runtime") or ()),
             trace=bool(raw.get("trace", False)),
         )
 

@@ -40,7 +40,16 @@ from typing import Any
 import jinja2
 
 from pakman.alpine import app_home
-from pakman.config.model import HOOK_NAMES, AppConfig, AppType, Command, Identity, Service
+from pakman.config.model import (
+    HOOK_NAMES,
+    AppConfig,
+    AppType,
+    Command,
+    Dependency,
+    Identity,
+    Service,
+    runtime_dependencies,
+)
 from pakman.config.reads import config_data, config_slice
 from pakman.errors import ConfigError, PakmanError
 from pakman.fileio import read_regular, write_if_changed
@@ -198,11 +207,6 @@ def argv(item: Service | Command, identity: Identity) -> list[str]:
     return _argv({"binary": item.binary, "path": item.path}, call, identity.name)
 
 
-def _dependency_name(text: str) -> str:
-    """`nginx` of `nginx>=1.24` or `!nginx` (the model's Dependency.name)."""
-    return re.split(r"[<>=~]", text.removeprefix("!"), maxsplit=1)[0]
-
-
 def _options(config: Slice) -> list[str]:
     """abuild's options: `!check`, `!tracedeps` unless traced, `!strip` when not stripped."""
     chosen = ["!check"]
@@ -214,13 +218,9 @@ def _options(config: Slice) -> list[str]:
 
 
 def _depends(config: Slice) -> list[str]:
-    """`depends`: the runtime list, plus nginx for a static site (`runtime_dependencies`)."""
-    runtime = list(config["dependencies"]["runtime"])
-    if config["type"] == AppType.STATIC.value and not any(
-        _dependency_name(d) == "nginx" for d in runtime
-    ):
-        runtime.append("nginx")
-    return runtime
+    """`depends`: the runtime list, plus nginx for a static site."""
+    runtime = map(Dependency.parse, config["dependencies"]["runtime"])
+    return runtime_dependencies(AppType(config["type"]), runtime)
 
 
 def _hook_scripts(names: Iterable[str]) -> list[str]:

@@ -131,7 +131,7 @@ def package(step: Step, context: RunContext) -> list[str]:
 
     if sandbox is not None and app.build.strip_binary and arch != "noarch":
         warnings = [*warnings, *_strip(pkgdir, step, context)]
-    depends = tuple(runtime_dependencies(app))
+    depends = tuple(runtime_dependencies(app.type, app.dependencies.runtime))
     provides: tuple[str, ...] = ()
     if app.dependencies.trace and arch != "noarch":
         traced = _trace(pkgdir, step, context)
