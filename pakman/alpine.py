@@ -24,6 +24,8 @@ ARCHITECTURES = (
 NOARCH = "noarch"
 # Where dependencies come from unless --mirror or PAKMAN_MIRROR says otherwise.
 DEFAULT_MIRROR = "https://dl-cdn.alpinelinux.org/alpine"
+# The repositories of a branch pakman reads, in apk's order of preference.
+REPOSITORIES = ("main", "community")
 _MACHINE_ARCH = {"amd64": "x86_64", "arm64": "aarch64", "i686": "x86", "i386": "x86"}
 
 

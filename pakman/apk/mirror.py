@@ -40,7 +40,6 @@ from pakman.apk.version import satisfies
 from pakman.errors import ConfigError, StepFailed
 from pakman.fileio import write_atomic
 
-REPOSITORIES = ("main", "community")
 TIMEOUT = 20.0  # seconds to wait for the mirror, per request
 _MEMO_SIZE = 8  # indexes kept in memory per process (Alpine's are a few MB each)
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")

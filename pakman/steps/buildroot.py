@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pakman.alpine import REPOSITORIES
 from pakman.compile.graph import Step
 from pakman.errors import PakmanError, StepFailed
 from pakman.fileio import write_atomic
 from pakman.steps import RunContext, upstream_output, upstream_outputs
-
-REPOSITORIES = ("main", "community")
 
 
 def roots_dir(context: RunContext) -> Path:

@@ -43,9 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pakman.alpine import NOARCH, host_arch
+from pakman.alpine import NOARCH, REPOSITORIES, host_arch
 from pakman.apk.mirror import (
-    REPOSITORIES,
     Offer,
     RepositoryIndex,
     cached_copy,
