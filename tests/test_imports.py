@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("project", ("pakman.project",)),  # load_project: prepared and compiled, or reused
     ("doit", ("pakman.doit",)),  # the doit adapter
     ("export", ("pakman.export",)),
+    ("ship", ("pakman.ship",)),  # out of the workspace: the platform, S3 buckets
     ("cli", ("pakman.cli",)),
     ("entry points", ("pakman.dodo", "pakman.__main__")),
 )
