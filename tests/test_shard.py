@@ -17,33 +17,21 @@ from pathlib import Path
 
 import pytest
 
-from build_support import KeyPair, build, make_key, subprocess_env, working_directory
+from build_support import (
+    KeyPair,
+    build,
+    make_key,
+    subprocess_env,
+    working_directory,
+    write_apps,
+)
 from pakman.cli import main
 from pakman.compile.shard import partition, shard_of
 
 APPS = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta")
+# alpha (shard 3 of 3) needs beta's package (shard 1 of 3) at run time: keys
+# must be a full build's though beta is not in alpha's shard.
 REPOSITORY_STEPS = {"repo:index:x86_64", "repo:sign:x86_64"}
-
-
-def write_apps(root: Path, names: tuple[str, ...] = APPS) -> Path:
-    """Small apps under root/apps: each packs one file its build writes.
-
-    alpha (shard 3 of 3) needs beta's package (shard 1 of 3) at run time.
-    """
-    for name in names:
-        folder = root / "apps" / name
-        folder.mkdir(parents=True)
-        (folder / "data.txt").write_text(f"{name}\n")
-        local = "    - beta\n" if name == "alpha" else ""
-        (folder / "instellar.yml").write_text(
-            f"dependencies:\n  runtime:\n    - busybox\n{local}"
-            "stack: alpine/3.22\ntype: custom\narchitectures:\n  - noarch\n"
-            "build:\n  command: |\n    cp data.txt out.txt\n"
-            "package: |\n"
-            f'  mkdir -p "$pkgdir"/usr/share/{name}\n'
-            f'  cp "$srcdir"/out.txt "$pkgdir"/usr/share/{name}/out.txt\n'
-        )
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +69,7 @@ def test_the_hash_is_sha256_of_the_package_name() -> None:
 
 
 def test_shards_partition_the_apps_in_every_process(tmp_path: Path, key: KeyPair) -> None:
-    workspace = write_apps(tmp_path)
+    workspace = write_apps(tmp_path, APPS)
     shards = [apps_of(graph_json(workspace, key, f"--shard={i}/3", seed=str(i))) for i in (1, 2, 3)]
     assert sorted(a for shard in shards for a in shard) == sorted(APPS)  # each app once
     assert all(shards)
@@ -92,7 +80,7 @@ def test_shards_partition_the_apps_in_every_process(tmp_path: Path, key: KeyPair
 
 
 def test_graph_shows_what_a_shard_builds(tmp_path: Path, key: KeyPair) -> None:
-    workspace = write_apps(tmp_path)
+    workspace = write_apps(tmp_path, APPS)
     whole = graph_json(workspace, key)
     shard = graph_json(workspace, key, "--shard", "2/3")
     assert shard["shard"] == "2/3" and "shard" not in whole
@@ -117,7 +105,7 @@ def test_graph_shows_what_a_shard_builds(tmp_path: Path, key: KeyPair) -> None:
 def test_shard_builds_then_a_full_build_publish_what_one_build_does(
     tmp_path: Path, key: KeyPair
 ) -> None:
-    sharded = write_apps(tmp_path / "sharded")
+    sharded = write_apps(tmp_path / "sharded", APPS)
     built: list[str] = []
     for i in (1, 2, 3):
         run = build(sharded, key, "--shard", f"{i}/3")
@@ -133,7 +121,7 @@ def test_shard_builds_then_a_full_build_publish_what_one_build_does(
     assert full.code == 0, full.messages()
     assert full.ran == REPOSITORY_STEPS  # no build command ran again
 
-    single = write_apps(tmp_path / "single")
+    single = write_apps(tmp_path / "single", APPS)
     one = build(single, key)
     assert one.code == 0, one.messages()
     assert len(published(single)) == len(APPS) + 1  # the packages and APKINDEX.tar.gz
@@ -150,7 +138,7 @@ def published(workspace: Path) -> dict[str, bytes]:
 
 
 def test_a_shard_says_it_wrote_no_repository(tmp_path: Path, key: KeyPair) -> None:
-    workspace = write_apps(tmp_path)
+    workspace = write_apps(tmp_path, APPS)
     out = io.StringIO()
     with working_directory(workspace), contextlib.redirect_stdout(out):
         code = main(["build", "apps", "--offline", "--key", str(key.private), "--shard", "3/3"])
@@ -163,7 +151,7 @@ def test_a_shard_says_it_wrote_no_repository(tmp_path: Path, key: KeyPair) -> No
 
 
 def test_plain_doit_builds_the_shard_of_pakman_shard(tmp_path: Path, key: KeyPair) -> None:
-    workspace = write_apps(tmp_path)
+    workspace = write_apps(tmp_path, APPS)
     (workspace / "dodo.py").write_text("from pakman.dodo import *  # noqa: F403\n")
     env = subprocess_env(
         PAKMAN_PATH="apps", PAKMAN_OFFLINE="1", PAKMAN_KEY=str(key.private), PAKMAN_SHARD="1/3"
