@@ -234,3 +234,22 @@ def test_a_build_graph_of_a_hostile_repository_runs_nothing(
     marker = make_hostile(repo, tmp_path)
     assert graph_keys(repo, key)
     assert not marker.exists(), marker.read_text()
+
+
+def test_an_app_whose_build_reads_the_commit_is_affected_by_any_commit(
+    repo: Path, key: KeyPair
+) -> None:
+    config = repo / "apps/alpha/instellar.yml"
+    config.write_text(config.read_text().replace("build:\n", "build:\n  git: true\n"))
+    commit_all(repo, "alpha's build reads git")
+    assert apps(repo, key) == []  # HEAD's commit on both sides
+    (repo / "apps/gamma/data.txt").write_text("changed\n")
+    commit_all(repo, "gamma changes")
+    # alpha did not change, but its build sees HEAD~1's commit there and HEAD's here.
+    code, out, err = affected(repo, key, "--since", "HEAD~1", "--steps")
+    assert code == 0, err
+    assert [s for s in out.splitlines() if s.startswith("alpha:")] == [
+        "alpha:build:noarch",
+        "alpha:package:noarch",
+    ]
+    assert apps(repo, key, "--since", "HEAD~1") == ["alpha", "gamma"]
