@@ -20,8 +20,8 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         description="""\
 Print the apps whose steps' keys differ between REF (a git revision; default
 HEAD: what the working tree changes since the last commit) and the working
-tree, one a line, sorted: the apps a build would run steps of that a build
-of REF would not. An app added or removed since REF counts.
+tree, one a line, sorted: the apps that a build of REF would not have left
+up to date. An app added or removed since REF counts.
 
 REF's graph is compiled from its tree, read from git as data (git ls-tree and
 git cat-file, no checkout: none of the repository's hooks, filters or
