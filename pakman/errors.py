@@ -79,6 +79,12 @@ class PakmanError(Exception):
     exit_code = 1
 
 
+class UsageError(PakmanError):
+    """A command was asked for something it cannot do as asked (a bad option value, no such ref): exit 2."""
+
+    exit_code = 2
+
+
 class ConfigError(PakmanError):
     """The input is invalid; carries every diagnostic found (warnings too)."""
 

@@ -18,6 +18,7 @@ from pakman.compile.graph import AppBuild, StepGraph
 from pakman.compile.pipeline import load_pipeline
 from pakman.compile.project import Prepared, mirror_url, prepare_project, refresh_apps
 from pakman.compile.settings import Settings, inputs_digest
+from pakman.compile.shard import Shard, parse_shard
 from pakman.errors import Diagnostic
 from pakman.fastpath.plan import Inspection, inspect
 from pakman.fastpath.snapshot import read_snapshot, write_snapshot
@@ -35,6 +36,9 @@ class Project:
     warnings: list[Diagnostic] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # things to tell the user (e.g. a new key)
     reused: int = 0  # apps taken from the snapshot without being read again
+    # --shard I/N: the graph holds only the shard's apps' steps, no repository step
+    shard: Shard | None = None
+    shard_apps: int = 0  # how many apps the shard holds
 
 
 def load_project(
@@ -48,7 +52,10 @@ def load_project(
 
     `lazy` (for `pakman build`) leaves apps that did not change and whose
     steps are all done as summaries: their steps can be reported, not run.
+    With `settings.shard`, the graph is the shard's (see pakman.compile.shard).
     """
+    if settings.shard is not None:
+        parse_shard(settings.shard)  # PAKMAN_SHARD's value: said before any work
     if use_snapshot and inspection is None:
         inspection = inspect(settings)
     if use_snapshot and inspection is not None and inspection.plan is not None:
@@ -89,17 +96,24 @@ def _project(
     reused: int,
     notes: Sequence[str] = (),
 ) -> Project:
-    steps = [step for record in prepared.records for step in record.steps]
-    graph = StepGraph([*steps, *prepared.repository], load_pipeline(settings.pipeline))
+    records, repository = prepared.records, prepared.repository
+    shard = parse_shard(settings.shard) if settings.shard is not None else None
+    if shard is not None:
+        # Compiled whole first: keys read which packages every app makes (`local`).
+        records, repository = [r for r in records if shard.holds(r.name)], []
+    steps = [step for record in records for step in record.steps]
+    graph = StepGraph([*steps, *repository], load_pipeline(settings.pipeline))
     return Project(
         settings,
         layout,
-        [r.app for r in prepared.records if r.app is not None],
+        [r.app for r in records if r.app is not None],
         graph,
         _context(settings, layout, prepared.key),
-        [w for r in prepared.records for w in r.warnings],
+        [w for r in records for w in r.warnings],
         list(notes),
         reused,
+        shard,
+        len(records),
     )
 
 

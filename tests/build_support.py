@@ -38,6 +38,27 @@ def make_workspace(root: Path, names: Sequence[str] = BUILT_EXAMPLES) -> Path:
     return root
 
 
+def write_apps(root: Path, names: Sequence[str]) -> Path:
+    """Small apps under root/apps: each packs one file its build writes.
+
+    alpha needs beta's package at run time.
+    """
+    for name in names:
+        folder = root / "apps" / name
+        folder.mkdir(parents=True)
+        (folder / "data.txt").write_text(f"{name}\n")
+        local = "    - beta\n" if name == "alpha" else ""
+        (folder / "instellar.yml").write_text(
+            f"dependencies:\n  runtime:\n    - busybox\n{local}"
+            "stack: alpine/3.22\ntype: custom\narchitectures:\n  - noarch\n"
+            "build:\n  command: |\n    cp data.txt out.txt\n"
+            "package: |\n"
+            f'  mkdir -p "$pkgdir"/usr/share/{name}\n'
+            f'  cp "$srcdir"/out.txt "$pkgdir"/usr/share/{name}/out.txt\n'
+        )
+    return root
+
+
 @contextlib.contextmanager
 def working_directory(path: Path) -> Iterator[None]:
     old = Path.cwd()

@@ -30,7 +30,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("compile", ("pakman.compile",)),  # apps prepared -> the step graph
     ("steps", ("pakman.steps",)),  # what steps run
     ("fastpath", ("pakman.fastpath",)),  # the plan, the snapshot, the watcher
-    ("project", ("pakman.project",)),  # load_project: prepared and compiled, or reused
+    (
+        "project",
+        ("pakman.project", "pakman.affected"),
+    ),  # load_project: prepared and compiled, or reused
     ("doit", ("pakman.doit",)),  # the doit adapter
     ("export", ("pakman.export",)),
     ("ship", ("pakman.ship",)),  # out of the workspace: the platform, S3 buckets

@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "build": ("build", "build apps into a signed local repository"),
     "graph": ("graph", "export the step graph (json, dot, mermaid, makefile, ninja, svg)"),
     "explain": ("explain", "say why steps will run"),
+    "affected": (
+        "affected",
+        "list the apps (or steps) whose keys differ between a git revision and the working tree",
+    ),
     "gc": ("gc", "prune the store of step outputs, unused build roots and cached packages"),
     "watch": ("watch", "tell builds which apps changed (inotify), so they check only those"),
     "run-step": (

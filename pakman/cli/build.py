@@ -36,7 +36,10 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         "once under .pakman/keys/. Dependencies are checked against the stack's index on "
         "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that. Builds run in "
         "the stack's Alpine by default (--build-on alpine), which needs the mirror or, with "
-        "--offline, the indexes and packages an earlier build cached in .pakman/cache/.",
+        "--offline, the indexes and packages an earlier build cached in .pakman/cache/. "
+        "CI shards: --shard I/N (or PAKMAN_SHARD=I/N) on N machines builds each app once, "
+        "writing no repository; then one `pakman build` without --shard publishes it, "
+        "restoring what the shards built (this workspace's store, or a shared remote cache).",
     )
     path_arguments(build)
     project_options(build)
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     inspection = inspect(settings)
     _delete_leftovers(inspection.layout)
-    if inspection.nothing_to_do and not (args.explain or args.always):
+    # A shard's graph is not the plan's (no repository steps): it is loaded.
+    if inspection.nothing_to_do and not (args.explain or args.always or settings.shard):
         # Nothing changed since the last build: say so without preparing it.
         from pakman.doit.reporter import PakmanReporter
 

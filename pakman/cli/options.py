@@ -45,9 +45,28 @@ def add_option(group: Any, option: Any) -> argparse.Action:
         )
     elif option.kind == "choice":
         action = group.add_argument(option.flag, choices=option.choices, help=option.help)
+    elif option.check is not None:
+        action = group.add_argument(
+            option.flag, metavar=option.metavar, help=option.help, type=_checked(option.check)
+        )
     else:
         action = group.add_argument(option.flag, metavar=option.metavar, help=option.help)
     return action
+
+
+def _checked(check: Any) -> Any:
+    """An argparse type: the text itself once `check` accepts it (exit 2 with its message if not)."""
+
+    def parse(text: str) -> str:
+        from pakman.errors import UsageError
+
+        try:
+            check(text)
+        except UsageError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    return parse
 
 
 class Parser(argparse.ArgumentParser):

@@ -8,7 +8,7 @@ through it. Imports nothing slow: `pakman --help` reads it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +33,9 @@ class Option:
     # doit always reads the variables). Other variables serve plain doit only.
     command_line_reads_variable: bool = False
     variable: str = ""  # default: PAKMAN_ + the flag in capitals
+    # Checks a value on the command line (argparse's type; UsageError when wrong);
+    # a variable's value is checked where it is used.
+    check: Callable[[str], object] | None = None
 
     @property
     def env(self) -> str:
@@ -52,6 +55,12 @@ class Option:
         if self.field == "build_base":
             return text  # set but empty: no base set
         return text or None
+
+
+def _check_shard(text: str) -> object:
+    from pakman.compile.shard import parse_shard
+
+    return parse_shard(text)
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -114,6 +123,16 @@ OPTIONS: tuple[Option, ...] = (
         kind="choice",
         choices=NETWORKS,
         command_line_reads_variable=True,
+    ),
+    Option(
+        "shard",
+        "--shard",
+        "build only shard I of N of the apps (1 <= I <= N), chosen by a stable hash of "
+        "each app's package name: their steps, no repository steps (index, sign), no "
+        "repository written; a later build without --shard reuses what the shards built",
+        metavar="I/N",
+        command_line_reads_variable=True,
+        check=_check_shard,
     ),
     Option("strict", "--strict", "treat unknown keys in instellar.yml as errors", kind="flag"),
     Option(

@@ -50,7 +50,7 @@ from pakman.workspace.fingerprint import (
 from pakman.workspace.layout import Layout
 
 if TYPE_CHECKING:
-    from pakman.config.gitmeta import GitMetadata
+    from pakman.config.gitmeta import GitMetadata, Revision
     from pakman.config.model import AppConfig
     from pakman.config.source import Document
 
@@ -91,8 +91,18 @@ class Prepared:
     key: tuple[str, str, str]  # (file, name, fingerprint)
 
 
-def prepare_project(settings: Settings, layout: Layout, inputs: str, notes: list[str]) -> Prepared:
-    """Find, validate and name every app under the paths, check the key, compile the steps."""
+def prepare_project(
+    settings: Settings,
+    layout: Layout,
+    inputs: str,
+    notes: list[str],
+    revision: Revision | None = None,
+) -> Prepared:
+    """Find, validate and name every app under the paths, check the key, compile the steps.
+
+    `revision`: the paths are in a commit's tree written out (`pakman
+    affected`); versions, commit times and build.git's commit are that commit's.
+    """
     from pakman.config.gitmeta import clear_cache
     from pakman.config.identity import clear_version_cache, epoch_variable, git_dir, version_inputs
     from pakman.workspace.discovery import find_configs
@@ -106,10 +116,11 @@ def prepare_project(settings: Settings, layout: Layout, inputs: str, notes: list
         raise ConfigError("--package-name names one app, but several were found; use --only")
     records: list[_AppRecord] = []
     errors: list[Diagnostic] = []
-    epochs = _epochs(configs, layout)
+    epochs = _epochs(configs, layout, revision)
     for config_path in configs:
         try:
-            records.append(_prepare_app(config_path, settings, layout, epochs[config_path]))
+            epoch = epochs[config_path]
+            records.append(_prepare_app(config_path, settings, layout, epoch, revision))
         except ConfigError as exc:
             errors.extend(exc.diagnostics)
     if errors:
@@ -147,7 +158,13 @@ def prepare_project(settings: Settings, layout: Layout, inputs: str, notes: list
     return compile_steps(prepared, pipeline, layout, settings, range(len(records)))
 
 
-def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: int) -> _AppRecord:
+def _prepare_app(
+    config_path: Path,
+    settings: Settings,
+    layout: Layout,
+    epoch: int,
+    revision: Revision | None = None,
+) -> _AppRecord:
     """Read, validate and name one app (built at `epoch`), and fingerprint its source."""
     from pakman.config.prepare import prepare_app
 
@@ -163,23 +180,31 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: i
         release=settings.release,
         url=settings.url,
         epoch=epoch,
+        revision=revision,
     )
     config, identity = prepared.config, prepared.identity
-    git = _git_metadata(config, prepared.document) if config.build.git else None
+    git = _git_metadata(config, prepared.document, revision) if config.build.git else None
     prefix = os.path.relpath(config.root, layout.root) + "/"
-    # One stat cache per app, so refreshing one app reads and writes only its own.
-    cache = StatCache(layout.state / "cache" / "stat" / (_digest(prefix) + ".json"))
+    # One stat cache per app, so refreshing one app reads and writes only its own
+    # (a commit's tree written out keeps its own beside it, removed with it).
+    stat = layout.state / "cache" / "stat" if revision is None else Path(f"{revision.tree}.stat")
+    cache = StatCache(stat / (_digest(prefix) + ".json"))
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
     warnings = list(prepared.warnings)
     return _AppRecord(config_path, pack(watched), AppBuild(config, identity, git), source, warnings)
 
 
-def _git_metadata(config: AppConfig, document: Document) -> GitMetadata:
+def _git_metadata(
+    config: AppConfig, document: Document, revision: Revision | None = None
+) -> GitMetadata:
     """What the build of an app with `build.git: true` sees of git; a located error without it."""
     from pakman.config.gitmeta import GitMetadataError, read_git_metadata
 
     try:
+        if revision is not None:  # the build of that commit
+            found = read_git_metadata(revision.real(config.root))
+            return replace(found, commit=revision.commit)
         return read_git_metadata(config.root)
     except GitMetadataError as exc:
         raise ConfigError(
@@ -276,14 +301,16 @@ def _keys_fingerprint(folder: str) -> str:
     return digest.hexdigest()
 
 
-def _epochs(configs: Sequence[Path], layout: Layout) -> dict[Path, int]:
+def _epochs(
+    configs: Sequence[Path], layout: Layout, revision: Revision | None = None
+) -> dict[Path, int]:
     """Each app's SOURCE_DATE_EPOCH, by its config: see `pakman.config.identity.build_epoch`."""
     from pakman.config.identity import build_epoch, epoch_variable, last_commit_times
 
     variable = epoch_variable()
     if variable is not None:
         return {config: build_epoch(variable, None, 0) for config in configs}
-    committed = last_commit_times([config.parent for config in configs])
+    committed = last_commit_times([config.parent for config in configs], revision)
     now = 0 if all(t is not None for t in committed.values()) else _first_build_time(layout)
     return {config: build_epoch(None, committed[config.parent], now) for config in configs}
 

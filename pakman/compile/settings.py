@@ -81,6 +81,9 @@ class Settings:
     # sandbox on a root of the build lock's closure) or "host".
     build_on: str = DEFAULT_BUILD_ON
     network: str = "host"  # --network: what a sandboxed build sees, "host" or "none"
+    # --shard I/N (pakman.compile.shard): build only shard I of N's apps, no repository.
+    # In no key and not in inputs_digest: a full build reuses what a shard built.
+    shard: str | None = None
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -90,9 +93,9 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         value = os.environ.get(name)
         # secrets count by digest only
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
-    # How much a build prints changes no key; the workspace counts as layout.root,
-    # however it was reached (`.`, `..`).
-    chosen = replace(settings, verbose=False, root=".")
+    # How much a build prints changes no key, nor which shard it builds; the
+    # workspace counts as layout.root, however it was reached (`.`, `..`).
+    chosen = replace(settings, verbose=False, root=".", shard=None)
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -39,6 +39,80 @@ class GitMetadataError(Exception):
     """The app's repository cannot give the build its git metadata (the message says why)."""
 
 
+# The repository's own configuration may name programs (core.fsmonitor,
+# filter drivers, hooks, gpg.program with log.showSignature, a promisor
+# remote to fetch from): commands pakman runs on a checkout turn off each
+# that a read could reach, and take no GIT_* variable from the caller.
+SAFE_GIT = (
+    "git",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "log.showSignature=false",
+    "-c",
+    "protocol.allow=never",
+    "-c",
+    "maintenance.auto=false",
+    "-c",
+    "gc.auto=0",
+    "--no-pager",
+)
+GIT_TIMEOUT = 60.0  # seconds
+
+
+def safe_git_environment() -> dict[str, str]:
+    """The environment of a git command on a checkout (see SAFE_GIT)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_NO_LAZY_FETCH"] = "1"  # a partial clone's missing object is not fetched (git 2.44+)
+    env["GIT_LITERAL_PATHSPECS"] = "1"  # a folder named `:(glob)x` is that folder
+    return env
+
+
+def run_git(
+    folder: Path, *args: str, timeout: float = GIT_TIMEOUT
+) -> subprocess.CompletedProcess[bytes]:
+    """`git ARGS` in `folder`, hardened (SAFE_GIT); raises OSError when git cannot start."""
+    try:
+        return subprocess.run(
+            [*SAFE_GIT, *args],
+            cwd=folder,
+            env=safe_git_environment(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.SubprocessError as exc:
+        raise OSError(f"git {args[0]}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """A commit of the repository whose work tree is at `top`, its tree written to `tree`.
+
+    A build's graph compiled from `tree` takes what git says (versions,
+    commit times, build.git's commit) at `commit`, for the folder of `top`
+    that a folder of `tree` stands for.
+    """
+
+    top: Path
+    commit: str
+    tree: Path
+
+    def real(self, folder: Path) -> Path:
+        """The folder of the work tree that `folder` (in `tree`) stands for."""
+        return self.top / folder.resolve().relative_to(self.tree.resolve())
+
+
+def repository_top(folder: Path) -> Path:
+    """The top of the work tree holding `folder`; GitMetadataError outside git."""
+    return _repository(folder)[0]
+
+
 @dataclass(frozen=True)
 class GitMetadata:
     """What a build with `build.git: true` sees: the commit, the tags, and the objects' folder."""

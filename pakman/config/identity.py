@@ -12,14 +12,17 @@ from __future__ import annotations
 import functools
 import os
 import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pakman.config.model import AppConfig, Identity
 from pakman.config.rules import PACKAGE_NAME, URL, VERSION, is_version, slugify
 from pakman.errors import ConfigError
 from pakman.fileio import read_regular
+
+if TYPE_CHECKING:
+    from pakman.config.gitmeta import Revision
 
 DEFAULT_ORGANIZATION = "local"
 _SEMVER_PREFIX = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
@@ -34,10 +37,16 @@ def resolve_identity(
     release: int | str | None = None,
     url: str | None = None,
     env: Mapping[str, str] | None = None,
+    revision: Revision | None = None,
 ) -> Identity:
-    """Decide the package's organization, name, version, release and home page."""
+    """Decide the package's organization, name, version, release and home page.
+
+    With `revision`, the app was read from that commit's tree: git is asked
+    at that commit, for the folder the app's stands for.
+    """
     env = os.environ if env is None else env
-    owner, repo = _github_repository(app.root, env)
+    root = revision.real(app.root) if revision is not None else app.root
+    owner, repo = _github_repository(root, env)
     pkgname = _slug(
         "package name", name or repo or (app.run.name if app.run else None) or app.root.name
     )
@@ -53,7 +62,7 @@ def resolve_identity(
     return Identity(
         organization=org,
         name=pkgname,
-        version=_version(version, app.root),
+        version=_version(version, root, revision),
         release=_release(release, env),
         url=url,
     )
@@ -83,13 +92,13 @@ def _slug(what: str, text: str) -> str:
     return slug
 
 
-def _version(explicit: str | None, root: Path) -> str:
+def _version(explicit: str | None, root: Path, revision: Revision | None = None) -> str:
     if explicit is not None:
         candidate = explicit[1:] if re.match(r"v[0-9]", explicit) else explicit
         if not is_version(candidate):
             raise ConfigError(f"the version {explicit!r} is not allowed: {VERSION.says}")
         return candidate
-    return version_from_describe(git_describe(root))
+    return version_from_describe(git_describe(root, revision))
 
 
 def version_from_describe(described: str | None) -> str:
@@ -120,29 +129,33 @@ def git_dir(root: Path) -> Path | None:
     return None
 
 
-def git_describe(root: Path) -> str | None:
+def git_describe(root: Path, revision: Revision | None = None) -> str | None:
     """`git describe --tags --always` for the repository holding `root`, or None outside one.
 
-    Run once per repository, however many apps it holds.
+    Of HEAD, or of `revision`'s commit. Run once per repository and commit,
+    however many apps it holds.
     """
+    if revision is not None:
+        return _describe_repository(revision.top, revision.commit)
     found = git_dir(root)
     return None if found is None or not _has_head(found) else _describe_repository(found.parent)
 
 
 @functools.cache
-def _describe_repository(top: Path) -> str | None:
-    return _git(top, "describe", "--tags", "--always")
+def _describe_repository(top: Path, commit: str = "HEAD") -> str | None:
+    return _git(top, "describe", "--tags", "--always", commit)
 
 
 def _git(folder: Path, *args: str) -> str | None:
     """What `git ARGS` prints in `folder`, stripped; None when git fails or is missing."""
+    from pakman.config.gitmeta import run_git
+
     try:
-        result = subprocess.run(
-            ["git", *args], cwd=folder, capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
+        result = run_git(folder, *args, timeout=30)
+    except OSError:
         return None
-    return result.stdout.strip() if result.returncode == 0 else None
+    text = result.stdout.decode("utf-8", "replace").strip()
+    return text if result.returncode == 0 else None
 
 
 def clear_version_cache() -> None:
@@ -221,20 +234,30 @@ def epoch_variable(env: Mapping[str, str] | None = None) -> int | None:
     return int(text)
 
 
-def last_commit_times(roots: Sequence[Path]) -> dict[Path, int | None]:
+def last_commit_times(
+    roots: Sequence[Path], revision: Revision | None = None
+) -> dict[Path, int | None]:
     """When each folder last changed in git (`git log -1 --format=%ct -- .` in it, as
     abuild dates a build), or None outside git or for a folder never committed.
 
-    One git process per folder, a few at once: only a build that prepares
-    every app asks (the plan keeps the answers while git's refs stay put).
+    At HEAD, or at `revision`'s commit for the folders of its tree. One git
+    process per folder, a few at once: only a build that prepares every app
+    asks (the plan keeps the answers while git's refs stay put).
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    def last(root: Path) -> int | None:
+        return _last_commit_time(root, revision)
+
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(roots, pool.map(_last_commit_time, roots), strict=True))
+        return dict(zip(roots, pool.map(last, roots), strict=True))
 
 
-def _last_commit_time(root: Path) -> int | None:
+def _last_commit_time(root: Path, revision: Revision | None = None) -> int | None:
+    if revision is not None:
+        folder = revision.real(root).relative_to(revision.top).as_posix()
+        text = _git(revision.top, "log", "-1", "--format=%ct", revision.commit, "--", folder)
+        return int(text) if text is not None and text.isascii() and text.isdigit() else None
     found = git_dir(root)
     if found is None or not _has_head(found):
         return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pakman.config.identity import resolve_identity
 from pakman.config.lint import lint_app
@@ -19,6 +20,9 @@ from pakman.config.schema import validate
 from pakman.config.source import Document, load_file
 from pakman.errors import ConfigError, Diagnostic
 from pakman.fileio import confined
+
+if TYPE_CHECKING:
+    from pakman.config.gitmeta import Revision
 
 
 class InvalidApp(ConfigError):
@@ -45,8 +49,11 @@ def prepare_app(
     release: int | str | None = None,
     url: str | None = None,
     epoch: int = 0,
+    revision: Revision | None = None,
 ) -> PreparedApp:
     """Load, validate, name (built at `epoch`) and lint the instellar.yml at `path`.
+
+    `revision`: the file is in that commit's tree, and git is asked at it.
 
     Raises InvalidApp with every diagnostic found, warnings included, when
     the file is invalid or the package needs a file the app lacks. A bad
@@ -59,7 +66,13 @@ def prepare_app(
     except ConfigError as exc:
         raise InvalidApp(exc.diagnostics) from None
     identity = resolve_identity(
-        config, name=name, organization=organization, version=version, release=release, url=url
+        config,
+        name=name,
+        organization=organization,
+        version=version,
+        release=release,
+        url=url,
+        revision=revision,
     )
     identity = dataclasses.replace(identity, epoch=epoch)
     found = sorted([*warnings, *lint_app(config, identity, document)], key=_position)

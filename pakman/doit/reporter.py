@@ -28,11 +28,15 @@ class PakmanReporter:
         *,
         json_events: bool = False,
         repository: str = "",
+        shard: str = "",
+        shard_apps: int = 0,
     ) -> None:
         self.out = outstream or sys.stdout
         self.json = json_events
         self.live = not json_events and self.out.isatty()
         self.repository = repository
+        self.shard = shard  # `I/N` for a shard build (it writes no repository)
+        self.shard_apps = shard_apps
         self.total = 0
         self.done = 0
         self.executed: list[str] = []
@@ -143,6 +147,9 @@ class PakmanReporter:
         }
         if interrupted:
             summary["interrupted"] = True
+        if self.shard:
+            summary["shard"] = self.shard
+            summary["apps"] = self.shard_apps
         if self.json:
             self._event("summary", "", **summary)
             return
@@ -164,6 +171,11 @@ class PakmanReporter:
         if self.repository and not self.failed:
             text += f"; repository: {self.repository}"
         self._line(text)
+        if self.shard and not self.failed:
+            self._line(
+                f"shard {self.shard}: {self.shard_apps} app{'s' * (self.shard_apps != 1)} built; "
+                "no repository written (run `pakman build` without --shard to publish)"
+            )
 
     # output ------------------------------------------------------------------
 

@@ -207,7 +207,14 @@ def run_build(
 
     out = out or sys.stdout
     layout = project.layout
-    reporter = PakmanReporter(out, json_events=json_events, repository=layout.relative(layout.repo))
+    reporter = PakmanReporter(
+        out,
+        json_events=json_events,
+        # A shard writes no repository (pakman.compile.shard).
+        repository="" if project.shard else layout.relative(layout.repo),
+        shard=str(project.shard or ""),
+        shard_apps=project.shard_apps,
+    )
     with run_lock(layout, wait=wait, out=sys.stderr):
         journal = read_journal(layout)
         steps = project.graph.order()

@@ -99,6 +99,8 @@ def to_data(project: Project) -> dict[str, Any]:
         "pakman": __version__,
         "workspace": str(layout.root),
         "repository": layout.relative(layout.repo),
+        # --shard I/N: the steps are the shard's apps' only (no repository step)
+        **({"shard": str(project.shard)} if project.shard else {}),
         "steps": [
             {
                 "id": step.id,

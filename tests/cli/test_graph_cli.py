@@ -260,6 +260,8 @@ def test_the_options_handed_to_run_step_compile_the_same_settings() -> None:
             setattr(args, action.dest, ["one", "-two"])
         elif action.choices:
             setattr(args, action.dest, list(action.choices)[-1])
+        elif action.dest == "shard":  # I/N, checked by argparse
+            setattr(args, action.dest, "2/3")
         else:
             setattr(args, action.dest, "-x $y #z 'q'")
     argv = project_argv(args)

@@ -24,6 +24,8 @@ def _sample(option: Option) -> str:
     if option.choices:  # one that is not the default
         default = getattr(Settings(paths=()), option.field)
         return next(choice for choice in option.choices if choice != default)
+    if option.flag == "--shard":  # checked on the command line
+        return "2/3"
     return "a-value"
 
 
