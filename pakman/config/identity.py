@@ -2,9 +2,9 @@
 
 The file has no package name. It comes from an explicit option, else the
 repository part of `GITHUB_REPOSITORY`, else `run.name`, else the app's
-folder name, slugified like the original. The version comes from
-`git describe --tags --always`; the release from an option or
-`GITHUB_RUN_NUMBER`.
+folder name, slugified like the original. The version comes from the
+app's git history: its own tag or the repository's, and its commits since
+(`app_version`); the release from an option or `GITHUB_RUN_NUMBER`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def resolve_identity(
     return Identity(
         organization=org,
         name=pkgname,
-        version=_version(version, app.root),
+        version=_version(version, app.root, pkgname),
         release=_release(release, env),
         url=url,
     )
@@ -83,31 +83,96 @@ def _slug(what: str, text: str) -> str:
     return slug
 
 
-def _version(explicit: str | None, root: Path) -> str:
+def _version(explicit: str | None, root: Path, name: str) -> str:
     if explicit is not None:
         candidate = explicit[1:] if re.match(r"v[0-9]", explicit) else explicit
         if not is_version(candidate):
             raise ConfigError(f"the version {explicit!r} is not allowed: {VERSION.says}")
         return candidate
-    return version_from_describe(git_describe(root))
+    return app_version(root, name)
 
 
-def version_from_describe(described: str | None) -> str:
-    """The package version from `git describe` output: `v1.2.3-4-gabc` -> `1.2.3`.
+def version_from_tag(tag: str) -> str | None:
+    """The version a repository tag names, or None: `v1.2.3` -> `1.2.3`, `release-1` -> None.
 
     Like the original, the part before the first '-' counts when it starts
-    with MAJOR.MINOR.PATCH; a leading `v` is accepted; anything else is 0.0.0.
-    The result is always a valid apk version.
+    with MAJOR.MINOR.PATCH; a leading `v` is accepted. The result is always a
+    valid apk version (`1.2.3foo` -> `1.2.3`).
     """
-    if not described:
-        return "0.0.0"
-    candidate = described.strip().split("-", 1)[0]
+    candidate = tag.strip().split("-", 1)[0]
     if re.match(r"v[0-9]", candidate):
         candidate = candidate[1:]
     prefix = _SEMVER_PREFIX.match(candidate)
     if prefix is None:
-        return "0.0.0"
+        return None
     return candidate if is_version(candidate) else prefix.group(0)
+
+
+def app_tag_version(tag: str, name: str) -> str | None:
+    """The version an app's own tag names (`<name>-v1.2.3`, `<name>@1.2.3`), or None."""
+    for separator in ("-v", "@"):
+        if tag.startswith(name + separator):
+            rest = tag[len(name) + len(separator) :]
+            return version_from_tag(rest) if rest[:1].isdigit() or separator == "@" else None
+    return None
+
+
+def app_version(root: Path, name: str) -> str:
+    """The version git gives the app `name` in `root`: its tag, then its commits since.
+
+    The tag is the highest of the app's own tags (`<name>-v1.2.3`,
+    `<name>@1.2.3`) in HEAD's history, else the highest repository tag
+    (`v1.2.3`, `1.2.3`); other apps' tags never count. Each commit since that
+    touched the app's folder adds to a `_p<N>` suffix, which apk sorts after
+    the tag's version and before the next (`1.2.3 < 1.2.3_p4 < 1.2.4`), so no
+    two commits that changed the app share a version, and a commit that did
+    not change it keeps it. Untagged, the app's commits count from the start
+    (`0.0.0_p<N>`; `0.0.0` for a folder never committed). Uncommitted changes
+    keep the version; outside git it is `0.0.0`.
+    """
+    found = git_dir(root)
+    if found is None or not _has_head(found):
+        return "0.0.0"
+    top = found.parent.resolve()
+    try:
+        folder = root.resolve().relative_to(top).as_posix() or "."
+    except ValueError:
+        return "0.0.0"
+    tags = _tags_in_head(top)
+    own = [(v, t) for t in tags if (v := app_tag_version(t, name)) is not None]
+    shared = [(v, t) for t in tags if (v := version_from_tag(t)) is not None]
+    candidates = own or shared
+    base, tag = max(candidates, key=_tag_order) if candidates else ("0.0.0", None)
+    count = _commits_since(top, tag, folder)
+    return f"{base}_p{count}" if count else base
+
+
+_PRE_RELEASE = re.compile(r"_(alpha|beta|pre|rc)")
+
+
+def _tag_order(candidate: tuple[str, str]) -> tuple[tuple[int, ...], int, str, str]:
+    """Highest first by the numbers, then a release over its pre-releases, then by text."""
+    version, tag = candidate
+    numbers = version.split("_", 1)[0]
+    digits = tuple(int(part) for part in re.findall(r"[0-9]+", numbers))
+    suffix = version[len(numbers) :]
+    rank = 0 if _PRE_RELEASE.match(suffix) else 1 if not suffix else 2
+    return digits, rank, suffix, tag
+
+
+@functools.cache
+def _tags_in_head(top: Path) -> tuple[str, ...]:
+    """The tags in HEAD's history (one git process per repository, however many apps)."""
+    text = _git(top, "for-each-ref", "--merged", "HEAD", "--format=%(refname:strip=2)", "refs/tags")
+    return tuple(text.splitlines()) if text else ()
+
+
+@functools.cache
+def _commits_since(top: Path, tag: str | None, folder: str) -> int:
+    """How many commits in HEAD's history, and not in `tag`'s, touched `folder`."""
+    revisions = f"refs/tags/{tag}..HEAD" if tag is not None else "HEAD"
+    text = _git(top, "--literal-pathspecs", "rev-list", "--count", revisions, "--", folder)
+    return int(text) if text is not None and text.isascii() and text.isdigit() else 0
 
 
 def git_dir(root: Path) -> Path | None:
@@ -118,20 +183,6 @@ def git_dir(root: Path) -> Path | None:
         if candidate.exists():
             return candidate
     return None
-
-
-def git_describe(root: Path) -> str | None:
-    """`git describe --tags --always` for the repository holding `root`, or None outside one.
-
-    Run once per repository, however many apps it holds.
-    """
-    found = git_dir(root)
-    return None if found is None or not _has_head(found) else _describe_repository(found.parent)
-
-
-@functools.cache
-def _describe_repository(top: Path) -> str | None:
-    return _git(top, "describe", "--tags", "--always")
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -146,8 +197,9 @@ def _git(folder: Path, *args: str) -> str | None:
 
 
 def clear_version_cache() -> None:
-    """Forget what `git describe` said (for tests, and long-running callers)."""
-    _describe_repository.cache_clear()
+    """Forget what git said about tags and commits (each build asks again)."""
+    _tags_in_head.cache_clear()
+    _commits_since.cache_clear()
 
 
 def version_inputs(root: Path) -> list[Path]:
