@@ -81,6 +81,9 @@ class Settings:
     # sandbox on a root of the build lock's closure) or "host".
     build_on: str = DEFAULT_BUILD_ON
     network: str = "host"  # --network: what a sandboxed build sees, "host" or "none"
+    # --allow-rebuild: publish other bytes under a package file name the repository
+    # has (see pakman.steps.repository); changes no key.
+    allow_rebuild: bool = False
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -92,7 +95,7 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
     # How much a build prints changes no key; the workspace counts as layout.root,
     # however it was reached (`.`, `..`).
-    chosen = replace(settings, verbose=False, root=".")
+    chosen = replace(settings, verbose=False, allow_rebuild=False, root=".")
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 

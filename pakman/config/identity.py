@@ -196,6 +196,46 @@ def _git(folder: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def uncommitted_changes(root: Path, outside: Sequence[Path] = ()) -> bool | None:
+    """Whether the work tree holding `root` has changes not committed (None outside git).
+
+    Untracked files count, except those under `outside` (the workspace's
+    `.pakman/`, the repository). git's fsmonitor hook, which a checkout's own
+    configuration can name, is not run.
+    """
+    found = git_dir(root)
+    if found is None or not _has_head(found):
+        return None
+    top = found.parent.resolve()
+    try:
+        result = subprocess.run(
+            ["git", "-c", "core.fsmonitor=false", "status", "--porcelain", "-z"],
+            cwd=top,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    skipped: list[str] = []
+    for folder in outside:
+        try:
+            skipped.append(folder.resolve().relative_to(top).as_posix() + "/")
+        except ValueError:
+            continue
+    entries = iter(result.stdout.decode("utf-8", "surrogateescape").split("\0"))
+    for entry in entries:  # "XY path"; a rename or copy adds its old path as the next entry
+        if len(entry) < 4:
+            continue
+        if "R" in entry[:2] or "C" in entry[:2]:
+            next(entries, None)
+        if not (entry[3:] + "/").startswith(tuple(skipped)):
+            return True
+    return False
+
+
 def clear_version_cache() -> None:
     """Forget what git said about tags and commits (each build asks again)."""
     _tags_in_head.cache_clear()

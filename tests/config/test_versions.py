@@ -176,3 +176,51 @@ def test_a_commit_to_another_app_keeps_this_apps_steps(tmp_path: Path) -> None:
     repo = workspace / ".pakman/repo/x86_64"
     assert (repo / "greet-1.0.0_p1-r0.apk").is_file()
     assert (repo / "heartbeat-1.0.0-r0.apk").is_file()
+
+
+def test_the_repository_keeps_a_published_packages_bytes(tmp_path: Path) -> None:
+    """Other bytes under a published name: refused from a clean work tree (exit 1),
+    replaced with a warning under --allow-rebuild or with uncommitted changes."""
+    from build_support import build, make_key, make_workspace
+
+    first, second = make_key(tmp_path / "k1"), make_key(tmp_path / "k2")
+    workspace = make_workspace(tmp_path / "ws", ["greet"])
+    git(workspace, "init", "-q")
+    git(workspace, "add", "apps")
+    git(workspace, "commit", "-qm", "apps")
+    git(workspace, "tag", "v1.0.0")
+    assert build(workspace, first).code == 0
+    package = workspace / ".pakman/repo/x86_64/greet-1.0.0-r0.apk"
+    published = package.read_bytes()
+
+    # The same commit signed with another key: other bytes, same name.
+    refused = build(workspace, second)
+    assert refused.code == 1
+    assert refused.failed == {"repo:sign:x86_64"}
+    assert "x86_64/greet-1.0.0-r0.apk: the repository already has" in refused.messages()
+    assert "--allow-rebuild" in refused.messages()
+    assert package.read_bytes() == published
+
+    allowed = build(workspace, second, "--allow-rebuild")
+    assert allowed.code == 0, allowed.messages()
+    assert "(--allow-rebuild)" in allowed.stderr + allowed.messages() + str(allowed.events)
+    assert package.read_bytes() != published
+
+    # Uncommitted changes in the work tree: a development build replaces it.
+    (workspace / "apps/greet/notes.txt").write_text("draft\n")
+    edited = build(workspace, first)
+    assert edited.code == 0, edited.messages()
+    assert "uncommitted changes" in str(edited.events)
+    assert package.read_bytes() == published
+
+
+def test_uncommitted_changes_ignore_the_workspace_state(mono: Path) -> None:
+    from pakman.config.identity import uncommitted_changes
+
+    (mono / ".pakman/repo").mkdir(parents=True)
+    (mono / ".pakman/journal").write_text("x")
+    assert uncommitted_changes(mono, (mono / ".pakman",)) is False
+    assert uncommitted_changes(mono) is True
+    (mono / "apps/hello/new").write_text("x")
+    assert uncommitted_changes(mono, (mono / ".pakman",)) is True
+    assert uncommitted_changes(mono.parent) is None
