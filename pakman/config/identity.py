@@ -123,7 +123,7 @@ def app_version(root: Path, name: str) -> str:
     The tag is the highest of the app's own tags (`<name>-v1.2.3`,
     `<name>@1.2.3`) in HEAD's history, else the highest repository tag
     (`v1.2.3`, `1.2.3`); other apps' tags never count. Each commit since that
-    touched the app's folder adds to a `_p<N>` suffix, which apk sorts after
+    changed a file in the app's folder adds to a `_p<N>` suffix, which apk sorts after
     the tag's version and before the next (`1.2.3 < 1.2.3_p4 < 1.2.4`), so no
     two commits that changed the app share a version, and a commit that did
     not change it keeps it. Untagged, the app's commits count from the start
@@ -167,12 +167,55 @@ def _tags_in_head(top: Path) -> tuple[str, ...]:
     return tuple(text.splitlines()) if text else ()
 
 
-@functools.cache
 def _commits_since(top: Path, tag: str | None, folder: str) -> int:
     """How many commits in HEAD's history, and not in `tag`'s, touched `folder`."""
+    return _changes_since(top, tag).get(folder, 0)
+
+
+@functools.cache
+def _changes_since(top: Path, tag: str | None) -> dict[str, int]:
+    """For each folder, how many commits since `tag` (all of HEAD's, for None) changed it.
+
+    One git process for every app counted from the same tag (the repository's,
+    or none), instead of one `git rev-list --count TAG..HEAD -- <folder>` per
+    app: merges count through the commits they bring, not themselves.
+    """
     revisions = f"refs/tags/{tag}..HEAD" if tag is not None else "HEAD"
-    text = _git(top, "--literal-pathspecs", "rev-list", "--count", revisions, "--", folder)
-    return int(text) if text is not None and text.isascii() and text.isdigit() else 0
+    try:
+        result = subprocess.run(
+            [
+                "git",
+                "-c",
+                "log.showRoot=true",
+                "log",
+                "-z",
+                "--no-merges",
+                "--no-renames",
+                "--name-only",
+                "--format=%x01",
+                revisions,
+                "--",
+            ],
+            cwd=top,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    if result.returncode != 0:
+        return {}
+    counts: dict[str, int] = {}
+    for record in result.stdout.decode("utf-8", "surrogateescape").split("\x01\0"):
+        folders: set[str] = set()
+        for path in record.lstrip("\n").split("\0"):
+            parts = path.split("/")[:-1]
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+            if path:
+                folders.add(".")
+        for folder in folders:
+            counts[folder] = counts.get(folder, 0) + 1
+    return counts
 
 
 def git_dir(root: Path) -> Path | None:
@@ -239,7 +282,7 @@ def uncommitted_changes(root: Path, outside: Sequence[Path] = ()) -> bool | None
 def clear_version_cache() -> None:
     """Forget what git said about tags and commits (each build asks again)."""
     _tags_in_head.cache_clear()
-    _commits_since.cache_clear()
+    _changes_since.cache_clear()
 
 
 def version_inputs(root: Path) -> list[Path]:
