@@ -13,6 +13,8 @@ not belong to it, and nothing but packages and the index is ever in it.
 from __future__ import annotations
 
 import filecmp
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -24,7 +26,7 @@ from pakman.apk.index import CACHE_FILE, INDEX_FILE, index_filenames
 from pakman.compile.graph import Step
 from pakman.config.identity import EARLIEST_EPOCH, uncommitted_changes
 from pakman.errors import StepFailed
-from pakman.fileio import write_atomic
+from pakman.fileio import read_regular, write_atomic
 from pakman.steps import RunContext, upstream_outputs
 
 # In the index's work folder: the key of the index step that made the folder
@@ -142,8 +144,11 @@ def _check_replacements(
     this when the same commit built differently (another pakman, key,
     option or SOURCE_DATE_EPOCH): refused unless --allow-rebuild. With
     uncommitted changes (the edit-build loop) or outside git, the package is
-    replaced with a warning. Costs nothing unless a package step ran: an
-    unchanged package is the published file itself (same inode).
+    replaced with a warning, and the digest of what it replaced is kept in
+    .pakman/cache/replaced-<arch>.json, so that the clean tree, back (edit,
+    build, revert, build), may publish those bytes again. Costs nothing
+    unless a package step ran: an unchanged package is the published file
+    itself (same inode); git is asked only when bytes differ.
     """
     try:
         with os.scandir(out) as found:
@@ -164,20 +169,55 @@ def _check_replacements(
     if context.allow_rebuild:
         return [f"replaced {named} with other bytes under the same version (--allow-rebuild)"]
     layout = context.layout
+    # What development builds replaced: a clean tree may bring those bytes back.
+    record = layout.state / "cache" / f"replaced-{arch}.json"
+    replaced = _read_replaced(record)
     dirty = uncommitted_changes(layout.root, (layout.state, layout.repo))
     if dirty is None or dirty:
+        for name in changed:
+            replaced.setdefault(name, _sha256(published[name][0]))
+        _write_replaced(record, replaced)
         why = "outside git" if dirty is None else "uncommitted changes"
         return [
             f"replaced {named} with other bytes under the same version ({why}: a "
             "development build; apk does not reinstall a version it has)"
         ]
-    raise StepFailed(
-        f"{named}: the repository already has this package with other bytes under the same "
-        "name, version and release, and the work tree is clean, so this commit built "
-        "differently than it did before (another pakman, key, option or SOURCE_DATE_EPOCH?); "
-        "apk never installs other bytes under a version it has. Set a new --release, "
-        "or replace it with --allow-rebuild"
-    )
+    refused = [n for n in changed if replaced.get(n) != _sha256(packages[n][0])]
+    if refused:
+        raise StepFailed(
+            f"{', '.join(f'{arch}/{name}' for name in refused)}: the repository already has "
+            "this package with other bytes under the same name, version and release, and the "
+            "work tree is clean, so this commit built differently than it did before (another "
+            "pakman, key, option or SOURCE_DATE_EPOCH?); apk never installs other bytes under "
+            "a version it has. Set a new --release, or replace it with --allow-rebuild"
+        )
+    # Back to what was published before development builds replaced it.
+    _write_replaced(record, {n: d for n, d in replaced.items() if n not in changed})
+    return []
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_replaced(path: Path) -> dict[str, str]:
+    """The digests of packages development builds replaced, by file name (data only)."""
+    try:
+        data = json.loads(read_regular(path, 1 << 20))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_replaced(path: Path, replaced: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(replaced, sort_keys=True).encode(), durable=False)
 
 
 def _link_or_copy(source: str, target: Path) -> None:

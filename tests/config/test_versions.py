@@ -180,11 +180,12 @@ def test_a_commit_to_another_app_keeps_this_apps_steps(tmp_path: Path) -> None:
 
 def test_the_repository_keeps_a_published_packages_bytes(tmp_path: Path) -> None:
     """Other bytes under a published name: refused from a clean work tree (exit 1),
-    replaced with a warning under --allow-rebuild or with uncommitted changes."""
+    replaced with a warning under --allow-rebuild or with uncommitted changes; a
+    clean tree may bring back what a development build replaced."""
     from build_support import build, make_key, make_workspace
 
     first, second = make_key(tmp_path / "k1"), make_key(tmp_path / "k2")
-    workspace = make_workspace(tmp_path / "ws", ["greet"])
+    workspace = make_workspace(tmp_path / "ws", ["greet", "heartbeat"])
     git(workspace, "init", "-q")
     git(workspace, "add", "apps")
     git(workspace, "commit", "-qm", "apps")
@@ -197,21 +198,32 @@ def test_the_repository_keeps_a_published_packages_bytes(tmp_path: Path) -> None
     refused = build(workspace, second)
     assert refused.code == 1
     assert refused.failed == {"repo:sign:x86_64"}
-    assert "x86_64/greet-1.0.0-r0.apk: the repository already has" in refused.messages()
+    assert "x86_64/greet-1.0.0-r0.apk, " in refused.messages()
+    assert "the repository already has this package with other bytes" in refused.messages()
     assert "--allow-rebuild" in refused.messages()
     assert package.read_bytes() == published
 
-    allowed = build(workspace, second, "--allow-rebuild")
-    assert allowed.code == 0, allowed.messages()
-    assert "(--allow-rebuild)" in allowed.stderr + allowed.messages() + str(allowed.events)
-    assert package.read_bytes() != published
-
-    # Uncommitted changes in the work tree: a development build replaces it.
-    (workspace / "apps/greet/notes.txt").write_text("draft\n")
+    # Uncommitted changes in the work tree: a development build replaces it...
+    conf = workspace / "apps/greet/greet.conf"
+    conf.write_text(conf.read_text() + "# draft\n")
     edited = build(workspace, first)
     assert edited.code == 0, edited.messages()
     assert "uncommitted changes" in str(edited.events)
+    assert package.read_bytes() != published
+    # ... and the clean tree, back, publishes what it published before (beside
+    # a commit to another app: a repository this workspace never published).
+    git(workspace, "checkout", "--", "apps/greet/greet.conf")
+    commit(workspace, "apps/heartbeat/notes.txt")
+    reverted = build(workspace, first)
+    assert reverted.code == 0, reverted.messages()
+    assert "repo:sign:x86_64" in reverted.ran
     assert package.read_bytes() == published
+    assert (package.parent / "heartbeat-1.0.0_p1-r0.apk").is_file()
+
+    allowed = build(workspace, second, "--allow-rebuild")
+    assert allowed.code == 0, allowed.messages()
+    assert "(--allow-rebuild)" in str(allowed.events)
+    assert package.read_bytes() != published
 
 
 def test_uncommitted_changes_ignore_the_workspace_state(mono: Path) -> None:
