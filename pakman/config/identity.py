@@ -242,40 +242,49 @@ def _git(folder: Path, *args: str) -> str | None:
 def uncommitted_changes(root: Path, outside: Sequence[Path] = ()) -> bool | None:
     """Whether the work tree holding `root` has changes not committed (None outside git).
 
-    Untracked files count, except those under `outside` (the workspace's
-    `.pakman/`, the repository). git's fsmonitor hook, which a checkout's own
-    configuration can name, is not run.
+    Untracked files count (those git does not ignore), except under `outside`
+    (the workspace's `.pakman/`, the repository). Asked with plumbing that
+    runs nothing a checkout's own configuration names (its fsmonitor hook,
+    its clean filters), which would run on the host, outside any sandbox.
     """
     found = git_dir(root)
     if found is None or not _has_head(found):
         return None
     top = found.parent.resolve()
-    try:
-        result = subprocess.run(
-            ["git", "-c", "core.fsmonitor=false", "status", "--porcelain", "-z"],
-            cwd=top,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if result.returncode != 0:
-        return None
     skipped: list[str] = []
     for folder in outside:
         try:
             skipped.append(folder.resolve().relative_to(top).as_posix() + "/")
         except ValueError:
             continue
-    entries = iter(result.stdout.decode("utf-8", "surrogateescape").split("\0"))
-    for entry in entries:  # "XY path"; a rename or copy adds its old path as the next entry
-        if len(entry) < 4:
-            continue
-        if "R" in entry[:2] or "C" in entry[:2]:
-            next(entries, None)
-        if not (entry[3:] + "/").startswith(tuple(skipped)):
-            return True
+    # A file whose times changed is compared by content, through the clean
+    # filter its attributes name: every filter the configuration defines is
+    # emptied for these commands (listing them runs nothing).
+    listed = _git(top, "config", "-z", "--name-only", "--get-regexp", r"^filter\.")
+    quiet = ["-c", "core.fsmonitor=false"]
+    for key in (listed or "").split("\0"):
+        name = key.removeprefix("filter.").rpartition(".")[0]
+        if key.startswith("filter.") and name:
+            quiet += ["-c", f"filter.{name}.clean=", "-c", f"filter.{name}.process="]
+    for args in (
+        ("diff-index", "--name-only", "-z", "HEAD", "--"),
+        ("ls-files", "-z", "--others", "--directory", "--exclude-standard"),
+    ):
+        try:
+            result = subprocess.run(
+                ["git", *quiet, *args],
+                cwd=top,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if result.returncode != 0:
+            return None
+        for path in result.stdout.decode("utf-8", "surrogateescape").split("\0"):
+            if path and not (path + "/").startswith(tuple(skipped)):
+                return True
     return False
 
 

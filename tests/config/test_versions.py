@@ -236,3 +236,21 @@ def test_uncommitted_changes_ignore_the_workspace_state(mono: Path) -> None:
     (mono / "apps/hello/new").write_text("x")
     assert uncommitted_changes(mono, (mono / ".pakman",)) is True
     assert uncommitted_changes(mono.parent) is None
+
+
+def test_uncommitted_changes_run_nothing_the_checkout_configures(
+    mono: Path, tmp_path: Path
+) -> None:
+    """A checkout's own .git/config (from an archive) can name a clean filter and an
+    fsmonitor hook: asking whether the tree is clean runs neither."""
+    from pakman.config.identity import uncommitted_changes
+
+    marker = tmp_path / "ran"
+    (mono / ".gitattributes").write_text("* filter=evil\n")
+    git(mono, "add", ".gitattributes")
+    git(mono, "commit", "-qm", "attributes")
+    git(mono, "config", "filter.evil.clean", f"sh -c 'touch {marker}; cat'")
+    git(mono, "config", "core.fsmonitor", f"sh -c 'touch {marker}'")
+    (mono / "apps/hello/f").write_text("changed")
+    assert uncommitted_changes(mono) is True
+    assert not marker.exists()
