@@ -53,7 +53,7 @@ def resolve_identity(
     return Identity(
         organization=org,
         name=pkgname,
-        version=_version(version, app.root, pkgname),
+        version=_version(version, app, pkgname),
         release=_release(release, env),
         url=url,
     )
@@ -83,13 +83,15 @@ def _slug(what: str, text: str) -> str:
     return slug
 
 
-def _version(explicit: str | None, root: Path, name: str) -> str:
+def _version(explicit: str | None, app: AppConfig, name: str) -> str:
     if explicit is not None:
         candidate = explicit[1:] if re.match(r"v[0-9]", explicit) else explicit
         if not is_version(candidate):
             raise ConfigError(f"the version {explicit!r} is not allowed: {VERSION.says}")
         return candidate
-    return app_version(root, name)
+    # An app whose build sees git's metadata (`build.git`) reads every commit:
+    # each one that changes what it sees moves its version.
+    return app_version(app.root, name, whole_repository=app.build.git)
 
 
 def version_from_tag(tag: str) -> str | None:
@@ -117,7 +119,7 @@ def app_tag_version(tag: str, name: str) -> str | None:
     return None
 
 
-def app_version(root: Path, name: str) -> str:
+def app_version(root: Path, name: str, *, whole_repository: bool = False) -> str:
     """The version git gives the app `name` in `root`: its tag, then its commits since.
 
     The tag is the highest of the app's own tags (`<name>-v1.2.3`,
@@ -128,7 +130,9 @@ def app_version(root: Path, name: str) -> str:
     two commits that changed the app share a version, and a commit that did
     not change it keeps it. Untagged, the app's commits count from the start
     (`0.0.0_p<N>`; `0.0.0` for a folder never committed). Uncommitted changes
-    keep the version; outside git it is `0.0.0`.
+    keep the version; outside git it is `0.0.0`. With `whole_repository`
+    (an app built with `build.git: true`, whose outputs depend on HEAD),
+    every commit counts.
     """
     found = git_dir(root)
     if found is None or not _has_head(found):
@@ -138,6 +142,8 @@ def app_version(root: Path, name: str) -> str:
         folder = root.resolve().relative_to(top).as_posix() or "."
     except ValueError:
         return "0.0.0"
+    if whole_repository:
+        folder = "."
     tags = _tags_in_head(top)
     own = [(v, t) for t in tags if (v := app_tag_version(t, name)) is not None]
     shared = [(v, t) for t in tags if (v := version_from_tag(t)) is not None]

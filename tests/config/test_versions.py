@@ -3,6 +3,7 @@ for every commit that changes an app past its tag (real git repositories)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from pakman.apk.version import compare_versions
 from pakman.config.identity import clear_version_cache, resolve_identity
-from pakman.config.model import AppConfig, Run
+from pakman.config.model import AppConfig, Build, Run
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +129,16 @@ def test_untagged_counts_the_apps_commits(mono: Path) -> None:
     assert version(mono, "hello") == "0.0.0_p1"
     commit(mono, "apps/hello/f")
     assert version(mono, "hello") == "0.0.0_p2"
+
+
+def test_an_app_that_sees_git_counts_every_commit(mono: Path) -> None:
+    """With `build.git: true` its outputs depend on HEAD: every commit moves its version."""
+    git(mono, "tag", "v1.2.3")
+    commit(mono, "README")
+    seeing = dataclasses.replace(app(mono, "hello"), build=Build(git=True))
+    clear_version_cache()
+    assert resolve_identity(seeing, env={}).version == "1.2.3_p1"
+    assert version(mono, "hello") == "1.2.3"
 
 
 def test_an_app_never_committed_is_0_0_0(mono: Path) -> None:
