@@ -29,6 +29,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_BUILD_BASE": "busybox git",
         "PAKMAN_BUILD_ON": "alpine",
         "PAKMAN_NETWORK": "none",
+        "PAKMAN_ALLOW_REBUILD": "1",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -52,6 +53,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         build_base="busybox git",
         build_on="alpine",
         network="none",
+        allow_rebuild=True,
     )
 
 
