@@ -129,5 +129,6 @@ def _context(settings: Settings, layout: Layout, key: tuple[str, str, str]) -> R
         alpine_keys=settings.alpine_keys or "",
         level=settings.level,
         build_on=settings.build_on,
+        allow_rebuild=settings.allow_rebuild,
         run_id=uuid.uuid4().hex,
     )

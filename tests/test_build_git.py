@@ -194,9 +194,13 @@ def test_a_commit_reruns_the_build_with_a_fixed_version_and_epoch_and_explain_sa
     git(tmp_path, "commit", "-q", "-m", "first")
     assert run(tmp_path, key, None, "--offline", "--package-version", "1.0.0").code == 0
     git(tmp_path, "commit", "-q", "--allow-empty", "-m", "second")
-    again = run(tmp_path, key, None, "--offline", "--package-version", "1.0.0")
+    # Other bytes under the pinned version, from a clean tree: refused unless allowed.
+    refused = run(tmp_path, key, None, "--offline", "--package-version", "1.0.0")
+    assert refused.code == 1 and "--allow-rebuild" in refused.messages()
+    assert f"one:build:{ARCH}" in refused.ran
+    again = run(tmp_path, key, None, "--offline", "--package-version", "1.0.0", "--allow-rebuild")
     assert again.code == 0, again.messages()
-    assert f"one:build:{ARCH}" in again.ran
+    assert again.ran == {f"repo:sign:{ARCH}"}
     second = git(tmp_path, "rev-parse", "HEAD")
     assert (tmp_path / f".pakman/build/one/build-{ARCH}/out.txt").read_text().strip() == second
 

@@ -30,6 +30,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_BUILD_ON": "alpine",
         "PAKMAN_NETWORK": "none",
         "PAKMAN_SHARD": "2/3",
+        "PAKMAN_ALLOW_REBUILD": "1",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -54,6 +55,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         build_on="alpine",
         network="none",
         shard="2/3",
+        allow_rebuild=True,
     )
 
 

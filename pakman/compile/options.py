@@ -134,6 +134,13 @@ OPTIONS: tuple[Option, ...] = (
         command_line_reads_variable=True,
         check=_check_shard,
     ),
+    Option(
+        "allow_rebuild",
+        "--allow-rebuild",
+        "replace a package the repository has with other bytes under the same name, "
+        "version and release (refused when the working tree is clean)",
+        kind="flag",
+    ),
     Option("strict", "--strict", "treat unknown keys in instellar.yml as errors", kind="flag"),
     Option(
         "name",

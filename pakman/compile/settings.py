@@ -84,6 +84,9 @@ class Settings:
     # --shard I/N (pakman.compile.shard): build only shard I of N's apps, no repository.
     # In no key and not in inputs_digest: a full build reuses what a shard built.
     shard: str | None = None
+    # --allow-rebuild: publish other bytes under a package file name the repository
+    # has (see pakman.steps.repository); changes no key.
+    allow_rebuild: bool = False
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -93,9 +96,10 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         value = os.environ.get(name)
         # secrets count by digest only
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
-    # How much a build prints changes no key, nor which shard it builds; the
-    # workspace counts as layout.root, however it was reached (`.`, `..`).
-    chosen = replace(settings, verbose=False, root=".", shard=None)
+    # How much a build prints changes no key, nor which shard it builds, nor
+    # --allow-rebuild; the workspace counts as layout.root, however it was reached
+    # (`.`, `..`).
+    chosen = replace(settings, verbose=False, root=".", shard=None, allow_rebuild=False)
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 

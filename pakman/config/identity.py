@@ -2,9 +2,9 @@
 
 The file has no package name. It comes from an explicit option, else the
 repository part of `GITHUB_REPOSITORY`, else `run.name`, else the app's
-folder name, slugified like the original. The version comes from
-`git describe --tags --always`; the release from an option or
-`GITHUB_RUN_NUMBER`.
+folder name, slugified like the original. The version comes from the
+app's git history: its own tag or the repository's, and its commits since
+(`app_version`); the release from an option or `GITHUB_RUN_NUMBER`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def resolve_identity(
     return Identity(
         organization=org,
         name=pkgname,
-        version=_version(version, root, revision),
+        version=_version(version, app, pkgname, root, revision),
         release=_release(release, env),
         url=url,
     )
@@ -92,31 +92,150 @@ def _slug(what: str, text: str) -> str:
     return slug
 
 
-def _version(explicit: str | None, root: Path, revision: Revision | None = None) -> str:
+def _version(
+    explicit: str | None,
+    app: AppConfig,
+    name: str,
+    root: Path,
+    revision: Revision | None = None,
+) -> str:
     if explicit is not None:
         candidate = explicit[1:] if re.match(r"v[0-9]", explicit) else explicit
         if not is_version(candidate):
             raise ConfigError(f"the version {explicit!r} is not allowed: {VERSION.says}")
         return candidate
-    return version_from_describe(git_describe(root, revision))
+    # An app whose build sees git's metadata (`build.git`) reads every commit:
+    # each one that changes what it sees moves its version.
+    return app_version(root, name, whole_repository=app.build.git, revision=revision)
 
 
-def version_from_describe(described: str | None) -> str:
-    """The package version from `git describe` output: `v1.2.3-4-gabc` -> `1.2.3`.
+def version_from_tag(tag: str) -> str | None:
+    """The version a repository tag names, or None: `v1.2.3` -> `1.2.3`, `release-1` -> None.
 
     Like the original, the part before the first '-' counts when it starts
-    with MAJOR.MINOR.PATCH; a leading `v` is accepted; anything else is 0.0.0.
-    The result is always a valid apk version.
+    with MAJOR.MINOR.PATCH; a leading `v` is accepted. The result is always a
+    valid apk version (`1.2.3foo` -> `1.2.3`).
     """
-    if not described:
-        return "0.0.0"
-    candidate = described.strip().split("-", 1)[0]
+    candidate = tag.strip().split("-", 1)[0]
     if re.match(r"v[0-9]", candidate):
         candidate = candidate[1:]
     prefix = _SEMVER_PREFIX.match(candidate)
     if prefix is None:
-        return "0.0.0"
+        return None
     return candidate if is_version(candidate) else prefix.group(0)
+
+
+def app_tag_version(tag: str, name: str) -> str | None:
+    """The version an app's own tag names (`<name>-v1.2.3`, `<name>@1.2.3`), or None."""
+    for separator in ("-v", "@"):
+        if tag.startswith(name + separator):
+            rest = tag[len(name) + len(separator) :]
+            return version_from_tag(rest) if rest[:1].isdigit() or separator == "@" else None
+    return None
+
+
+def app_version(
+    root: Path, name: str, *, whole_repository: bool = False, revision: Revision | None = None
+) -> str:
+    """The version git gives the app `name` in `root`: its tag, then its commits since.
+
+    The tag is the highest of the app's own tags (`<name>-v1.2.3`,
+    `<name>@1.2.3`) in HEAD's history, else the highest repository tag
+    (`v1.2.3`, `1.2.3`); other apps' tags never count. Each commit since that
+    changed a file in the app's folder adds to a `_p<N>` suffix, which apk sorts after
+    the tag's version and before the next (`1.2.3 < 1.2.3_p4 < 1.2.4`), so no
+    two commits that changed the app share a version, and a commit that did
+    not change it keeps it. Untagged, the app's commits count from the start
+    (`0.0.0_p<N>`; `0.0.0` for a folder never committed). Uncommitted changes
+    keep the version; outside git it is `0.0.0`. With `whole_repository`
+    (an app built with `build.git: true`, whose outputs depend on HEAD),
+    every commit counts. With `revision`, all of this at its commit instead
+    of HEAD (`root` is then the work tree's folder the app stands for).
+    """
+    if revision is not None:
+        top, commit = revision.top.resolve(), revision.commit
+    else:
+        found = git_dir(root)
+        if found is None or not _has_head(found):
+            return "0.0.0"
+        top, commit = found.parent.resolve(), "HEAD"
+    try:
+        folder = root.resolve().relative_to(top).as_posix() or "."
+    except ValueError:
+        return "0.0.0"
+    if whole_repository:
+        folder = "."
+    tags = _tags_in_head(top, commit)
+    own = [(v, t) for t in tags if (v := app_tag_version(t, name)) is not None]
+    shared = [(v, t) for t in tags if (v := version_from_tag(t)) is not None]
+    candidates = own or shared
+    base, tag = max(candidates, key=_tag_order) if candidates else ("0.0.0", None)
+    count = _changes_since(top, tag, commit).get(folder, 0)
+    return f"{base}_p{count}" if count else base
+
+
+_PRE_RELEASE = re.compile(r"_(alpha|beta|pre|rc)")
+
+
+def _tag_order(candidate: tuple[str, str]) -> tuple[tuple[int, ...], int, str, str]:
+    """Highest first by the numbers, then a release over its pre-releases, then by text."""
+    version, tag = candidate
+    numbers = version.split("_", 1)[0]
+    digits = tuple(int(part) for part in re.findall(r"[0-9]+", numbers))
+    suffix = version[len(numbers) :]
+    rank = 0 if _PRE_RELEASE.match(suffix) else 1 if not suffix else 2
+    return digits, rank, suffix, tag
+
+
+@functools.cache
+def _tags_in_head(top: Path, commit: str = "HEAD") -> tuple[str, ...]:
+    """The tags in the commit's history (one git process per repository, however many apps)."""
+    text = _git(top, "for-each-ref", "--merged", commit, "--format=%(refname:strip=2)", "refs/tags")
+    return tuple(text.splitlines()) if text else ()
+
+
+@functools.cache
+def _changes_since(top: Path, tag: str | None, commit: str = "HEAD") -> dict[str, int]:
+    """For each folder, how many commits of `commit`'s history since `tag` (all, for None)
+    changed it.
+
+    One git process for every app counted from the same tag (the repository's,
+    or none), instead of one `git rev-list --count TAG..HEAD -- <folder>` per
+    app: merges count through the commits they bring, not themselves.
+    """
+    from pakman.config.gitmeta import run_git
+
+    revisions = f"refs/tags/{tag}..{commit}" if tag is not None else commit
+    try:
+        result = run_git(
+            top,
+            "-c",
+            "log.showRoot=true",
+            "log",
+            "-z",
+            "--no-merges",
+            "--no-renames",
+            "--name-only",
+            "--format=%x01",
+            revisions,
+            "--",
+            timeout=300,
+        )
+    except OSError:
+        return {}
+    if result.returncode != 0:
+        return {}
+    counts: dict[str, int] = {}
+    for record in result.stdout.decode("utf-8", "surrogateescape").split("\x01\0"):
+        folders: set[str] = set()
+        for path in record.lstrip("\n").split("\0"):
+            parts = path.split("/")[:-1]
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts) + 1))
+            if path:
+                folders.add(".")
+        for folder in folders:
+            counts[folder] = counts.get(folder, 0) + 1
+    return counts
 
 
 def git_dir(root: Path) -> Path | None:
@@ -127,23 +246,6 @@ def git_dir(root: Path) -> Path | None:
         if candidate.exists():
             return candidate
     return None
-
-
-def git_describe(root: Path, revision: Revision | None = None) -> str | None:
-    """`git describe --tags --always` for the repository holding `root`, or None outside one.
-
-    Of HEAD, or of `revision`'s commit. Run once per repository and commit,
-    however many apps it holds.
-    """
-    if revision is not None:
-        return _describe_repository(revision.top, revision.commit)
-    found = git_dir(root)
-    return None if found is None or not _has_head(found) else _describe_repository(found.parent)
-
-
-@functools.cache
-def _describe_repository(top: Path, commit: str = "HEAD") -> str | None:
-    return _git(top, "describe", "--tags", "--always", commit)
 
 
 def _git(folder: Path, *args: str) -> str | None:
@@ -158,9 +260,55 @@ def _git(folder: Path, *args: str) -> str | None:
     return text if result.returncode == 0 else None
 
 
+def uncommitted_changes(root: Path, outside: Sequence[Path] = ()) -> bool | None:
+    """Whether the work tree holding `root` has changes not committed (None outside git).
+
+    Untracked files count (those git does not ignore), except under `outside`
+    (the workspace's `.pakman/`, the repository). Asked with plumbing that
+    runs nothing a checkout's own configuration names (its fsmonitor hook,
+    its clean filters), which would run on the host, outside any sandbox.
+    """
+    from pakman.config.gitmeta import run_git
+
+    found = git_dir(root)
+    if found is None or not _has_head(found):
+        return None
+    top = found.parent.resolve()
+    skipped: list[str] = []
+    for folder in outside:
+        try:
+            skipped.append(folder.resolve().relative_to(top).as_posix() + "/")
+        except ValueError:
+            continue
+    # A file whose times changed is compared by content, through the clean
+    # filter its attributes name: every filter the configuration defines is
+    # emptied for these commands (listing them runs nothing).
+    listed = _git(top, "config", "-z", "--name-only", "--get-regexp", r"^filter\.")
+    quiet = ["-c", "core.fsmonitor=false"]
+    for key in (listed or "").split("\0"):
+        name = key.removeprefix("filter.").rpartition(".")[0]
+        if key.startswith("filter.") and name:
+            quiet += ["-c", f"filter.{name}.clean=", "-c", f"filter.{name}.process="]
+    for args in (
+        ("diff-index", "--name-only", "-z", "HEAD", "--"),
+        ("ls-files", "-z", "--others", "--directory", "--exclude-standard"),
+    ):
+        try:
+            result = run_git(top, *quiet, *args, timeout=60)
+        except OSError:
+            return None
+        if result.returncode != 0:
+            return None
+        for path in result.stdout.decode("utf-8", "surrogateescape").split("\0"):
+            if path and not (path + "/").startswith(tuple(skipped)):
+                return True
+    return False
+
+
 def clear_version_cache() -> None:
-    """Forget what `git describe` said (for tests, and long-running callers)."""
-    _describe_repository.cache_clear()
+    """Forget what git said about tags and commits (each build asks again)."""
+    _tags_in_head.cache_clear()
+    _changes_since.cache_clear()
 
 
 def version_inputs(root: Path) -> list[Path]:

@@ -48,6 +48,8 @@ class RunContext:
     use_store: bool = True  # restore outputs of keys built before instead of running
     # --build-on: on "alpine" fetch-deps-build must resolve the closure (or fail)
     build_on: str = "alpine"
+    # --allow-rebuild: sign may replace a published package with other bytes
+    allow_rebuild: bool = False
     # Names one build run, so that steps in one process share what they fetched
     # (see pakman.apk.mirror.fetch_index); never part of a step's key.
     run_id: str = ""

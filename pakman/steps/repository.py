@@ -12,6 +12,9 @@ not belong to it, and nothing but packages and the index is ever in it.
 
 from __future__ import annotations
 
+import filecmp
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -21,9 +24,9 @@ from pathlib import Path
 from pakman.apk import index_bytes, index_text
 from pakman.apk.index import CACHE_FILE, INDEX_FILE, index_filenames
 from pakman.compile.graph import Step
-from pakman.config.identity import EARLIEST_EPOCH
+from pakman.config.identity import EARLIEST_EPOCH, uncommitted_changes
 from pakman.errors import StepFailed
-from pakman.fileio import write_atomic
+from pakman.fileio import read_regular, write_atomic
 from pakman.steps import RunContext, upstream_outputs
 
 # In the index's work folder: the key of the index step that made the folder
@@ -98,7 +101,7 @@ def index(step: Step, context: RunContext) -> None:
     write_atomic(linked, step.key.encode(), durable=False)
 
 
-def sign(step: Step, context: RunContext) -> None:
+def sign(step: Step, context: RunContext) -> list[str]:
     """Publish REPO/<arch>/: the packages the index lists and the index, signed."""
     out = Path(step.outputs[0].rstrip("/"))
     index_key = next(k for step_id, k in step.upstream_keys if step_id.split(":")[1] == "index")
@@ -121,10 +124,100 @@ def sign(step: Step, context: RunContext) -> None:
             f"{', '.join(missing)}, which the index lists, is neither in {work} "
             "nor made by a package step of this build; build again with --always"
         )
+    warnings = _check_replacements(out, {name: present[name] for name in listed}, context)
     with context.repository().publish(out) as folder:
         for name in listed:
             _link_or_copy(present[name][0], folder / name)
         write_atomic(folder / INDEX_FILE, signed)
+    return warnings
+
+
+def _check_replacements(
+    out: Path, packages: dict[str, tuple[str, int]], context: RunContext
+) -> list[str]:
+    """Refuse to publish other bytes under a package file name REPO/<arch>/ already has.
+
+    apk never installs other bytes under a name and version it has
+    installed, and a reader holding the old index finds a package that no
+    longer matches it. Versions move with every commit that changes an app
+    (`pakman.config.identity.app_version`), so a clean work tree only meets
+    this when the same commit built differently (another pakman, key,
+    option or SOURCE_DATE_EPOCH): refused unless --allow-rebuild. With
+    uncommitted changes (the edit-build loop) or outside git, the package is
+    replaced with a warning, and the digest of what it replaced is kept in
+    .pakman/cache/replaced-<arch>.json, so that the clean tree, back (edit,
+    build, revert, build), may publish those bytes again. Costs nothing
+    unless a package step ran: an unchanged package is the published file
+    itself (same inode); git is asked only when bytes differ.
+    """
+    try:
+        with os.scandir(out) as found:
+            published = {e.name: (e.path, e.inode()) for e in found if e.name.endswith(".apk")}
+    except OSError:
+        return []  # nothing published yet
+    changed = sorted(
+        name
+        for name, (path, inode) in packages.items()
+        if name in published
+        and published[name][1] != inode
+        and not filecmp.cmp(published[name][0], path, shallow=False)
+    )
+    if not changed:
+        return []
+    arch = out.name
+    named = ", ".join(f"{arch}/{name}" for name in changed)
+    if context.allow_rebuild:
+        return [f"replaced {named} with other bytes under the same version (--allow-rebuild)"]
+    layout = context.layout
+    # What development builds replaced: a clean tree may bring those bytes back.
+    record = layout.state / "cache" / f"replaced-{arch}.json"
+    replaced = _read_replaced(record)
+    dirty = uncommitted_changes(layout.root, (layout.state, layout.repo))
+    if dirty is None or dirty:
+        for name in changed:
+            replaced.setdefault(name, _sha256(published[name][0]))
+        _write_replaced(record, replaced)
+        why = "outside git" if dirty is None else "uncommitted changes"
+        return [
+            f"replaced {named} with other bytes under the same version ({why}: a "
+            "development build; apk does not reinstall a version it has)"
+        ]
+    refused = [n for n in changed if replaced.get(n) != _sha256(packages[n][0])]
+    if refused:
+        raise StepFailed(
+            f"{', '.join(f'{arch}/{name}' for name in refused)}: the repository already has "
+            "this package with other bytes under the same name, version and release, and the "
+            "work tree is clean, so this commit built differently than it did before (another "
+            "pakman, key, option or SOURCE_DATE_EPOCH?); apk never installs other bytes under "
+            "a version it has. Set a new --release, or replace it with --allow-rebuild"
+        )
+    # Back to what was published before development builds replaced it.
+    _write_replaced(record, {n: d for n, d in replaced.items() if n not in changed})
+    return []
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_replaced(path: Path) -> dict[str, str]:
+    """The digests of packages development builds replaced, by file name (data only)."""
+    try:
+        data = json.loads(read_regular(path, 1 << 20))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_replaced(path: Path, replaced: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(replaced, sort_keys=True).encode(), durable=False)
 
 
 def _link_or_copy(source: str, target: Path) -> None:

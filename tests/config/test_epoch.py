@@ -68,7 +68,8 @@ def commit(workspace: Path, path: str, date: int) -> None:
 
 def packaged(workspace: Path, name: str) -> tuple[int, dict[str, int], str]:
     """A package's build date (.PKGINFO), its files' times, and what its build saw."""
-    package = workspace / f".pakman/repo/x86_64/{name}-0.0.0-r0.apk"
+    # (its version counts its commits: 0.0.0_p<N>)
+    (package,) = (workspace / ".pakman/repo/x86_64").glob(f"{name}-0.0.0*-r0.apk")
     with tarfile.open(package, "r:gz") as archive:
         members = {m.name: m for m in archive.getmembers()}
         pkginfo = archive.extractfile(".PKGINFO")
