@@ -162,6 +162,8 @@ def _prepare_app(config_path: Path, settings: Settings, layout: Layout, epoch: i
         version=settings.version,
         release=settings.release,
         url=settings.url,
+        license=settings.license,
+        description=settings.description,
         epoch=epoch,
     )
     config, identity = prepared.config, prepared.identity

@@ -44,6 +44,8 @@ def prepare_app(
     version: str | None = None,
     release: int | str | None = None,
     url: str | None = None,
+    license: str | None = None,
+    description: str | None = None,
     epoch: int = 0,
 ) -> PreparedApp:
     """Load, validate, name (built at `epoch`) and lint the instellar.yml at `path`.
@@ -59,7 +61,14 @@ def prepare_app(
     except ConfigError as exc:
         raise InvalidApp(exc.diagnostics) from None
     identity = resolve_identity(
-        config, name=name, organization=organization, version=version, release=release, url=url
+        config,
+        name=name,
+        organization=organization,
+        version=version,
+        release=release,
+        url=url,
+        license=license,
+        description=description,
     )
     identity = dataclasses.replace(identity, epoch=epoch)
     found = sorted([*warnings, *lint_app(config, identity, document)], key=_position)
