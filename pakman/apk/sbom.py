@@ -64,6 +64,18 @@ class Provenance:
     purl_namespace: str = ""  # pkg:apk/<namespace>/<name>; "" leaves out the purl
 
 
+# A URL the SPDX tools accept as a download location or home page: a host name
+# with a top-level domain (an IP address or `localhost` is refused).
+_SPDX_URL = re.compile(
+    r"(https?|ftp)://[a-z0-9]+([-.][a-z0-9]+)*\.[a-z]{2,5}(:[0-9]{1,5})?(/\S*)?", re.IGNORECASE
+)
+
+
+def spdx_url(url: str) -> str:
+    """`url` when the SPDX tools accept it as a location, else "" (say NOASSERTION instead)."""
+    return url if _SPDX_URL.fullmatch(url) else ""
+
+
 def _spdx_id(prefix: str, name: str) -> str:
     return f"SPDXRef-{prefix}-{_ID_UNSAFE.sub('-', name).strip('-') or 'x'}"
 
@@ -145,7 +157,7 @@ def sbom_document(
         "supplier": provenance.supplier or "NOASSERTION",
         "originator": provenance.supplier or "NOASSERTION",
         "downloadLocation": "NOASSERTION",
-        "homepage": info.url or "NOASSERTION",
+        "homepage": spdx_url(info.url) or "NOASSERTION",
         "filesAnalyzed": True,
         "packageVerificationCode": {
             # SPDX's: the SHA-1 of the files' SHA-1s, sorted and joined
@@ -161,7 +173,8 @@ def sbom_document(
         "copyrightText": "NOASSERTION",
         "description": info.description,
         "comment": f"The description comes from {provenance.description_from}. "
-        f"An Alpine package (.apk) for {info.arch}, built with SOURCE_DATE_EPOCH={builddate}.",
+        + ("" if spdx_url(info.url) or not info.url else f"Its home page is {info.url}. ")
+        + f"An Alpine package (.apk) for {info.arch}, built with SOURCE_DATE_EPOCH={builddate}.",
         "builtDate": _created(builddate),
         "primaryPackagePurpose": "APPLICATION",
     }
@@ -181,7 +194,7 @@ def sbom_document(
         }
         if other.version:
             described["versionInfo"] = other.version
-        described["downloadLocation"] = other.download or "NOASSERTION"
+        described["downloadLocation"] = spdx_url(other.download) or "NOASSERTION"
         described["filesAnalyzed"] = False
         digest = identity_sha1(other.identity)
         if digest:
@@ -189,6 +202,8 @@ def sbom_document(
         if other.purl:
             described["externalRefs"] = [_purl(other.purl)]
         comment = other.comment
+        if other.download and not spdx_url(other.download):
+            comment += f" Fetched from {other.download}."
         if digest:
             comment += (
                 f" Its checksum is apk's identity of the package ({other.identity}, C: in the "

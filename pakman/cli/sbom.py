@@ -48,6 +48,5 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    sys.stdout.buffer.write(found[1])
-    sys.stdout.flush()
+    sys.stdout.write(found[1].decode("utf-8", "replace"))
     return EXIT_OK

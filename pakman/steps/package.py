@@ -182,7 +182,7 @@ def package(step: Step, context: RunContext) -> list[str]:
         if sub_info is not None:
             _add_sbom(sub_tree, sub_info, identity, build_deps)
             write_package(sub_tree, sub_info, tmp, key, level=level)
-    runtime = _runtime_dependencies(step, info.depends, traced_names)
+    runtime = _runtime_dependencies(step, info, traced_names)
     _add_sbom(pkgdir, info, identity, [*runtime, *build_deps])
     write_package(pkgdir, info, tmp, key, level=level)
     _write_apkbuild(render_dir / "APKBUILD", tmp / "APKBUILD", identity.release)
@@ -220,8 +220,11 @@ def _apk_url(lock: dict[str, Any], repository: str, name: str, version: str) -> 
     return f"{index.rsplit('/', 1)[0]}/{name}-{version}.apk" if index else ""
 
 
-def _runtime_dependencies(step: Step, depends: tuple[str, ...], traced: set[str]) -> list[Related]:
-    """The package's runtime dependencies for its SBOM, with what the runtime lock resolved."""
+def _runtime_dependencies(step: Step, info: PackageInfo, traced: set[str]) -> list[Related]:
+    """The package's runtime dependencies (its .PKGINFO's) for its SBOM, with what the runtime lock resolved."""
+    from pakman.apk.pkginfo import effective_depends
+
+    depends = effective_depends(info)
     lock = _lock(step, "fetch-deps-runtime")
     resolved = lock.get("resolved", {})
     branch, arch = lock.get("branch", ""), lock.get("arch", "")
@@ -232,7 +235,12 @@ def _runtime_dependencies(step: Step, depends: tuple[str, ...], traced: set[str]
             continue  # not a dependency: a package that must not be installed
         entry = resolved.get(dependency.name) or {}
         said = f"Runtime dependency `{text}`"
-        said += " (found by dependencies.trace)." if text in traced else "."
+        if text in traced:
+            said += " (found by dependencies.trace)."
+        elif text not in info.depends:
+            said += " (added as abuild does: an install script runs /bin/sh)."
+        else:
+            said += "."
         if entry.get("source") == "index":
             package, version = str(entry["package"]), str(entry["version"])
             repository = str(entry.get("repository", ""))
@@ -252,8 +260,8 @@ def _runtime_dependencies(step: Step, depends: tuple[str, ...], traced: set[str]
             )
             continue
         if entry.get("source") == "local":
-            said += " Made by another app of the same build."
-        elif text not in traced:
+            said += " Made by the same build (pakman resolves no version for it)."
+        elif text in info.depends and text not in traced:
             why = lock.get("offline") or "not in the runtime lock"
             said += f" Not resolved to a version ({why})."
         related.append(Related(dependency.name, "DEPENDS_ON", comment=said))
