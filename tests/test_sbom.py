@@ -427,3 +427,16 @@ def test_locations_the_spdx_tools_refuse_become_noassertion_and_a_comment(tmp_pa
     assert busybox["downloadLocation"] == "NOASSERTION"
     assert "Fetched from http://localhost:8080/busybox.apk." in busybox["comment"]
     assert document["documentNamespace"].startswith("http://127.0.0.1:8000/a/spdx/a-1-r2-")
+
+
+def test_setting_the_variable_after_a_build_makes_the_package_again(
+    tmp_path: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = licensed_workspace(tmp_path)
+    host_build(workspace, key)
+    assert host_build(workspace, key).ran == set()  # the no-op build
+    monkeypatch.setenv("PAKMAN_LICENSE", "0BSD")
+    again = host_build(workspace, key)
+    assert "greet:package:noarch" in again.ran
+    license, _, described = _metadata(workspace)
+    assert license == described["licenseDeclared"] == "0BSD"
