@@ -387,6 +387,11 @@ def test_a_description_longer_than_abuild_allows_is_located(tmp_path: Path, key:
     assert run.code == 3 and "instellar.yml:" in run.stderr and "128" in run.stderr
 
 
+def test_an_empty_description_option_is_invalid_input(tmp_path: Path, key: KeyPair) -> None:
+    run = build(licensed_workspace(tmp_path), key, "--build-on", "host", "--description", "")
+    assert run.code == 3 and "--description" in run.stderr and "1 to 128" in run.stderr
+
+
 def test_pakman_check_reads_the_licence_too(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLES / "greet", tmp_path / "greet")
     config = tmp_path / "greet/instellar.yml"

@@ -75,7 +75,7 @@ def resolve_identity(
     description_text, description_from = _chosen(
         "description", description, env, app.description, "", DEFAULT_DESCRIPTION_FROM
     )
-    if description_text and not DESCRIPTION.match(description_text):
+    if description_from != DEFAULT_DESCRIPTION_FROM and not DESCRIPTION.match(description_text):
         raise ConfigError(
             f"{description_from} {description_text!r} is not allowed: {DESCRIPTION.says}"
         )
