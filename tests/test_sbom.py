@@ -445,3 +445,20 @@ def test_setting_the_variable_after_a_build_makes_the_package_again(
     assert "greet:package:noarch" in again.ran
     license, _, described = _metadata(workspace)
     assert license == described["licenseDeclared"] == "0BSD"
+
+
+def test_a_package_body_that_writes_where_the_sbom_goes_is_refused(
+    tmp_path: Path, key: KeyPair
+) -> None:
+    workspace = make_workspace(tmp_path, ("greet",))
+    config = workspace / "apps/greet/instellar.yml"
+    config.write_text(
+        config.read_text().replace(
+            "package: |\n",
+            'package: |\n  mkdir -p "$pkgdir"/var/lib/db/sbom\n'
+            '  echo {} > "$pkgdir"/var/lib/db/sbom/greet-0.0.0-r0.spdx.json\n',
+        )
+    )
+    run = build(workspace, key, "--build-on", "host")
+    assert run.code == 1 and "greet:package:noarch" in run.failed
+    assert "/var/lib/db/sbom/greet-0.0.0-r0.spdx.json is in the tree already" in run.messages()
