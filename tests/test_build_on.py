@@ -6,6 +6,7 @@ trusting only its test key.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import json
@@ -721,3 +722,63 @@ def test_a_sandboxed_build_with_git_sees_the_commit_and_tags_and_cannot_change_t
     assert f"one:build:{ARCH}" in again.ran
     assert f"two:build:{ARCH}" not in again.ran
     assert log(tmp_path, "one").splitlines()[0] == git("rev-parse", "HEAD")
+
+
+def test_the_sbom_of_a_build_on_alpine_lists_the_roots_packages_and_the_runtime_versions(
+    tmp_path: Path, key: KeyPair, mirror: Mirror
+) -> None:
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+
+    folder = write_app(tmp_path, "bom", "[greet]", "greet sbom > out.txt")
+    config = folder / "instellar.yml"
+    config.write_text(
+        config.read_text().replace("  build: [greet]", "  build: [greet]\n  runtime: [greet]")
+    )
+    done = run(tmp_path, key, mirror, "--build-on", "alpine")
+    assert done.code == 0, done.messages()
+    (apk,) = (tmp_path / f".pakman/build/bom/packages/{ARCH}").glob("bom-*.apk")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["sbom", str(apk)]) == 0
+    (tmp_path / "bom.spdx.json").write_text(out.getvalue())
+    assert validate_full_spdx_document(parse_file(str(tmp_path / "bom.spdx.json"))) == []
+    document = json.loads(out.getvalue())
+    by_id = {p["SPDXID"]: p for p in document["packages"]}
+    described = document["packages"][0]["SPDXID"]
+
+    build_lock = json.loads((tmp_path / f".pakman/build/bom/deps/build-{ARCH}.json").read_text())
+    closure = {p["name"]: p for p in build_lock["closure"]}
+    assert {"greet", "musl", "busybox"} <= set(closure)
+    build_deps = {}
+    for relation in document["relationships"]:
+        if relation["relationshipType"] == "BUILD_DEPENDENCY_OF":
+            assert relation["relatedSpdxElement"] == described
+            package = by_id[relation["spdxElementId"]]
+            build_deps[package["name"]] = package
+    assert set(build_deps) == set(closure)  # exactly the build root's packages
+    for name, package in build_deps.items():
+        locked = closure[name]
+        assert package["versionInfo"] == locked["version"]
+        sha1 = base64.b64decode(locked["identity"][2:]).hex()
+        assert package["checksums"] == [{"algorithm": "SHA1", "checksumValue": sha1}]
+        assert locked["identity"] in package["comment"]
+        # where it came from: the mirror on 127.0.0.1, which SPDX takes for no location
+        assert package["downloadLocation"] == "NOASSERTION"
+        where = f"{mirror.url}/v3.20/{locked['repository']}/{ARCH}/{name}-{locked['version']}.apk"
+        assert f"Fetched from {where}." in package["comment"]
+
+    runtime_lock = json.loads(
+        (tmp_path / f".pakman/build/bom/deps/runtime-{ARCH}.json").read_text()
+    )
+    locked = runtime_lock["resolved"]["greet"]
+    (greet,) = [
+        by_id[r["relatedSpdxElement"]]
+        for r in document["relationships"]
+        if r["relationshipType"] == "DEPENDS_ON"
+        and by_id[r["relatedSpdxElement"]]["name"] == "greet"
+    ]
+    assert greet["versionInfo"] == locked["version"]
+    assert greet["externalRefs"][0]["referenceLocator"] == (
+        f"pkg:apk/alpine/greet@{locked['version']}?arch={ARCH}"
+    )

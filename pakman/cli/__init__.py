@@ -53,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "create an RSA key pair for signing packages"),
     "index": ("index", "write the signed APKINDEX.tar.gz of a repository folder"),
     "verify": ("verify", "check packages and indexes"),
+    "sbom": ("sbom", "print the SPDX SBOM a package carries"),
 }
 
 

@@ -177,6 +177,22 @@ OPTIONS: tuple[Option, ...] = (
         metavar="N",
         group="identity",
     ),
+    Option(
+        "license",
+        "--license",
+        "the package's licence, an SPDX licence expression (default: PAKMAN_LICENSE, else "
+        "instellar.yml's `license`, else MIT as the original writes)",
+        metavar="SPDX",
+        group="identity",
+    ),
+    Option(
+        "description",
+        "--description",
+        "the package's one-line description, pkgdesc (default: PAKMAN_DESCRIPTION, else "
+        "instellar.yml's `description`, else the package name as the original)",
+        metavar="TEXT",
+        group="identity",
+    ),
 )
 IDENTITY_OPTIONS = tuple(o for o in OPTIONS if o.group == "identity")
 # -v: each command words its own help (what it shows); plain doit's PAKMAN_VERBOSE.

@@ -25,7 +25,17 @@ from pakman.render import files
 from pakman.render.files import SERVICE_FILES, GeneratedFile
 
 Per = Literal["app", "arch", "repository"]
-IDENTITY_FIELDS = ("organization", "name", "version", "release", "url")
+IDENTITY_FIELDS = (
+    "organization",
+    "name",
+    "version",
+    "release",
+    "url",
+    "license",
+    "license_from",
+    "description",
+    "description_from",
+)
 _STAGE_NAME = Rule(r"^[a-z][a-z0-9-]*$", "lower-case letters, digits and '-'")
 _AFTER = Rule(
     r"^[a-z][a-z0-9-]*\*?$",

@@ -179,6 +179,8 @@ def _prepare_app(
         version=settings.version,
         release=settings.release,
         url=settings.url,
+        license=settings.license,
+        description=settings.description,
         epoch=epoch,
         revision=revision,
     )

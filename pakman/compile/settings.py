@@ -44,6 +44,8 @@ _ENVIRONMENT = (
     "GITHUB_RUN_NUMBER",
     "SOURCE_DATE_EPOCH",
     "PAKMAN_MIRROR",
+    "PAKMAN_LICENSE",
+    "PAKMAN_DESCRIPTION",
     BUILD_BASE_VARIABLE,
     KEY_NAME_VARIABLE,
     "ABUILD_PRIVATE_KEY",
@@ -65,6 +67,8 @@ class Settings:
     version: str | None = None
     release: str | None = None
     url: str | None = None
+    license: str | None = None  # --license (else PAKMAN_LICENSE, else instellar.yml's)
+    description: str | None = None  # --description (else PAKMAN_DESCRIPTION, ...)
     repo: str | None = None
     key_file: str | None = None
     mirror: str | None = None

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pakman.config.model import AppConfig, Identity
-from pakman.config.rules import PACKAGE_NAME, URL, VERSION, is_version, slugify
+from pakman.config.rules import (
+    DESCRIPTION,
+    PACKAGE_NAME,
+    URL,
+    VERSION,
+    is_version,
+    license_problem,
+    normal_license,
+    slugify,
+)
 from pakman.errors import ConfigError
 from pakman.fileio import read_regular
 
@@ -25,6 +34,10 @@ if TYPE_CHECKING:
     from pakman.config.gitmeta import Revision
 
 DEFAULT_ORGANIZATION = "local"
+# What the original writes on every package, whatever the app's licence.
+DEFAULT_LICENSE = "MIT"
+DEFAULT_LICENSE_FROM = "the default of PAKman, which writes MIT on every package: nobody chose it"
+DEFAULT_DESCRIPTION_FROM = "the default of PAKman: the package name"
 _SEMVER_PREFIX = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
@@ -36,10 +49,13 @@ def resolve_identity(
     version: str | None = None,
     release: int | str | None = None,
     url: str | None = None,
+    license: str | None = None,
+    description: str | None = None,
     env: Mapping[str, str] | None = None,
     revision: Revision | None = None,
 ) -> Identity:
-    """Decide the package's organization, name, version, release and home page.
+    """Decide the package's organization, name, version, release, home page, licence and
+    description.
 
     With `revision`, the app was read from that commit's tree: git is asked
     at that commit, for the folder the app's stands for.
@@ -59,13 +75,52 @@ def resolve_identity(
         )
     elif not URL.match(url):
         raise ConfigError(f"the url {url!r} is not allowed: {URL.says}")
+    license_text, license_from = _chosen(
+        "license", license, env, app.license, DEFAULT_LICENSE, DEFAULT_LICENSE_FROM
+    )
+    if license_from.startswith("--"):  # the file's value was checked when it was read
+        problem = license_problem(license_text)
+        if problem is not None:
+            raise ConfigError(f"{license_from}: {problem}")
+    description_text, description_from = _chosen(
+        "description", description, env, app.description, "", DEFAULT_DESCRIPTION_FROM
+    )
+    if description_from != DEFAULT_DESCRIPTION_FROM and not DESCRIPTION.match(description_text):
+        raise ConfigError(
+            f"{description_from} {description_text!r} is not allowed: {DESCRIPTION.says}"
+        )
     return Identity(
         organization=org,
         name=pkgname,
         version=_version(version, app, pkgname, root, revision),
         release=_release(release, env),
         url=url,
+        license=normal_license(license_text)
+        if license_from != DEFAULT_LICENSE_FROM
+        else license_text,
+        license_from=license_from,
+        description=description_text,
+        description_from=description_from,
     )
+
+
+def _chosen(
+    key: str,
+    option: str | None,
+    env: Mapping[str, str],
+    written: str | None,
+    default: str,
+    default_from: str,
+) -> tuple[str, str]:
+    """A value and where it came from: --KEY, else PAKMAN_KEY, else instellar.yml's `KEY`, else the default."""
+    variable = f"PAKMAN_{key.upper()}"
+    if option is not None:
+        return option, f"--{key} / {variable}"
+    if env.get(variable):
+        return env[variable], f"--{key} / {variable}"
+    if written is not None:
+        return written, f"instellar.yml `{key}`"
+    return default, default_from
 
 
 def _github_repository(root: Path, env: Mapping[str, str]) -> tuple[str | None, str | None]:

@@ -178,6 +178,9 @@ class AppConfig:
     architectures: tuple[str, ...] = DEFAULT_ARCHITECTURES
     source: str | None = None
     package: str | None = None
+    # pakman only (the original ignores them): the package's licence and pkgdesc, None: unset
+    license: str | None = None
+    description: str | None = None
     kits: tuple[Kit, ...] = ()
     # kits, sizes, plans, page, orchestration exactly as written (deep-frozen).
     platform: Mapping[str, Any] = field(default_factory=FrozenDict)
@@ -238,7 +241,7 @@ class AppConfig:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the package is: from options and the environment, not from the file."""
+    """Who the package is: from options and the environment (licence and description also from the file)."""
 
     organization: str
     name: str
@@ -247,6 +250,12 @@ class Identity:
     url: str = ""  # the project's home page (APKBUILD url=, .PKGINFO url)
     # SOURCE_DATE_EPOCH of its build: file times and build date (see pakman.config.identity).
     epoch: int = 0
+    # The licence (an SPDX expression) and pkgdesc, and where each came from (the
+    # SBOM says so): an option, its variable, instellar.yml, or the original's default.
+    license: str = "MIT"
+    license_from: str = ""
+    description: str = ""  # "": the name (as the original)
+    description_from: str = ""
 
     @property
     def full_version(self) -> str:

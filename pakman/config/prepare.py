@@ -48,6 +48,8 @@ def prepare_app(
     version: str | None = None,
     release: int | str | None = None,
     url: str | None = None,
+    license: str | None = None,
+    description: str | None = None,
     epoch: int = 0,
     revision: Revision | None = None,
 ) -> PreparedApp:
@@ -73,6 +75,8 @@ def prepare_app(
         release=release,
         url=url,
         revision=revision,
+        license=license,
+        description=description,
     )
     identity = dataclasses.replace(identity, epoch=epoch)
     found = sorted([*warnings, *lint_app(config, identity, document)], key=_position)

@@ -98,6 +98,11 @@ URL = Rule(
     "an http(s) URL without spaces or quotes",
 )
 ONE_LINE = Rule(rf"^[^\x00-\x1f\x7f]*{END}", "one line of text without control characters")
+# abuild's sanity check refuses a pkgdesc longer than 128 characters.
+DESCRIPTION = Rule(
+    rf"^[^\x00-\x1f\x7f]{{1,128}}{END}",
+    "one line of 1 to 128 characters without control characters (abuild's limit for pkgdesc)",
+)
 
 _SLUG_RUN = re.compile(r"[^a-z0-9]+")
 
@@ -109,6 +114,31 @@ def slugify(text: str) -> str:
     """
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return _SLUG_RUN.sub("-", ascii_text.lower()).strip("-")
+
+
+def license_problem(text: str) -> str | None:
+    """Why `text` is not an SPDX licence expression of SPDX-listed licences, or None.
+
+    Read with the `license-expression` library (imported here: only a build
+    that sets a licence pays for it), as the SPDX tools read it.
+    """
+    from license_expression import ExpressionError, ExpressionParseError, get_spdx_licensing
+
+    licensing = get_spdx_licensing()
+    try:
+        parsed = licensing.parse(text, validate=True, strict=True)
+    except (ExpressionError, ExpressionParseError) as exc:
+        return f"{text!r} is not an SPDX licence expression: {exc}"
+    if parsed is None:
+        return "an empty licence: give an SPDX licence expression, e.g. MIT or Apache-2.0 OR MIT"
+    return None
+
+
+def normal_license(text: str) -> str:
+    """The SPDX expression `text` (valid: see `license_problem`) in its normal spelling (`mit` -> `MIT`)."""
+    from license_expression import get_spdx_licensing
+
+    return str(get_spdx_licensing().parse(text, validate=True, strict=True))
 
 
 def is_version(text: str) -> bool:

@@ -348,6 +348,22 @@ INSTELLAR = Fields(
         ),
         "source": Field(_script("Raw text added to the APKBUILD source= list.")),
         "package": Field(_script("Shell body that replaces the generated package() function.")),
+        "license": Field(
+            Text(
+                "pakman only: the package's licence, an SPDX licence expression such as MIT or "
+                "Apache-2.0 OR MIT (default MIT, which the original writes on every package; "
+                "--license and PAKMAN_LICENSE override it).",
+                rule=rules.ONE_LINE,
+                extra=rules.license_problem,
+            )
+        ),
+        "description": Field(
+            Text(
+                "pakman only: the package's one-line description, pkgdesc (default the package "
+                "name, as the original; --description and PAKMAN_DESCRIPTION override it).",
+                rule=rules.DESCRIPTION,
+            )
+        ),
         "kits": Field(
             Items(KIT, description="Deployment kits (platform metadata, carried verbatim).")
         ),
@@ -499,6 +515,8 @@ class _Assembler:
             architectures=architectures,
             source=data.get("source"),
             package=data.get("package"),
+            license=data.get("license"),
+            description=data.get("description"),
             kits=kits,
             platform=freeze({k: data[k] for k in PLATFORM_KEYS if data.get(k) is not None}),
         )

@@ -69,7 +69,7 @@ GENERATED_FILES: tuple[GeneratedFile, ...] = (
             "source",
             "package",
         ),
-        identity=("name", "version", "url"),
+        identity=("name", "version", "url", "license", "description"),
     ),
     GeneratedFile(
         "initd",

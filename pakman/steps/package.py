@@ -11,17 +11,26 @@ change `$srcdir` as abuild allows, without touching what other steps share). The
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import shutil
 from pathlib import Path
+from typing import Any
 
+from pakman import __version__
 from pakman.alpine import abuild_arch_variables
 from pakman.apk import DEFAULT_LEVEL, OPENRC, PackageInfo, split_package, write_package
+from pakman.apk.sbom import Provenance, Related, add_sbom, sbom_document
 from pakman.apk.tracedeps import Trace
 from pakman.compile.graph import Step
-from pakman.config.model import AppType, runtime_dependencies
+from pakman.config.identity import (
+    DEFAULT_DESCRIPTION_FROM,
+    DEFAULT_LICENSE_FROM,
+    DEFAULT_ORGANIZATION,
+)
+from pakman.config.model import AppType, Dependency, Identity, runtime_dependencies
 from pakman.fileio import write_if_changed
 from pakman.render.executables import check_executables
 from pakman.steps import (
@@ -35,7 +44,6 @@ from pakman.steps import (
 from pakman.steps.shell import run_sandboxed, run_shell, shell_variables
 from pakman.steps.staging import stage_service_files
 
-LICENSE = "MIT"  # what the original writes
 PACKAGER = "pakman"
 
 
@@ -150,9 +158,9 @@ def package(step: Step, context: RunContext) -> list[str]:
         version=identity.version,
         release=identity.release,
         arch=arch,
-        description=identity.name,
+        description=identity.description or identity.name,
         url=identity.url,
-        license=LICENSE,
+        license=identity.license,
         origin=identity.name,
         packager=PACKAGER,
         depends=depends,
@@ -164,16 +172,122 @@ def package(step: Step, context: RunContext) -> list[str]:
     tmp = fresh_dir(out.with_name(out.name + ".tmp"), context)
     key = context.signing_key()
     level = context.level or DEFAULT_LEVEL
+    # Read before the split: the main package's dependencies, as in its .PKGINFO.
+    traced_names = set(depends) - set(runtime_dependencies(app.type, app.dependencies.runtime))
+    build_deps = _build_dependencies(step) if sandbox is not None else []
     if app.type is AppType.DEFAULT:
         sub_tree = work / f"pkgdir-{arch}-openrc"
         discard(sub_tree, context)  # split_package makes it
         info, sub_info = split_package(pkgdir, sub_tree, info, OPENRC)
         if sub_info is not None:
+            _add_sbom(sub_tree, sub_info, identity, build_deps)
             write_package(sub_tree, sub_info, tmp, key, level=level)
+    runtime = _runtime_dependencies(step, info, traced_names)
+    _add_sbom(pkgdir, info, identity, [*runtime, *build_deps])
     write_package(pkgdir, info, tmp, key, level=level)
     _write_apkbuild(render_dir / "APKBUILD", tmp / "APKBUILD", identity.release)
     replace_dir(tmp, out, context)
     return warnings
+
+
+def _add_sbom(tree: Path, info: PackageInfo, identity: Identity, related: list[Related]) -> None:
+    """Write the package's SPDX document into its tree (see pakman.apk.sbom)."""
+    chosen_org = identity.organization != DEFAULT_ORGANIZATION
+    provenance = Provenance(
+        supplier=f"Organization: {identity.organization}" if chosen_org else "",
+        license_from=identity.license_from or DEFAULT_LICENSE_FROM,
+        license_chosen=bool(identity.license_from)
+        and identity.license_from != DEFAULT_LICENSE_FROM,
+        description_from=identity.description_from or DEFAULT_DESCRIPTION_FROM,
+        creator=f"Tool: pakman-{__version__}",
+        purl_namespace=identity.organization,
+    )
+    add_sbom(tree, info, sbom_document(tree, info, provenance, related))
+
+
+def _lock(step: Step, stage: str) -> dict[str, Any]:
+    """The lock file an upstream fetch-deps step wrote ({} when there is none)."""
+    paths = upstream_outputs(step, stage)
+    if not paths:
+        return {}
+    lock = json.loads(Path(paths[0]).read_text(encoding="utf-8"))
+    return lock if isinstance(lock, dict) else {}
+
+
+def _apk_url(lock: dict[str, Any], repository: str, name: str, version: str) -> str:
+    """Where a locked package is fetched from: beside its repository's index."""
+    index = lock.get("indexes", {}).get(repository, {}).get("url", "")
+    return f"{index.rsplit('/', 1)[0]}/{name}-{version}.apk" if index else ""
+
+
+def _runtime_dependencies(step: Step, info: PackageInfo, traced: set[str]) -> list[Related]:
+    """The package's runtime dependencies (its .PKGINFO's) for its SBOM, with what the runtime lock resolved."""
+    from pakman.apk.pkginfo import effective_depends
+
+    depends = effective_depends(info)
+    lock = _lock(step, "fetch-deps-runtime")
+    resolved = lock.get("resolved", {})
+    branch, arch = lock.get("branch", ""), lock.get("arch", "")
+    related = []
+    for text in depends:
+        dependency = Dependency.parse(text)
+        if dependency.conflict:
+            continue  # not a dependency: a package that must not be installed
+        entry = resolved.get(dependency.name) or {}
+        said = f"Runtime dependency `{text}`"
+        if text in traced:
+            said += " (found by dependencies.trace)."
+        elif text not in info.depends:
+            said += " (added as abuild does: an install script runs /bin/sh)."
+        else:
+            said += "."
+        if entry.get("source") == "index":
+            package, version = str(entry["package"]), str(entry["version"])
+            repository = str(entry.get("repository", ""))
+            if package != dependency.name:
+                said += f" Provided by {package}."
+            said += f" The version resolved against Alpine {branch} {repository} ({arch}) when the package was built; apk installs whatever version fits."
+            related.append(
+                Related(
+                    package,
+                    "DEPENDS_ON",
+                    version=version,
+                    identity=str(entry.get("identity", "")),
+                    download=_apk_url(lock, repository, package, version),
+                    purl=f"pkg:apk/alpine/{package}@{version}?arch={arch}",
+                    comment=said,
+                )
+            )
+            continue
+        if entry.get("source") == "local":
+            said += " Made by the same build (pakman resolves no version for it)."
+        elif text in info.depends and text not in traced:
+            why = lock.get("offline") or "not in the runtime lock"
+            said += f" Not resolved to a version ({why})."
+        related.append(Related(dependency.name, "DEPENDS_ON", comment=said))
+    return related
+
+
+def _build_dependencies(step: Step) -> list[Related]:
+    """The build root's packages (the build lock's closure), for the SBOM of a build on alpine."""
+    lock = _lock(step, "fetch-deps-build")
+    branch = lock.get("branch", "")
+    related = []
+    for entry in lock.get("closure") or ():
+        name, version = str(entry["name"]), str(entry["version"])
+        repository, arch = str(entry.get("repository", "")), str(entry.get("arch", ""))
+        related.append(
+            Related(
+                name,
+                "BUILD_DEPENDENCY_OF",
+                version=version,
+                identity=str(entry.get("identity", "")),
+                download=_apk_url(lock, repository, name, version),
+                purl=f"pkg:apk/alpine/{name}@{version}?arch={arch}",
+                comment=f"In the build root (Alpine {branch} {repository}) the package was built in.",
+            )
+        )
+    return related
 
 
 def _strip(pkgdir: Path, step: Step, context: RunContext) -> list[str]:

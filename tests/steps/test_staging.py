@@ -195,6 +195,10 @@ package
 """
 
 
+SBOM_DIR = "var/lib/db/sbom/"
+SBOM_PATHS = ("var/lib/db", "var/lib/db/sbom")
+
+
 def _packaged(
     repo: Path, name: str
 ) -> tuple[dict[str, tuple[str, int, bytes | str]], dict[str, tuple[str, str]]]:
@@ -210,6 +214,8 @@ def _packaged(
             for member in archive.getmembers():
                 if member.name.startswith("."):  # .PKGINFO, .SIGN.*, install scripts
                     continue
+                if member.name.rstrip("/") in SBOM_PATHS or member.name.startswith(SBOM_DIR):
+                    continue  # the SBOM pakman adds to every package (abuild writes none)
                 if member.issym():
                     entries[member.name] = ("link", 0, member.linkname)
                 elif member.isdir():
