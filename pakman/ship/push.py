@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pakman.config.model import AppConfig
 from pakman.config.rules import slugify
-from pakman.errors import ConfigError
+from pakman.errors import ConfigError, PakmanError
 from pakman.ship.instellar import (
     DEFAULT_ENDPOINT,
     DEFAULT_TIMEOUT,
@@ -68,6 +68,50 @@ class Uploader(Protocol):
 
 
 Report = Callable[[str], None]
+
+
+class UploadFailed(PakmanError):
+    """Some files did not reach the platform's bucket (each is named, with its reason)."""
+
+    exit_code = 1
+
+
+def upload_to_storage(
+    storage: Storage, files: Sequence[Upload], concurrency: int, report: Report
+) -> None:
+    """The Uploader push uses: pakman.ship.s3 with the platform's bucket and credential.
+
+    A file the bucket holds with the same size and checksum is skipped, so a
+    push run again after a failure sends only what is missing.
+    """
+    from pakman.ship import s3
+
+    target = s3.Target(
+        bucket=storage.bucket,
+        endpoint_url=storage.endpoint_url,
+        region=storage.region or None,
+        credentials=s3.Credentials(
+            storage.access_key_id.reveal(), storage.secret_access_key.reveal()
+        ),
+    )
+
+    def progress(event: s3.Progress) -> None:
+        if event.event in ("uploaded", "skipped", "failed"):
+            why = f" ({event.reason})" if event.reason else ""
+            report(f"{event.event} {event.name}{why}")
+        elif event.event == "retrying":
+            report(f"retrying {event.name}: {event.reason}")
+
+    summary = s3.upload(
+        target, [(f.path, f.key) for f in files], concurrency=concurrency, progress=progress
+    )
+    report(f"uploads to {storage.bucket} at {storage.endpoint_url}: {summary.line()}")
+    if not summary.ok:
+        failed = "".join(f"\n  {o.name}: {o.reason}" for o in summary.failed)
+        raise UploadFailed(
+            f"upload: {len(summary.failed)} of {len(files)} files failed, "
+            f"no deployment was created:{failed}"
+        )
 
 
 @dataclass(frozen=True)
@@ -118,7 +162,8 @@ class PushOutcome:
     """What a push did."""
 
     copied: bool = False  # the commit's deployment existed: nothing was uploaded
-    uploaded: list[str] = field(default_factory=list)  # the keys written
+    # The keys given to the uploader (each uploaded, or skipped as already stored).
+    files: list[str] = field(default_factory=list)
     deployment_id: str = ""
     deployment_created: bool = False
     configuration: str = "none"  # "created", "existed" or "none" (no kits)
@@ -276,7 +321,7 @@ def push(
         archive = archive_upload(request)
         storage = client.get_storage()
         upload(storage, [*files, archive], request.concurrency, report)
-        outcome.uploaded = [f.key for f in (*files, archive)]
+        outcome.files = [f.key for f in (*files, archive)]
         archive_path = archive.key
     created, deployment = client.create_deployment(
         ref=request.ref, sha=request.sha, archive_path=archive_path, stack=request.stack
