@@ -280,10 +280,11 @@ class InstellarClient:
         )
 
     def _excerpt(self, body: bytes) -> str:
-        text = " ".join(body.decode("utf-8", "replace").split())
+        # Redacted before it is cut, so that no part of a token is left at the cut.
+        text = self._redact(" ".join(body.decode("utf-8", "replace").split()))
         if len(text) > _BODY_EXCERPT:
             text = text[: _BODY_EXCERPT - 3] + "..."
-        return self._redact(text)
+        return text
 
     def _redact(self, text: str) -> str:
         for secret in (self._auth_token, self._package_token, self._token):

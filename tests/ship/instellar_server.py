@@ -1,13 +1,16 @@
 """A local Instellar platform: the publishing endpoints as the original PAKman's client uses them.
 
-It serves, on 127.0.0.1, exactly what upmaru/pakman's lib/pakman/instellar.ex
-asks for (see pakman.ship.instellar's docstring): the JSON bodies, the
-`authorization: Bearer` and `x-instellar-package-token` headers it checks,
-and the statuses it answers (201 for a new token, deployment or
-configuration, 200 for one that existed, 404 for an unknown auth token or
-commit, 401 for a wrong session or package token, 422 for a configuration
-without kits). Every request is recorded. `fail[path] = status` makes a path
-answer that status; `hang` holds every answer until the server stops.
+It serves, on 127.0.0.1, the endpoints upmaru/pakman's lib/pakman/instellar.ex
+calls (see pakman.ship.instellar's docstring), with its methods, paths, JSON
+bodies and headers, and the statuses that client expects: 201 or 404 for
+the auth callback, 200 or 404 for a commit's deployment, 200 for the
+storage credential, 201 (new) or 200 (existed) for a deployment, and 201,
+200 or 422 for a configuration. Where the original shows nothing, this
+server chooses: 401 for a wrong session or package token, 422 for a
+configuration payload without kits. Every request is recorded.
+`fail[path] = status` makes a path answer that status, echoing the tokens
+it was sent in the body (a client must not print them); `hang` holds every
+answer until the server stops.
 """
 
 from __future__ import annotations
@@ -78,7 +81,12 @@ class _Handler(BaseHTTPRequestHandler):
             platform.hang.wait(30)
             return
         if self.path in platform.fail:
-            self._answer(platform.fail[self.path], {"errors": {"detail": "failed on purpose"}})
+            # Echoing what it was sent, as careless servers do: a client must not print it.
+            echo = {k: self.headers.get(k) for k in ("authorization", "x-instellar-package-token")}
+            self._answer(
+                platform.fail[self.path],
+                {"errors": {"detail": "failed on purpose", "sent": echo, "body": body}},
+            )
             return
         status, data = self._route(method, body)
         self._answer(status, data)
