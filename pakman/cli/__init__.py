@@ -49,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keygen": ("keygen", "create an RSA key pair for signing packages"),
     "index": ("index", "write the signed APKINDEX.tar.gz of a repository folder"),
     "verify": ("verify", "check packages and indexes"),
+    "publish": ("publish", "upload the signed repository to an S3 bucket, for apk over HTTP"),
 }
 
 

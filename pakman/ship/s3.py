@@ -521,6 +521,36 @@ class _Run:
         return outcome
 
 
+def unchanged(
+    target: Target,
+    files: Iterable[tuple[Path, str]],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    known: dict[str, RemoteObject] | None = None,
+    s3: S3Client | None = None,
+) -> list[bool]:
+    """For each (path, name): whether the store holds these bytes already (what `upload` skips).
+
+    What cannot be told (a HEAD refused) counts as changed, as `upload` counts it.
+    """
+    s3 = s3 or client(target, concurrency)
+
+    def check(pair: tuple[Path, str]) -> bool:
+        path, name = pair
+        if known is not None and name not in known:
+            return False
+        try:
+            return bool(_same_as_stored(s3, target, name, _digests(path), (known or {}).get(name)))
+        except Exception as exc:
+            if not _is_request_error(exc):
+                raise
+            return False
+
+    pairs = [(Path(path), name) for path, name in files]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(check, pairs))
+
+
 def upload(
     target: Target,
     files: Iterable[tuple[Path, str]],

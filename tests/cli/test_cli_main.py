@@ -45,6 +45,11 @@ def test_the_help_lists_every_command_without_importing_them(
 @pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_each_command_is_one_module_that_declares_and_runs_it(name: str) -> None:
     module = importlib.import_module(f"pakman.cli.{COMMANDS[name][0]}")
-    required = {"run-step": ["app:build:x86_64"], "index": ["repo/x86_64"], "verify": ["a.apk"]}
+    required = {
+        "run-step": ["app:build:x86_64"],
+        "index": ["repo/x86_64"],
+        "verify": ["a.apk"],
+        "publish": ["s3://bucket"],
+    }
     args = build_parser(name).parse_args([name, *required.get(name, [])])
     assert args.handler is module.run
