@@ -49,7 +49,10 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         "2 for bad usage, 3 when the repository is refused.",
     )
     publish.add_argument(
-        "url", type=_s3_url, metavar="URL", help="where to publish: s3://BUCKET or s3://BUCKET/PREFIX"
+        "url",
+        type=_s3_url,
+        metavar="URL",
+        help="where to publish: s3://BUCKET or s3://BUCKET/PREFIX",
     )
     publish.add_argument(
         "--repository",
