@@ -222,6 +222,13 @@ def _report(result: Publication, publication: Plan, target: Target, shown: str) 
             f"each architecture serves its previous index or its new one, with their packages\n"
         )
         return EXIT_FAILED
+    for outcome in result.packages.uploaded:
+        if outcome.reason == s3.REPLACED and outcome.name.endswith(".apk"):
+            sys.stderr.write(
+                f"pakman: warning: {outcome.name} replaced other bytes of the same name: a reader "
+                "that fetched the previous index before the new one was up finds a package that "
+                "does not match it; bump the release (--release) to publish other bytes\n"
+            )
     everything = s3.UploadSummary(result.packages.outcomes + indexes.outcomes)
     deleted = f", {len(result.deleted)} deleted" if publication.deletions else ""
     print(f"published {shown} to {target.url}: {everything.line()}{deleted}")

@@ -8,6 +8,7 @@ verify`.
 
 from __future__ import annotations
 
+import shutil
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +111,13 @@ def run(
     # No AWS files of the machine running the tests.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_DEFAULT_REGION",
+    ):
         monkeypatch.delenv(name, raising=False)
 
     def call(built: Built, url: str, *args: str, env: dict[str, str]) -> Run:
@@ -227,11 +234,15 @@ def test_a_server_failing_some_puts_then_recovering(
     built: Built, s3_server: S3Server, s3_bucket: str, s3_proxy: FaultProxy, run: Publish
 ) -> None:
     s3_proxy.rule = fail_first_puts(3)
+    # The endpoint given as an option this time, not in AWS_ENDPOINT_URL.
+    env = s3_server.environment()
+    del env["AWS_ENDPOINT_URL"]
     result = run(
-        built, f"s3://{s3_bucket}/r", "-j", "2", env=s3_server.environment(s3_proxy.endpoint)
+        built, f"s3://{s3_bucket}/r", "-j", "2", "--endpoint-url", s3_proxy.endpoint, env=env
     )
     assert result.code == 0, result.err
     assert sum(r.injected for r in s3_proxy.requests) == 3
+    assert len([r for r in s3_proxy.requests if r.method == "PUT" and not r.injected]) == 9
     assert s3_server.objects(s3_bucket) == {f"r/{n}": b for n, b in built.files().items()}
 
 
@@ -274,6 +285,31 @@ def test_a_package_that_fails_leaves_the_previous_repository_served(
         "x86_64/APKINDEX.tar.gz",
     ]
     assert s3_server.objects(s3_bucket) == {f"r/{n}": b for n, b in newer.files().items()}
+
+
+def test_other_bytes_under_a_published_name_are_uploaded_with_a_warning(
+    tmp_path: Path, key: KeyPair, built: Built, s3_server: S3Server, s3_bucket: str, run: Publish
+) -> None:
+    url = f"s3://{s3_bucket}/r"
+    env = s3_server.environment()
+    assert run(built, url, env=env).code == 0
+    # The same name, version and release, other content.
+    changed = tmp_path / "ws2"
+    shutil.copytree(built.workspace / "apps", changed / "apps")
+    (changed / ".pakman").mkdir()
+    with (changed / "apps/greet/greet").open("a") as script:
+        script.write("# changed\n")
+    assert build(changed, key).code == 0
+    result = run(Built(changed, key), url, env=env)
+    assert result.code == 0, result.err
+    warned = sorted(
+        line.split()[2] for line in result.err.splitlines() if line.startswith("pakman: warning:")
+    )
+    assert warned == ["aarch64/greet-0.0.0-r0.apk", "x86_64/greet-0.0.0-r0.apk"]
+    assert "bump the release (--release) to publish other bytes" in result.err
+    assert s3_server.objects(s3_bucket) == {
+        f"r/{n}": b for n, b in Built(changed, key).files().items()
+    }
 
 
 def test_wrong_credentials_a_clear_error_and_nothing_published(
