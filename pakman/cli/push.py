@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_OK
+
+if TYPE_CHECKING:
+    from pakman.ship.instellar import Storage
+    from pakman.ship.push import Report, Upload
 
 
 def positive_int(text: str) -> int:
@@ -90,12 +96,19 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         default=DEFAULT_TIMEOUT,
         help=f"how long to wait for each answer of the platform (default {DEFAULT_TIMEOUT:g})",
     )
+    push.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines"),
+        default="auto",
+        help="a progress bar, or one line per file (default: a bar when standard error is "
+        "a terminal)",
+    )
     push.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `pakman push`; return its exit code."""
-    from pakman.ship.push import push, read_request, upload_to_storage
+    from pakman.ship.push import push, read_request
 
     request = read_request(
         os.environ,
@@ -105,10 +118,29 @@ def run(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         timeout=args.timeout,
     )
-    outcome = push(request, upload_to_storage, say)
+    outcome = push(request, functools.partial(upload_with_progress, args.progress), say)
     copied = " (the existing deployment copied, nothing uploaded)" if outcome.copied else ""
     say(f"pushed {request.sha}{copied}")
     return EXIT_OK
+
+
+def upload_with_progress(
+    shown: str, storage: Storage, files: Sequence[Upload], concurrency: int, report: Report
+) -> None:
+    """pakman.ship.push's uploader, drawing the uploads' progress on standard error."""
+    from pakman.cli.progress import TransferProgress
+    from pakman.ship.push import upload_to_storage
+
+    progress = TransferProgress(
+        sys.stderr,
+        len(files),
+        sum(f.path.stat().st_size for f in files),
+        bar=None if shown == "auto" else shown == "bar",
+    )
+    try:
+        upload_to_storage(storage, files, concurrency, report, progress)
+    finally:
+        progress.close()
 
 
 def say(line: str) -> None:

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pakman.config.model import AppConfig
 from pakman.config.rules import slugify
@@ -29,6 +29,9 @@ from pakman.ship.instellar import (
     Secret,
     Storage,
 )
+
+if TYPE_CHECKING:
+    from pakman.ship.s3 import Progress
 
 DEFAULT_CONCURRENCY = 2
 # The variables push reads, with what each is for: `pakman push --help` and the README list them.
@@ -77,9 +80,13 @@ class UploadFailed(PakmanError):
 
 
 def upload_to_storage(
-    storage: Storage, files: Sequence[Upload], concurrency: int, report: Report
+    storage: Storage,
+    files: Sequence[Upload],
+    concurrency: int,
+    report: Report,
+    progress: Callable[[Progress], None] | None = None,
 ) -> None:
-    """The Uploader push uses: pakman.ship.s3 with the platform's bucket and credential.
+    """Upload with pakman.ship.s3 to the platform's bucket and credential; `progress` sees each event.
 
     A file the bucket holds with the same size and checksum is skipped, so a
     push run again after a failure sends only what is missing.
@@ -94,14 +101,6 @@ def upload_to_storage(
             storage.access_key_id.reveal(), storage.secret_access_key.reveal()
         ),
     )
-
-    def progress(event: s3.Progress) -> None:
-        if event.event in ("uploaded", "skipped", "failed"):
-            why = f" ({event.reason})" if event.reason else ""
-            report(f"{event.event} {event.name}{why}")
-        elif event.event == "retrying":
-            report(f"retrying {event.name}: {event.reason}")
-
     summary = s3.upload(
         target, [(f.path, f.key) for f in files], concurrency=concurrency, progress=progress
     )

@@ -50,6 +50,7 @@ BACKOFF = 0.5  # seconds before the second whole-file attempt; doubled each time
 # ones in parts of MULTIPART_CHUNK bytes.
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
+REPLACED = "replaced other bytes"  # an upload's reason when the store held other bytes there
 SHA256_METADATA = "sha256"  # x-amz-meta-sha256: the hex SHA-256 of the whole file
 _READ_SIZE = 1024 * 1024
 
@@ -378,10 +379,17 @@ def _digests(path: Path) -> _Digests:
     return _Digests(size, sha256.digest(), md5.hexdigest())
 
 
-def _same_as_stored(
-    s3: S3Client, target: Target, name: str, digests: _Digests, known: RemoteObject | None
-) -> bool | None:
-    """Whether the store holds these bytes under `name`: True, False, or None (unknown).
+Stored = Literal["absent", "same", "different", "unknown"]
+
+
+def _stored(
+    s3: S3Client,
+    target: Target,
+    name: str,
+    digests: _Digests,
+    listing: dict[str, RemoteObject] | None,
+) -> Stored:
+    """What the store holds under `name`: nothing, these bytes, other bytes, or unknown.
 
     From the listing when it tells (absent, another size, the ETag of a
     single-part upload equal to the MD5), else from the object's own record
@@ -389,28 +397,33 @@ def _same_as_stored(
     """
     from botocore.exceptions import ClientError
 
-    if known is not None:
+    if listing is not None:
+        known = listing.get(name)
+        if known is None:
+            return "absent"
         if known.size != digests.size:
-            return False
+            return "different"
         if known.etag == digests.md5:
-            return True
+            return "same"
     try:
         head = s3.head_object(Bucket=target.bucket, Key=target.key(name), ChecksumMode="ENABLED")
     except ClientError as exc:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if status == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-            return False
+            return "absent"
         # Credentials may allow writing without reading (403): upload, and let the PUT tell.
-        return None
+        return "unknown"
     if head.get("ContentLength") != digests.size:
-        return False
+        return "different"
     stored = head.get("Metadata", {}).get(SHA256_METADATA)
-    if stored:
-        return stored == digests.sha256_hex
     checksum = head.get("ChecksumSHA256", "")
-    if checksum and "-" not in checksum:  # a composite (multipart) checksum is no file's
-        return checksum == digests.sha256_b64
-    return head.get("ETag", "").strip('"') == digests.md5
+    if stored:
+        same = stored == digests.sha256_hex
+    elif checksum and "-" not in checksum:  # a composite (multipart) checksum is no file's
+        same = checksum == digests.sha256_b64
+    else:
+        same = head.get("ETag", "").strip('"') == digests.md5
+    return "same" if same else "different"
 
 
 class _Run:
@@ -447,21 +460,15 @@ class _Run:
             digests = _digests(path)
         except OSError as exc:
             return self.finish(Outcome(name, path, "failed", 0, 0, describe_error(exc)))
-        known = self.known.get(name) if self.known is not None else None
         try:
-            same = (
-                False
-                if self.known is not None and known is None
-                else _same_as_stored(self.s3, self.target, name, digests, known)
-            )
+            stored = _stored(self.s3, self.target, name, digests, self.known)
         except Exception as exc:
             if not _is_request_error(exc):
                 raise
-            same = None
-        if same:
+            stored = "unknown"
+        if stored == "same":
             return self.finish(Outcome(name, path, "skipped", digests.size, 0, "unchanged"))
-        replacing = "replaced different bytes" if same is False and known is not None else ""
-        return self.send(path, name, digests, replacing)
+        return self.send(path, name, digests, REPLACED if stored == "different" else "")
 
     def send(self, path: Path, name: str, digests: _Digests, note: str) -> Outcome:
         from boto3.s3.transfer import TransferConfig
@@ -519,6 +526,34 @@ class _Run:
     def finish(self, outcome: Outcome) -> Outcome:
         self.tell(Progress(outcome.status, outcome.name, outcome.size, reason=outcome.reason))
         return outcome
+
+
+def unchanged(
+    target: Target,
+    files: Iterable[tuple[Path, str]],
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    known: dict[str, RemoteObject] | None = None,
+    s3: S3Client | None = None,
+) -> list[bool]:
+    """For each (path, name): whether the store holds these bytes already (what `upload` skips).
+
+    What cannot be told (a HEAD refused) counts as changed, as `upload` counts it.
+    """
+    s3 = s3 or client(target, concurrency)
+
+    def check(pair: tuple[Path, str]) -> bool:
+        path, name = pair
+        try:
+            return _stored(s3, target, name, _digests(path), known) == "same"
+        except Exception as exc:
+            if not _is_request_error(exc):
+                raise
+            return False
+
+    pairs = [(Path(path), name) for path, name in files]
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(check, pairs))
 
 
 def upload(

@@ -127,6 +127,9 @@ def test_push_uploads_the_repository_and_registers_the_deployment(
     }
     assert "(branch main)" in done.stdout
     assert "3 uploaded" in done.stdout and "0 failed" in done.stdout
+    # Not a terminal (a CI log): one plain line per file on standard error.
+    assert f"uploaded {PREFIX}/app-1.0.0-r3.apk (9 B)" in done.stderr
+    assert "\r" not in done.stderr and "\x1b" not in done.stderr
     no_secret_in(done.stdout, done.stderr)
 
     # The same commit again: the platform has its deployment, so nothing is uploaded.
@@ -174,6 +177,7 @@ def test_a_failed_upload_registers_nothing_and_a_rerun_sends_only_what_is_missin
         f"/{s3_bucket}/{k}" for k in s3_server.objects(s3_bucket) if k.startswith("archives/")
     ]
     assert "1 uploaded" in rerun.stdout and "2 skipped" in rerun.stdout
+    assert f"unchanged {PREFIX}/app-1.0.0-r3.apk" in rerun.stderr
     assert platform.calls()[-2:] == [
         ("POST", "/publish/deployments"),
         ("POST", "/publish/deployments/1/configurations"),
@@ -184,8 +188,10 @@ def test_wrong_storage_credentials_create_no_deployment(
     s3_server: S3Server, s3_bucket: str, platform: Platform, endpoint: str, home: Path
 ) -> None:
     platform.storage = storage_of(s3_server.endpoint, s3_bucket, secret="not-the-secret-9q8w7e")
-    done = pakman_push(home, endpoint)
+    done = pakman_push(home, endpoint, "--progress", "bar")
     assert done.returncode == 1
+    assert "] 0/3 files" in done.stderr and "\x1b[K" in done.stderr  # the bar, as on a terminal
+    assert f"FAILED {PREFIX}/" in done.stderr
     assert "SignatureDoesNotMatch" in done.stderr or "AccessDenied" in done.stderr
     assert "no deployment was created" in done.stderr
     assert "Traceback" not in done.stderr

@@ -86,6 +86,11 @@ def test_a_rerun_uploads_only_what_is_missing_or_different(
     summary = s3.upload(through_proxy, files)
     assert {o.name for o in summary.uploaded} == {files[1][1], files[3][1], files[4][1]}
     assert {o.name for o in summary.skipped} == {files[0][1], files[2][1]}
+    assert {o.name: o.reason for o in summary.uploaded} == {
+        files[1][1]: s3.REPLACED,
+        files[3][1]: "",
+        files[4][1]: "",
+    }
     assert sorted(p for m, p in s3_proxy.writes()) == sorted(
         f"/{s3_bucket}/repo/{name}" for name in (files[1][1], files[3][1], files[4][1])
     )
