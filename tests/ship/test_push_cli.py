@@ -15,6 +15,7 @@ import pytest
 from instellar_server import AUTH_TOKEN, PACKAGE_TOKEN, SESSION_TOKEN, Platform, serve
 from push_support import KITS, SHA, write_app, write_packages
 
+from build_support import build, make_key, make_workspace
 from pakman.cli import main
 from s3_support import ACCESS_KEY, SECRET_KEY, FaultProxy, S3Server, fail_puts_matching
 
@@ -295,3 +296,31 @@ def test_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
         "--timeout SECONDS",
     ):
         assert variable in out
+
+
+def test_push_uploads_a_repository_that_pakman_build_wrote(
+    s3_server: S3Server, s3_bucket: str, platform: Platform, endpoint: str, tmp_path: Path
+) -> None:
+    """`pakman build --repo ~/packages`, then `pakman push`: each arch's files, as <arch>/<file>."""
+    home = tmp_path / "built-home"
+    workspace = make_workspace(tmp_path / "ws", ["greet"])
+    (workspace / ".pakman").mkdir()
+    run = build(workspace, make_key(tmp_path / "key"), "--repo", str(home / "packages"))
+    assert run.code == 0, run.messages()
+    write_app(tmp_path / "checkout")
+    (home / "packages.zip").write_bytes(b"zip bytes")
+    built = {
+        f"{arch.name}/{path.name}": path.read_bytes()
+        for arch in (home / "packages").iterdir()
+        if not arch.name.startswith(".")
+        for path in arch.iterdir()
+    }
+    assert any(name.endswith(".apk") for name in built) and any(
+        name.endswith("/APKINDEX.tar.gz") for name in built
+    )
+    done = pakman_push(home, endpoint)
+    assert done.returncode == 0, done.stderr
+    stored = s3_server.objects(s3_bucket)
+    prefix = f"deployments/upmaru-stage/locomo/{SHA}/"
+    assert {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)} == built
+    assert len(stored) == len(built) + 1  # and the archive
