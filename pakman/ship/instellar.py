@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import ssl
 import urllib.error
 import urllib.parse
@@ -70,6 +71,8 @@ DEFAULT_ENDPOINT = "https://opsmaru.com"
 DEFAULT_TIMEOUT = 30.0
 # How much of an error response's body a message quotes.
 _BODY_EXCERPT = 300
+# A storage host as the platform may name it: a DNS name, an IPv4 or a bracketed IPv6 address.
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?\Z|\[[0-9A-Fa-f:.]+\]\Z")
 
 
 class Secret:
@@ -214,6 +217,15 @@ class InstellarClient:
             if not isinstance(value, str) or not value:
                 raise InstellarError(step, f"HTTP {status}: the answer has no {key}", status)
             texts[key] = value
+        if not _HOST.match(texts["host"]):
+            raise InstellarError(
+                step, f"HTTP {status}: the answer's host is not a host name", status
+            )
+        scheme = attributes.get("scheme") or "https://"
+        if scheme not in ("https://", "http://", "https", "http"):
+            raise InstellarError(
+                step, f"HTTP {status}: the answer's scheme is neither https:// nor http://", status
+            )
         port = attributes.get("port")
         if isinstance(port, str) and port.isdigit():
             port = int(port)
@@ -222,7 +234,7 @@ class InstellarClient:
         return Storage(
             host=texts["host"],
             port=port,
-            scheme=str(attributes.get("scheme") or "https://"),
+            scheme=str(scheme),
             region=str(attributes.get("region") or "auto"),
             bucket=texts["bucket"],
             access_key_id=Secret(texts["access_key_id"]),

@@ -50,7 +50,7 @@ VARIABLES: tuple[tuple[str, str], ...] = (
 )
 # What a commit id may look like: it is a URL path segment and part of storage keys.
 _SHA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
-# The platform's fixed namespace for archive ids (any fixed UUID would do: see archive_key).
+# The namespace of the archive ids pakman makes (any fixed UUID would do: see archive_upload).
 _ARCHIVE_NAMESPACE = uuid.UUID("6c1ad5a1-1f5e-4ad6-9a53-7e2b8c0f64a1")
 
 

@@ -178,3 +178,34 @@ def test_tokens_stay_out_of_reprs() -> None:
     api = client("http://127.0.0.1:1")
     no_token_in(repr(api) + repr(Secret(AUTH_TOKEN)) + str(Secret(AUTH_TOKEN)))
     assert repr(Secret(AUTH_TOKEN)) == "Secret('***')"
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"host": "evil.example/x"}, "the answer's host is not a host name"),
+        ({"host": None}, "the answer has no host"),
+        ({"scheme": "ftp://"}, "the answer's scheme is neither https:// nor http://"),
+        ({"port": "80a"}, "the answer's port is not a number"),
+        ({"credential": {"access_key_id": "AK"}}, "the answer has no secret_access_key"),
+    ],
+)
+def test_a_storage_answer_pakman_cannot_use_is_a_clear_error(
+    platform: Platform, endpoint: str, change: dict[str, object], said: str
+) -> None:
+    platform.storage.update(change)
+    api = client(endpoint)
+    api.authenticate()
+    with pytest.raises(InstellarError) as caught:
+        api.get_storage()
+    assert str(caught.value) == f"instellar: get the storage credential: HTTP 200: {said}"
+
+
+def test_a_storage_port_may_be_text_or_absent(platform: Platform, endpoint: str) -> None:
+    api = client(endpoint)
+    api.authenticate()
+    platform.storage["port"] = "9000"
+    assert api.get_storage().endpoint_url == "http://127.0.0.1:9000"
+    del platform.storage["port"]
+    platform.storage["scheme"] = "https://"
+    assert api.get_storage().endpoint_url == "https://127.0.0.1"
