@@ -72,15 +72,15 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         "--packages",
         metavar="DIR",
         type=Path,
-        help="the repository to upload: a pakman repository (`pakman build --repo DIR`) "
-        "or abuild's packages folder (default: $HOME/packages)",
+        help="the repository to upload: a pakman repository or abuild's packages folder "
+        "(default: $HOME/packages when it exists, else the workspace's .pakman/repo)",
     )
     push.add_argument(
         "--archive",
         metavar="FILE",
         type=Path,
-        help="the archive of the packages, a relative path being in $HOME like the "
-        "original's (default: $HOME/packages.zip)",
+        help="the zip of the packages, a relative path being in $HOME like the original's "
+        "(default: $HOME/packages.zip when it exists, else pakman makes one)",
     )
     push.add_argument(
         "--concurrency",

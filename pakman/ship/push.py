@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ),
     ("GITHUB_REPOSITORY", "owner/name: the storage folder deployments/<owner>/<name>/ (required)"),
     ("GITHUB_WORKSPACE", "the checkout holding instellar.yml (default: the current folder)"),
-    ("HOME", "where the packages folder and the archive are by default"),
+    ("HOME", "where the original's packages folder and archive are (~/packages, ~/packages.zip)"),
 )
 # What a commit id may look like: it is a URL path segment and part of storage keys.
 _SHA = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -126,7 +127,7 @@ class PushRequest:
     name: str
     config: AppConfig
     packages: Path
-    archive: Path
+    archive: Path | None  # None: push makes one from the packages (see make_archive)
     concurrency: int = DEFAULT_CONCURRENCY
     timeout: float = DEFAULT_TIMEOUT
 
@@ -204,8 +205,8 @@ def read_request(
         if not organization or not name or "/" in repo:
             problems.append(f"GITHUB_REPOSITORY {repository!r} is not owner/name")
     home = env.get("HOME", "")
-    if (packages is None or archive is None or not archive.is_absolute()) and not home:
-        problems.append("HOME is not set (it holds packages/ and packages.zip unless given)")
+    if archive is not None and not archive.is_absolute() and not home:
+        problems.append("HOME is not set (a relative --archive is in HOME, as in the original)")
     if concurrency < 1:
         problems.append(f"the concurrency must be 1 or more, not {concurrency}")
     if timeout <= 0:
@@ -214,6 +215,10 @@ def read_request(
         raise ConfigError("cannot push: " + "; ".join(problems))
     workspace = Path(env.get("GITHUB_WORKSPACE") or ".")
     app, _warnings = load_app(config if config is not None else workspace / "instellar.yml")
+    if archive is not None:
+        archive = Path(home) / archive  # like the original's, a relative archive is in HOME
+    elif home and (Path(home) / "packages.zip").is_file():
+        archive = Path(home) / "packages.zip"
     return PushRequest(
         endpoint=env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
         auth_token=Secret(auth_token),
@@ -223,12 +228,24 @@ def read_request(
         organization=organization,
         name=name,
         config=app,
-        packages=packages if packages is not None else Path(home) / "packages",
-        # Like the original, a relative archive is in HOME.
-        archive=Path(home) / (archive or "packages.zip"),
+        packages=packages if packages is not None else default_packages(home, workspace),
+        archive=archive,
         concurrency=concurrency,
         timeout=timeout,
     )
+
+
+def default_packages(home: str, workspace: Path) -> Path:
+    """`$HOME/packages` (the original's, abuild's) when it exists, else the workspace's repository.
+
+    So a workflow that gathers packages in ~/packages as the original's does
+    pushes those, and one that ran `pakman build` pushes `.pakman/repo`.
+    """
+    if home and (Path(home) / "packages").is_dir():
+        return Path(home) / "packages"
+    from pakman.workspace.layout import find_workspace
+
+    return find_workspace(workspace) / ".pakman" / "repo"
 
 
 def package_files(request: PushRequest) -> list[Upload]:
@@ -272,7 +289,7 @@ def package_files(request: PushRequest) -> list[Upload]:
     return [Upload(path, key) for key, path in sorted(found.items())]
 
 
-def archive_upload(request: PushRequest) -> Upload:
+def archive_upload(archive: Path) -> Upload:
     """The archive, keyed `archives/<uuid>/<file name>` like the original.
 
     The original draws a random UUID; this one is made from the archive's
@@ -280,16 +297,39 @@ def archive_upload(request: PushRequest) -> Upload:
     """
     try:
         digest = hashlib.sha256()
-        with request.archive.open("rb") as stream:
+        with archive.open("rb") as stream:
             for block in iter(lambda: stream.read(1 << 20), b""):
                 digest.update(block)
     except OSError as exc:
         raise ConfigError(
-            f"cannot push: cannot read the archive {request.archive}: {exc.strerror or exc} "
-            "(zip the packages folder into it, or give --archive)"
+            f"cannot push: cannot read the archive {archive}: {exc.strerror or exc} "
+            "(give the zip of the packages with --archive, or none: pakman then makes one)"
         ) from None
     archive_id = uuid.uuid5(_ARCHIVE_NAMESPACE, digest.hexdigest())
-    return Upload(request.archive, f"archives/{archive_id}/{request.archive.name}")
+    return Upload(archive, f"archives/{archive_id}/{archive.name}")
+
+
+def make_archive(files: Sequence[Upload], folder: Path) -> Path:
+    """`folder/packages.zip`: the packages as `packages/<arch>/<file>`, the same bytes every time.
+
+    The layout of the original's test archive (test/fixtures/packages.zip,
+    `packages/...`). Entries are sorted, dated 1980-01-01, mode 0644, and
+    stored uncompressed (packages and indexes are gzip already), so the same
+    packages give the same archive, and the same key (see archive_upload).
+    """
+    import zipfile
+
+    path = folder / "packages.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for upload in sorted(files, key=lambda f: f.key):
+            arch, file = upload.key.split("/")[-2:]
+            entry = zipfile.ZipInfo(f"packages/{arch}/{file}", (1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o100644 << 16
+            entry.create_system = 3  # unix, so the mode is read
+            with upload.path.open("rb") as source, archive.open(entry, "w") as target:
+                while block := source.read(1 << 20):
+                    target.write(block)
+    return path
 
 
 def push(
@@ -317,9 +357,16 @@ def push(
     else:
         # Local files first: a missing archive stops the push before storage is asked for.
         files = package_files(request)
-        archive = archive_upload(request)
-        storage = client.get_storage()
-        upload(storage, [*files, archive], request.concurrency, report)
+        report(f"{len(files)} files in {request.packages}")
+        with tempfile.TemporaryDirectory(prefix="pakman-push-") as scratch:
+            if request.archive is None:
+                made = make_archive(files, Path(scratch))
+                archive = archive_upload(made)
+                report(f"no --archive and no $HOME/packages.zip: made {archive.key} of them")
+            else:
+                archive = archive_upload(request.archive)
+            storage = client.get_storage()
+            upload(storage, [*files, archive], request.concurrency, report)
         outcome.files = [f.key for f in (*files, archive)]
         archive_path = archive.key
     created, deployment = client.create_deployment(

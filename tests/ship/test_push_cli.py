@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -301,26 +303,38 @@ def test_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
 def test_push_uploads_a_repository_that_pakman_build_wrote(
     s3_server: S3Server, s3_bucket: str, platform: Platform, endpoint: str, tmp_path: Path
 ) -> None:
-    """`pakman build --repo ~/packages`, then `pakman push`: each arch's files, as <arch>/<file>."""
-    home = tmp_path / "built-home"
+    """`pakman build`, then a bare `pakman push`: the workspace's repository, and an archive made."""
+    home = tmp_path / "empty-home"  # no ~/packages, no ~/packages.zip
+    home.mkdir()
     workspace = make_workspace(tmp_path / "ws", ["greet"])
     (workspace / ".pakman").mkdir()
-    run = build(workspace, make_key(tmp_path / "key"), "--repo", str(home / "packages"))
+    run = build(workspace, make_key(tmp_path / "key"))
     assert run.code == 0, run.messages()
-    write_app(tmp_path / "checkout")
-    (home / "packages.zip").write_bytes(b"zip bytes")
+    repository = workspace / ".pakman/repo"
     built = {
         f"{arch.name}/{path.name}": path.read_bytes()
-        for arch in (home / "packages").iterdir()
+        for arch in repository.iterdir()
         if not arch.name.startswith(".")
         for path in arch.iterdir()
     }
     assert any(name.endswith(".apk") for name in built) and any(
         name.endswith("/APKINDEX.tar.gz") for name in built
     )
-    done = pakman_push(home, endpoint)
+    done = pakman_push(
+        home,
+        endpoint,
+        "--config",
+        str(workspace / "apps/greet/instellar.yml"),
+        GITHUB_WORKSPACE=str(workspace),
+    )
     assert done.returncode == 0, done.stderr
+    assert f"{len(built)} files in {repository}" in done.stdout
     stored = s3_server.objects(s3_bucket)
     prefix = f"deployments/upmaru-stage/locomo/{SHA}/"
     assert {k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)} == built
-    assert len(stored) == len(built) + 1  # and the archive
+    [archive] = [k for k in stored if k.startswith("archives/")]
+    with zipfile.ZipFile(io.BytesIO(stored[archive])) as made:
+        assert {i.filename: made.read(i) for i in made.infolist()} == {
+            f"packages/{name}": data for name, data in built.items()
+        }
+    assert platform.requests[3].body["deployment"]["archive_path"] == archive

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -11,7 +14,7 @@ from push_support import KITS, SHA, write_app, write_packages
 
 from pakman.errors import ConfigError
 from pakman.ship.instellar import InstellarError, Storage
-from pakman.ship.push import PushRequest, Upload, push, read_request
+from pakman.ship.push import Upload, archive_upload, push, read_request
 
 
 @pytest.fixture
@@ -247,13 +250,44 @@ def test_a_missing_archive_stops_before_storage(
     assert ("GET", "/publish/storage") not in platform.calls()
 
 
-def test_the_archive_key_is_the_same_for_the_same_bytes(
+def test_the_archive_key_is_the_same_for_the_same_bytes(environment: dict[str, str]) -> None:
+    archive = Path(environment["HOME"]) / "packages.zip"
+    first = archive_upload(archive).key
+    assert archive_upload(archive).key == first
+    archive.write_bytes(b"other zip bytes")
+    assert archive_upload(archive).key != first
+
+
+def test_without_an_archive_push_makes_one_the_same_every_time(
+    platform: Platform, endpoint: str, environment: dict[str, str]
+) -> None:
+    (Path(environment["HOME"]) / "packages.zip").unlink()
+    request = read_request(environment)
+    assert request.archive is None
+    made = []
+    for _ in range(2):
+        platform.deployments.clear()  # a new commit's push each time, not a copy
+        uploader = Recorder()
+        push(request, uploader, lambda line: None)
+        [key] = [k for k in uploader.files if k.startswith("archives/")]
+        assert key.endswith("/packages.zip")
+        made.append((key, uploader.files[key]))
+    assert made[0] == made[1]
+    with zipfile.ZipFile(io.BytesIO(made[0][1])) as archive:
+        assert {i.filename: archive.read(i) for i in archive.infolist()} == {
+            "packages/x86_64/APKINDEX.tar.gz": b"index bytes",
+            "packages/x86_64/app-1.0.0-r3.apk": b"apk bytes",
+        }
+    assert platform.requests[3].body["deployment"]["archive_path"] == made[0][0]
+
+
+def test_the_packages_are_home_packages_else_the_workspace_repository(
     environment: dict[str, str], tmp_path: Path
 ) -> None:
-    from pakman.ship.push import archive_upload
-
-    request: PushRequest = read_request(environment)
-    first = archive_upload(request).key
-    assert archive_upload(request).key == first
-    (Path(environment["HOME"]) / "packages.zip").write_bytes(b"other zip bytes")
-    assert archive_upload(request).key != first
+    home = Path(environment["HOME"])
+    assert read_request(environment).packages == home / "packages"
+    shutil.rmtree(home / "packages")
+    workspace = Path(environment["GITHUB_WORKSPACE"])
+    (workspace / ".pakman/repo").mkdir(parents=True)
+    assert read_request(environment).packages == workspace / ".pakman/repo"
+    assert read_request(environment, packages=tmp_path).packages == tmp_path
