@@ -140,6 +140,7 @@ def test_publish_uploads_exactly_the_repository_then_nothing(
     # Plain lines (standard error is no terminal here), one per file.
     assert "uploaded x86_64/APKINDEX.tar.gz (" in first.err
     assert "pakman: verified" in first.err and "2 index(es) (aarch64, x86_64)" in first.err
+    assert f"pakman: trusting {built.key.public.name} (given)\n" in first.err
 
     del s3_proxy.requests[:]
     second = run(built, f"s3://{s3_bucket}/alpine/edge", env=env)
