@@ -45,6 +45,9 @@ _PORT_NAMES = (
     "filer.port.grpc",
     "s3.port",
     "s3.port.grpc",
+    # Listening even with -admin.ui=false: on fixed ports unless given.
+    "admin.port",
+    "admin.port.grpc",
 )
 
 
@@ -118,6 +121,8 @@ class S3Server:
                 "-s3.port.lance=0",
                 "-webdav=false",
                 "-admin.ui=false",
+                # No traffic off this machine: SeaweedFS reports statistics by default.
+                "-master.telemetry=false",
                 f"-s3.config={config}",
                 f"-filer.localSocket={data}/filer.sock",
                 f"-s3.localSocket={data}/s3.sock",

@@ -124,19 +124,13 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run `pakman publish`; return its exit code."""
-    from pakman.apk import load_public_keys
+    from pakman.cli.verify import trusted_keys
     from pakman.ship import s3
     from pakman.ship.publish import plan, read_repository
     from pakman.workspace.layout import find_workspace
 
-    workspace = find_workspace()
-    root = Path(args.repository) if args.repository else workspace / ".pakman" / "repo"
-    sources = [Path(p) for p in (*args.key, *args.keys_dir)]
-    if args.workspace_key and (workspace / ".pakman" / "keys").is_dir():
-        sources.append(workspace / ".pakman" / "keys")
-    keys = load_public_keys(sources)
-    trusted = ", ".join(sorted(keys)) or "no key (give --key or --keys-dir)"
-    sys.stderr.write(f"pakman: trusting {trusted}\n")
+    root = Path(args.repository) if args.repository else find_workspace() / ".pakman" / "repo"
+    keys, sources = trusted_keys(args)
     repository = read_repository(root, keys, sources)
     shown = os.path.relpath(root) if root.is_absolute() else str(root)
     packages = sum(len(a.packages) for a in repository.arches)

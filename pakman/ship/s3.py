@@ -225,7 +225,11 @@ def format_size(size: int) -> str:
     raise AssertionError("unreachable")
 
 
-def client(target: Target, concurrency: int = DEFAULT_CONCURRENCY) -> S3Client:
+def client(
+    target: Target,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    request_attempts: int = REQUEST_ATTEMPTS,
+) -> S3Client:
     """A boto3 S3 client for `target` (thread-safe: one serves every worker)."""
     import boto3.session
     from botocore.config import Config
@@ -243,7 +247,7 @@ def client(target: Target, concurrency: int = DEFAULT_CONCURRENCY) -> S3Client:
     # boto3 needs one to sign with.
     region = target.region or session.region_name or ("us-east-1" if endpoint else None)
     config = Config(
-        retries={"max_attempts": REQUEST_ATTEMPTS, "mode": "standard"},
+        retries={"total_max_attempts": request_attempts, "mode": "standard"},
         max_pool_connections=max(10, 2 * concurrency),
         connect_timeout=10,
         read_timeout=60,

@@ -140,6 +140,7 @@ def test_publish_uploads_exactly_the_repository_then_nothing(
     # Plain lines (standard error is no terminal here), one per file.
     assert "uploaded x86_64/APKINDEX.tar.gz (" in first.err
     assert "pakman: verified" in first.err and "2 index(es) (aarch64, x86_64)" in first.err
+    assert f"pakman: trusting {built.key.public.name} (given)\n" in first.err
 
     del s3_proxy.requests[:]
     second = run(built, f"s3://{s3_bucket}/alpine/edge", env=env)
@@ -167,8 +168,9 @@ def test_every_package_before_its_index_and_deletions_last(
     # The next release: other file names, so the new indexes list none of the old packages.
     newer = _build(tmp_path / "ws2", key, "--release", "7")
     del s3_proxy.requests[:]
-    second = run(newer, url, "--concurrency", "3", env=env)
+    second = run(newer, url, "--concurrency", "3", "--progress", "bar", env=env)
     assert second.code == 0, second.err
+    assert "\r[========================] 9/9 files  " in second.err  # the bar, when asked for
     writes = s3_proxy.writes()
     kinds = [_kind(method, path) for method, path in writes]
     # packages (and the key, unchanged: skipped), then the indexes, then the deletions
@@ -324,6 +326,27 @@ def test_wrong_credentials_a_clear_error_and_nothing_published(
     )
     assert s3_proxy.writes() == []
     assert s3_server.objects(s3_bucket) == {}
+
+
+def test_no_such_bucket(built: Built, s3_server: S3Server, run: Publish) -> None:
+    result = run(built, "s3://no-such-bucket-here/r", env=s3_server.environment())
+    assert result.code == 1
+    assert result.err.splitlines()[-1].startswith(
+        "pakman: cannot list s3://no-such-bucket-here/r/: NoSuchBucket (HTTP 404)"
+    )
+
+
+def test_an_endpoint_nobody_answers(built: Built, s3_server: S3Server, run: Publish) -> None:
+    from s3_support import free_ports
+
+    [port] = free_ports(1)
+    env = s3_server.environment(f"http://127.0.0.1:{port}")
+    result = run(built, "s3://bucket/r", env=env)
+    assert result.code == 1
+    assert result.err.splitlines()[-1] == (
+        f"pakman: cannot list s3://bucket/r/: Could not connect to the endpoint URL: "
+        f'"http://127.0.0.1:{port}/bucket?list-type=2&prefix=r%2F&encoding-type=url"'
+    )
 
 
 def test_a_session_token_is_never_printed(

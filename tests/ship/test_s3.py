@@ -136,20 +136,23 @@ def test_a_server_failing_some_puts_then_recovering(
     s3_server: S3Server, s3_bucket: str, tmp_path: Path, s3_proxy: FaultProxy
 ) -> None:
     files = _files(tmp_path / "files", count=4)
-    # More failures than botocore's attempts for one request: a whole-file retry is needed.
-    s3_proxy.rule = fail_first_puts(s3.REQUEST_ATTEMPTS + 1)
+    # More failures than botocore's attempts for one request (2 here, to keep its
+    # backoff short): a whole-file retry is needed.
+    s3_proxy.rule = fail_first_puts(3)
     events: list[s3.Progress] = []
+    target = _target(s3_server, s3_bucket, endpoint=s3_proxy.endpoint)
     summary = s3.upload(
-        _target(s3_server, s3_bucket, endpoint=s3_proxy.endpoint),
+        target,
         files,
         concurrency=1,
         backoff=0.05,
         progress=events.append,
+        s3=s3.client(target, request_attempts=2),
     )
     assert summary.ok, summary.failed
     assert s3_server.objects(s3_bucket) == {f"repo/{n}": p.read_bytes() for p, n in files}
-    assert [r.status for r in s3_proxy.requests if r.injected] == [503] * (s3.REQUEST_ATTEMPTS + 1)
-    assert summary.outcomes[0].attempts == 2
+    assert [r.status for r in s3_proxy.requests if r.injected] == [503] * 3
+    assert [o.attempts for o in summary.outcomes] == [2, 1, 1, 1]
     assert [e.reason.split(":")[0] for e in events if e.event == "retrying"] == [
         "SlowDown (HTTP 503)"
     ]
