@@ -338,3 +338,18 @@ def test_push_uploads_a_repository_that_pakman_build_wrote(
             f"packages/{name}": data for name, data in built.items()
         }
     assert platform.requests[3].body["deployment"]["archive_path"] == archive
+
+
+def test_a_stack_that_is_not_text_is_located_before_any_request(
+    home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The original's add_stack had no clause for it (instellar.ex:172): a FunctionClauseError.
+    write_app(home.parent / "checkout", KITS, stack="stack: 3.20\n")
+    platform = Platform()
+    with serve(platform) as address:
+        for name, value in variables(home, address).items():
+            monkeypatch.setenv(name, value)
+        code, _out, err = run_main(["push"], capsys)
+    assert code == 3
+    assert "instellar.yml:1:8: stack: expected a string, got a number" in err
+    assert platform.requests == []
