@@ -47,6 +47,7 @@ class Platform:
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     configurations: dict[str, Any] = field(default_factory=dict)
     fail: dict[str, int] = field(default_factory=dict)
+    redirect: dict[str, str] = field(default_factory=dict)  # path -> where a 302 sends it
     hang: threading.Event | None = None
     requests: list[Recorded] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -79,6 +80,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if platform.hang is not None:
             platform.hang.wait(30)
+            return
+        if self.path in platform.redirect:
+            self.send_response(302)
+            self.send_header("location", platform.redirect[self.path])
+            self.send_header("content-length", "0")
+            self.end_headers()
             return
         if self.path in platform.fail:
             # Echoing what it was sent, as careless servers do: a client must not print it.

@@ -209,3 +209,16 @@ def test_a_storage_port_may_be_text_or_absent(platform: Platform, endpoint: str)
     del platform.storage["port"]
     platform.storage["scheme"] = "https://"
     assert api.get_storage().endpoint_url == "https://127.0.0.1"
+
+
+def test_a_redirect_is_not_followed(platform: Platform, endpoint: str) -> None:
+    elsewhere = Platform()
+    with serve(elsewhere) as other:
+        platform.redirect["/publish/storage"] = f"{other}/publish/storage"
+        api = client(endpoint)
+        api.authenticate()
+        with pytest.raises(InstellarError) as caught:
+            api.get_storage()
+    assert caught.value.status == 302
+    assert "a redirect, not followed" in str(caught.value)
+    assert elsewhere.requests == []  # the tokens went nowhere else
