@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -204,6 +205,13 @@ def read_request(
         organization, name = slugify(owner), slugify(repo)
         if not organization or not name or "/" in repo:
             problems.append(f"GITHUB_REPOSITORY {repository!r} is not owner/name")
+    endpoint = env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT
+    address = urllib.parse.urlsplit(endpoint)
+    if address.scheme not in ("http", "https") or not address.hostname:
+        problems.append("INSTELLAR_ENDPOINT is not an http:// or https:// address")
+    elif "@" in address.netloc:
+        # Not echoed: what is before the @ may be a password.
+        problems.append("INSTELLAR_ENDPOINT holds a user or password; give the address alone")
     home = env.get("HOME", "")
     if archive is not None and not archive.is_absolute() and not home:
         problems.append("HOME is not set (a relative --archive is in HOME, as in the original)")
@@ -220,7 +228,7 @@ def read_request(
     elif home and (Path(home) / "packages.zip").is_file():
         archive = Path(home) / "packages.zip"
     return PushRequest(
-        endpoint=env.get("INSTELLAR_ENDPOINT") or DEFAULT_ENDPOINT,
+        endpoint=endpoint,
         auth_token=Secret(auth_token),
         package_token=Secret(package_token),
         sha=sha,

@@ -291,3 +291,26 @@ def test_the_packages_are_home_packages_else_the_workspace_repository(
     (workspace / ".pakman/repo").mkdir(parents=True)
     assert read_request(environment).packages == workspace / ".pakman/repo"
     assert read_request(environment, packages=tmp_path).packages == tmp_path
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("ftp://opsmaru.com", "INSTELLAR_ENDPOINT is not an http:// or https:// address"),
+        ("opsmaru.com", "INSTELLAR_ENDPOINT is not an http:// or https:// address"),
+        ("https://me:hunter2@opsmaru.com", "INSTELLAR_ENDPOINT holds a user or password"),
+    ],
+)
+def test_an_endpoint_that_is_not_an_address(
+    environment: dict[str, str], value: str, said: str
+) -> None:
+    environment["INSTELLAR_ENDPOINT"] = value
+    with pytest.raises(ConfigError) as caught:
+        read_request(environment)
+    assert said in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_endpoint_defaults_to_the_originals(environment: dict[str, str]) -> None:
+    environment.pop("INSTELLAR_ENDPOINT", None)
+    assert read_request(environment).endpoint == "https://opsmaru.com"
