@@ -1,11 +1,12 @@
 """`pakman push`: upload a built repository to the Instellar platform and register the deployment.
 
 The endpoints, variables and order are the original's (see
-pakman.ship.instellar). What is read from the environment and the disk is
-checked before the first request, every missing variable in one error, so a
-push that cannot succeed registers nothing; the uploads all finish before
-the deployment is created, so a failed upload leaves no deployment naming
-files that are not there.
+pakman.ship.instellar). The variables and instellar.yml are checked before
+the first request, every missing variable in one error, and the packages
+and the archive before the storage credential is asked for, so a push that
+cannot succeed registers nothing; the uploads all finish before the
+deployment is created, so a failed upload leaves no deployment naming files
+that are not there.
 """
 
 from __future__ import annotations
