@@ -46,10 +46,11 @@ the test server in tests/ship/ stay true to them:
   deployment; then the configuration.
 - instellar.yml is read from `$GITHUB_WORKSPACE/instellar.yml` (`--config`).
 
-This client adds what the original lacks: a timeout on every request, a
-clear error for every status and transport failure naming the step and the
-status, no redirects followed (a redirect would carry the tokens to another
-address), and tokens kept out of every message and repr.
+This client differs where the original crashed or leaked: a clear error
+for every status and transport failure naming the step and the status, a
+timeout the user sets (`--timeout`), no redirects followed (a redirect
+would carry the tokens to another address), and tokens kept out of every
+message and repr.
 """
 
 from __future__ import annotations
