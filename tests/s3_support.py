@@ -267,9 +267,10 @@ class FaultProxy:
                 with proxy.lock:
                     seen = len(proxy.requests)
                     injected = proxy.rule(self.command, path, seen)
+                # Recorded before the answer goes back: once the client has it, the list has it.
                 if injected is not None:
-                    self._answer(injected, [], _error_xml(injected, path), body_allowed=True)
                     proxy._record(Request(self.command, path, query, injected, True))
+                    self._answer(injected, [], _error_xml(injected, path), body_allowed=True)
                     return
                 connection = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 try:
@@ -284,8 +285,8 @@ class FaultProxy:
                     answer = connection.getresponse()
                     content = answer.read()
                     kept = [(k, v) for k, v in answer.getheaders() if k.lower() not in _HOP_BY_HOP]
-                    self._answer(answer.status, kept, content, body_allowed=self.command != "HEAD")
                     proxy._record(Request(self.command, path, query, answer.status, False))
+                    self._answer(answer.status, kept, content, body_allowed=self.command != "HEAD")
                 finally:
                     connection.close()
 

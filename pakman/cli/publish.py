@@ -26,6 +26,15 @@ def _s3_url(text: str) -> str:
     return text
 
 
+def _endpoint(text: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
 def add_parser(commands: Any, name: str, summary: str) -> None:
     """Declare the command's options on `commands`."""
     from pakman.ship.s3 import DEFAULT_CONCURRENCY
@@ -61,6 +70,7 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
     )
     publish.add_argument(
         "--endpoint-url",
+        type=_endpoint,
         metavar="URL",
         help="the S3 endpoint, e.g. https://minio.example.com "
         "(default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)",

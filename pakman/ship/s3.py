@@ -233,19 +233,10 @@ def client(
     """A boto3 S3 client for `target` (thread-safe: one serves every worker)."""
     import boto3.session
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
     credentials = target.credentials
-    session = boto3.session.Session(
-        aws_access_key_id=credentials.access_key_id if credentials else None,
-        aws_secret_access_key=credentials.secret_access_key if credentials else None,
-        aws_session_token=credentials.session_token if credentials else None,
-        region_name=target.region,
-        profile_name=target.profile,
-    )
     endpoint = target.endpoint()
-    # An S3-compatible server (an endpoint other than AWS) signs for any region;
-    # boto3 needs one to sign with.
-    region = target.region or session.region_name or ("us-east-1" if endpoint else None)
     config = Config(
         retries={"total_max_attempts": request_attempts, "mode": "standard"},
         max_pool_connections=max(10, 2 * concurrency),
@@ -255,7 +246,22 @@ def client(
         # they seldom have the DNS names virtual hosting needs.
         s3={"addressing_style": "path"} if endpoint else {},
     )
-    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    try:
+        session = boto3.session.Session(
+            aws_access_key_id=credentials.access_key_id if credentials else None,
+            aws_secret_access_key=credentials.secret_access_key if credentials else None,
+            aws_session_token=credentials.session_token if credentials else None,
+            region_name=target.region,
+            profile_name=target.profile,
+        )
+        # An S3-compatible server (an endpoint other than AWS) signs for any region;
+        # boto3 needs one to sign with.
+        region = target.region or session.region_name or ("us-east-1" if endpoint else None)
+        return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    except BotoCoreError as exc:  # a profile not found, a shared file unreadable
+        raise S3Error(f"cannot reach {target.url}: {describe_error(exc)}") from None
+    except ValueError as exc:  # botocore's word for an endpoint that is no URL
+        raise S3Error(f"cannot reach {target.url} at {endpoint!r}: {exc}") from None
 
 
 def _cause(exc: BaseException) -> BaseException:

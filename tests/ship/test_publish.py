@@ -349,6 +349,28 @@ def test_an_endpoint_nobody_answers(built: Built, s3_server: S3Server, run: Publ
     )
 
 
+def test_a_profile_that_is_not_there(built: Built, s3_server: S3Server, run: Publish) -> None:
+    result = run(built, "s3://bucket/r", "--profile", "nosuch", env={})
+    assert result.code == 1
+    assert result.err.splitlines()[-1] == (
+        "pakman: cannot reach s3://bucket/r: The config profile (nosuch) could not be found"
+    )
+
+
+def test_an_endpoint_that_is_no_url(
+    built: Built, run: Publish, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run(built, "s3://bucket/r", env={"AWS_ENDPOINT_URL": "s3.example.com"})
+    assert result.code == 1
+    assert result.err.splitlines()[-1].startswith(
+        "pakman: cannot reach s3://bucket/r at 's3.example.com': "
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["publish", "s3://bucket/r", "--endpoint-url", "s3.example.com"])
+    assert exited.value.code == 2
+    assert "'s3.example.com' is not an http:// or https:// URL" in capsys.readouterr().err
+
+
 def test_a_session_token_is_never_printed(
     built: Built, s3_server: S3Server, s3_bucket: str, run: Publish
 ) -> None:
