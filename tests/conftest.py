@@ -1,4 +1,4 @@
-"""Shared test fixtures: golden files, a signing key, a fixture Alpine mirror (helpers: support.py, alpine_fixture.py)."""
+"""Shared test fixtures: golden files, a signing key, a fixture Alpine mirror, an S3 server (helpers: support.py, alpine_fixture.py, s3_support.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from alpine_fixture import AlpineRepository, LoopbackMirror, build_alpine_repository
+from s3_support import FaultProxy, S3Server
 from support import TEST_EPOCH, updating_goldens
 
 
@@ -89,3 +90,29 @@ def alpine_mirror(alpine_repository: AlpineRepository) -> Iterator[LoopbackMirro
     mirror = LoopbackMirror(alpine_repository.root).start()
     yield mirror
     mirror.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on 127.0.0.1 for the session (see s3_support.py)."""
+    server = S3Server(tmp_path_factory.mktemp("s3-server")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    """A new, empty bucket of `s3_server`, for one test."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture
+def s3_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """A recording, fault-injecting proxy to `s3_server` (set `.rule`), stopped after the test."""
+    proxy = FaultProxy(s3_server.endpoint).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()

@@ -54,6 +54,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("index", "write the signed APKINDEX.tar.gz of a repository folder"),
     "verify": ("verify", "check packages and indexes"),
     "sbom": ("sbom", "print the SPDX SBOM a package carries"),
+    "push": ("push", "upload the packages to the Instellar platform and create the deployment"),
+    "publish": ("publish", "upload the signed repository to an S3 bucket, for apk over HTTP"),
 }
 
 

@@ -6,9 +6,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from pakman.apk import PublicKey
 
 
 def add_parser(commands: Any, name: str, summary: str) -> None:
@@ -58,11 +62,16 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
     verify.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run `pakman verify`; return its exit code."""
-    from pakman.apk import load_public_keys, verify_file
+def trusted_keys(args: argparse.Namespace) -> tuple[dict[str, PublicKey], list[Path]]:
+    """The keys --key, --keys-dir and (unless --no-workspace-key) the workspace's, said on stderr.
 
-    keys = load_public_keys([*args.key, *args.keys_dir])
+    Also where they came from (files and folders), as `pakman publish` looks
+    for the file of the key that signed an index there.
+    """
+    from pakman.apk import load_public_keys
+
+    sources = [Path(p) for p in (*args.key, *args.keys_dir)]
+    keys = load_public_keys(sources)
     origin = dict.fromkeys(keys, "given")
     if args.workspace_key:
         from pakman.workspace.layout import find_workspace
@@ -72,8 +81,17 @@ def run(args: argparse.Namespace) -> int:
             own = load_public_keys([folder])
             origin.update({name: os.path.relpath(folder) for name in own if name not in keys})
             keys = {**own, **keys}
+            sources.append(folder)
     trusted = ", ".join(f"{name} ({where})" for name, where in sorted(origin.items()))
     sys.stderr.write(f"pakman: trusting {trusted or 'no key (give --key or --keys-dir)'}\n")
+    return keys, sources
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `pakman verify`; return its exit code."""
+    from pakman.apk import verify_file
+
+    keys, _ = trusted_keys(args)
     verdicts = [verify_file(path, keys) for path in args.files]
     passed = all(v.passed(args.allow_untrusted) for v in verdicts)
     if args.json:

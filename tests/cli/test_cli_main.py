@@ -50,6 +50,23 @@ def test_each_command_is_one_module_that_declares_and_runs_it(name: str) -> None
         "index": ["repo/x86_64"],
         "verify": ["a.apk"],
         "sbom": ["a.apk"],
+        "publish": ["s3://bucket"],
     }
     args = build_parser(name).parse_args([name, *required.get(name, [])])
     assert args.handler is module.run
+
+
+@pytest.mark.parametrize(
+    "args", [["--help"], ["publish", "--help"], ["verify", "--help"], ["check", "--help"]]
+)
+def test_boto3_is_not_imported_until_something_is_uploaded(args: list[str]) -> None:
+    """boto3 and botocore take a noticeable time to import: only uploads pay it."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pakman", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "pakman.cli" in imported  # the listing is the one wanted
+    assert not {m for m in imported if m.split(".")[0] in ("boto3", "botocore", "s3transfer")}
