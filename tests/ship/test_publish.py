@@ -447,6 +447,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert "delete x86_64/heartbeat-0.0.0-r0.apk" in lines
     assert lines[-1].startswith("dry run, nothing changed: would upload 8 file(s) (")
     assert lines[-1].endswith(f"skip 1, delete 6 in s3://{s3_bucket}/r")
+    # --no-delete: the old packages stay.
+    kept = run(newer, url, "--no-delete", env=env)
+    assert kept.code == 0, kept.err
+    assert not any(m == "POST" for m, p in s3_proxy.writes())
+    assert set(s3_server.objects(s3_bucket)) == set(before) | {f"r/{n}" for n in newer.files()}
 
 
 def test_an_unverifiable_repository_is_refused(
