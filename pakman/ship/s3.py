@@ -601,5 +601,7 @@ def upload(
     if concurrency <= 1 or len(pairs) <= 1:
         return UploadSummary([run.one(path, name) for path, name in pairs])
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="pakman-upload") as pool:
+        # Interrupted (Ctrl-C, or SIGTERM, which the CLI turns into it), map's iterator
+        # cancels the files not started: only those under way finish.
         outcomes = list(pool.map(lambda pair: run.one(*pair), pairs))
     return UploadSummary(outcomes)

@@ -8,7 +8,13 @@ verify`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -349,6 +355,40 @@ def test_an_endpoint_nobody_answers(built: Built, s3_server: S3Server, run: Publ
     )
 
 
+def test_ctrl_c_starts_no_other_file(
+    built: Built, s3_server: S3Server, s3_bucket: str, s3_proxy: FaultProxy
+) -> None:
+    """Interrupted, publish stops: the files queued are not uploaded, nor is any index."""
+    first_put = threading.Event()
+
+    def slow(method: str, path: str, seen: int) -> None:
+        if method == "PUT":
+            first_put.set()
+            time.sleep(1)  # under the proxy's lock: one PUT a second
+        return None
+
+    s3_proxy.rule = slow
+    env = {**os.environ, **s3_server.environment(s3_proxy.endpoint)}
+    command = [sys.executable, "-m", "pakman", "publish", f"s3://{s3_bucket}/r", "-j", "2"]
+    command += ["--repository", str(built.repo), "--keys-dir", str(built.key.public.parent)]
+    process = subprocess.Popen(
+        command, cwd=built.workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert first_put.wait(30)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 130
+    assert err.decode().splitlines()[-1] == "pakman: interrupted"
+    time.sleep(2.5)  # what was queued would have reached the proxy by now
+    puts = [path for method, path in s3_proxy.writes() if method == "PUT"]
+    assert len(puts) <= 2, puts  # those already started, at most
+    assert not any(path.endswith("APKINDEX.tar.gz") for path in puts)
+
+
 def test_a_profile_that_is_not_there(built: Built, s3_server: S3Server, run: Publish) -> None:
     result = run(built, "s3://bucket/r", "--profile", "nosuch", env={})
     assert result.code == 1
@@ -407,6 +447,11 @@ def test_dry_run_prints_the_plan_and_changes_nothing(
     assert "delete x86_64/heartbeat-0.0.0-r0.apk" in lines
     assert lines[-1].startswith("dry run, nothing changed: would upload 8 file(s) (")
     assert lines[-1].endswith(f"skip 1, delete 6 in s3://{s3_bucket}/r")
+    # --no-delete: the old packages stay.
+    kept = run(newer, url, "--no-delete", env=env)
+    assert kept.code == 0, kept.err
+    assert not any(m == "POST" for m, p in s3_proxy.writes())
+    assert set(s3_server.objects(s3_bucket)) == set(before) | {f"r/{n}" for n in newer.files()}
 
 
 def test_an_unverifiable_repository_is_refused(
