@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from alpine_fixture import AlpineRepository, LoopbackMirror, build_alpine_repository
+from nginx_support import Nginx, running_nginx
 from support import TEST_EPOCH, updating_goldens
 
 
@@ -89,3 +90,10 @@ def alpine_mirror(alpine_repository: AlpineRepository) -> Iterator[LoopbackMirro
     mirror = LoopbackMirror(alpine_repository.root).start()
     yield mirror
     mirror.stop()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    """A real nginx on 127.0.0.1 with WebDAV PUT: an empty remote cache, stopped after the test."""
+    with running_nginx(tmp_path / "nginx") as server:
+        yield server

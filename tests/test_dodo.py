@@ -29,6 +29,9 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_BUILD_BASE": "busybox git",
         "PAKMAN_BUILD_ON": "alpine",
         "PAKMAN_NETWORK": "none",
+        "PAKMAN_REMOTE_CACHE": "http://127.0.0.1:9/cache",
+        "PAKMAN_REMOTE_CACHE_READONLY": "1",
+        "PAKMAN_REMOTE_CACHE_TIMEOUT": "2.5",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -52,6 +55,9 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         build_base="busybox git",
         build_on="alpine",
         network="none",
+        remote_cache="http://127.0.0.1:9/cache",
+        remote_cache_readonly=True,
+        remote_cache_timeout="2.5",
     )
 
 

@@ -129,6 +129,8 @@ def project_argv(args: argparse.Namespace) -> list[str]:
     argv: list[str] = []
     for action in args.project_actions:
         option = next(o for o in action.option_strings if o.startswith("--"))
+        if option.startswith("--remote-cache"):
+            continue  # a step run by make or ninja does not use the remote cache
         value = getattr(args, action.dest)
         if action.nargs == 0:  # a flag (store_true)
             argv += [option] if value else []

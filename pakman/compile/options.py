@@ -115,6 +115,30 @@ OPTIONS: tuple[Option, ...] = (
         choices=NETWORKS,
         command_line_reads_variable=True,
     ),
+    Option(
+        "remote_cache",
+        "--remote-cache",
+        "a cache server on Bazel's HTTP cache protocol (GET/PUT {URL}/ac/, {URL}/cas/): "
+        "steps about to run are restored from it when it has them, and what ran is "
+        "uploaded; the header PAKMAN_REMOTE_CACHE_HEADER ('Name: value') is sent with every "
+        "request; default: PAKMAN_REMOTE_CACHE",
+        metavar="URL",
+        command_line_reads_variable=True,
+    ),
+    Option(
+        "remote_cache_readonly",
+        "--remote-cache-readonly",
+        "read the remote cache, never write to it (for untrusted branches and pull requests)",
+        kind="flag",
+        command_line_reads_variable=True,
+    ),
+    Option(
+        "remote_cache_timeout",
+        "--remote-cache-timeout",
+        "seconds a remote cache request may wait (default 10)",
+        metavar="SECONDS",
+        command_line_reads_variable=True,
+    ),
     Option("strict", "--strict", "treat unknown keys in instellar.yml as errors", kind="flag"),
     Option(
         "name",
@@ -183,7 +207,9 @@ def settings_from_arguments(
         if option.kind == "list":
             value = tuple(value or ())
         elif option.kind == "flag":
-            value = bool(value)
+            value = bool(value) or (
+                option.command_line_reads_variable and option.from_text(environ.get(option.env))
+            )
         elif value is None and option.command_line_reads_variable:
             value = option.from_text(environ.get(option.env))
         if value is not None:

@@ -81,6 +81,11 @@ class Settings:
     # sandbox on a root of the build lock's closure) or "host".
     build_on: str = DEFAULT_BUILD_ON
     network: str = "host"  # --network: what a sandboxed build sees, "host" or "none"
+    # --remote-cache URL: fills the local store and receives what ran (pakman.doit.remote);
+    # part of no key. Its auth header is read from the environment where it is sent.
+    remote_cache: str | None = None
+    remote_cache_readonly: bool = False
+    remote_cache_timeout: str | None = None  # seconds
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -92,7 +97,15 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
     # How much a build prints changes no key; the workspace counts as layout.root,
     # however it was reached (`.`, `..`).
-    chosen = replace(settings, verbose=False, root=".")
+    # Nor does the remote cache: it only fills the store.
+    chosen = replace(
+        settings,
+        verbose=False,
+        root=".",
+        remote_cache=None,
+        remote_cache_readonly=False,
+        remote_cache_timeout=None,
+    )
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 
