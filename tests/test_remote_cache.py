@@ -289,6 +289,32 @@ def test_the_auth_header_is_sent_and_never_shown(
                 assert secret.encode() not in path.read_bytes(), path
 
 
+def assert_every_record_has_its_blobs(server: Nginx) -> None:
+    for record in cached_records(server).values():
+        for output in record["outputs"]:  # type: ignore[attr-defined]
+            digests = (
+                [output["digest"]]
+                if output["kind"] == "file"
+                else [e[5] for e in output["entries"] if e[1] == "f"]
+            )
+            assert all((server.root / "cas" / d).is_file() for d in digests), record
+
+
+def test_no_record_without_its_blobs(tmp_path: Path, key: KeyPair) -> None:
+    # A server that refuses files over 2 KiB (413) and takes the records.
+    small = "location /cas/ { client_max_body_size 2k; dav_methods PUT; create_full_put_path on; }"
+    with running_nginx(tmp_path / "nginx", small + DAV) as server:
+        run = built(clone(tmp_path, "a"), key, "--remote-cache", server.url)
+        assert any("HTTP 413" in w for w in warnings(run)), run.stderr
+        records = cached_records(server)
+        assert 0 < len(records) < len(run.ran - REPOSITORY_STEPS)
+        assert_every_record_has_its_blobs(server)
+        # A second clone takes what the cache has and builds the rest.
+        second = built(clone(tmp_path, "b"), key, "--remote-cache", server.url)
+    assert len(restored(second)) == len(records)
+    assert published(tmp_path / "b") == published(tmp_path / "a")
+
+
 def test_a_server_dying_mid_upload(tmp_path: Path, key: KeyPair) -> None:
     with running_nginx(tmp_path / "nginx") as server:
 
@@ -305,15 +331,7 @@ def test_a_server_dying_mid_upload(tmp_path: Path, key: KeyPair) -> None:
         killer.join()
     assert run.code == 0, run.messages()
     assert any("remote cache upload" in w for w in warnings(run)), run.stderr
-    # No record names a blob the server does not have.
-    for record in cached_records(server).values():
-        for output in record["outputs"]:  # type: ignore[attr-defined]
-            digests = (
-                [output["digest"]]
-                if output["kind"] == "file"
-                else [e[5] for e in output["entries"] if e[1] == "f"]
-            )
-            assert all((server.root / "cas" / d).is_file() for d in digests)
+    assert_every_record_has_its_blobs(server)
     for path in (workspace / ".pakman/repo/x86_64").iterdir():
         assert verify_file(path, trusted(key)).status == "ok"
     shutil.rmtree(tmp_path / "nginx")
