@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Collection, Sequence
 from typing import IO, TYPE_CHECKING
 
@@ -90,6 +91,7 @@ class RemoteRun:
         self.keys: dict[str, str] = {}
         self.restored: Report = Report()
         self._key: SigningKey | None = None
+        self.seconds = 0.0  # spent asking and sending
 
     def before(self, stale: Collection[str]) -> None:
         """Fill the local store with the remote cache's outputs of the steps about to run."""
@@ -113,7 +115,9 @@ class RemoteRun:
             Wanted(s.id, self.keys[s.id], s.key, len(s.outputs), str(s.reads.get("key", "")))
             for s in missing
         ]
+        started = time.monotonic()
         self.restored = fill(self.cache, self.store, wanted, self._resign, self._progress)
+        self.seconds += time.monotonic() - started
         self._progress("")
         self._warn(self.restored.warnings)
 
@@ -129,7 +133,9 @@ class RemoteRun:
                 if s.id in self.keys and self._ran(s)
             ]
             if ran and (self.restored.restored or self.restored.misses or self._reachable()):
+                started = time.monotonic()
                 uploaded = upload(self.cache, self.store, ran, self._progress)
+                self.seconds += time.monotonic() - started
                 self._progress("")
                 self._warn(uploaded.warnings)
         self.cache.close()
@@ -140,6 +146,7 @@ class RemoteRun:
         )
         if self.readonly:
             text += " (read-only)"
+        text += f" in {self.seconds:.2f}s"
         print(text, file=self.err)
 
     # -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from pakman.errors import ConfigError, PakmanError
@@ -48,6 +48,7 @@ DEFAULT_CONCURRENCY = 16
 _RETRIES = 3  # attempts of a request answered 5xx or cut off, once the server has answered
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _CHUNK = 1 << 20
+_IN_MEMORY = 4 << 20  # a blob up to this size is kept in memory between download and use
 
 
 class RemoteError(PakmanError):
@@ -356,47 +357,47 @@ def record_digests(record: Mapping[str, Any]) -> set[str]:
     return digests
 
 
-def _materialize(
-    record: Mapping[str, Any], blobs: Mapping[str, Path], folder: Path, used: set[str]
-) -> list[Path]:
-    """The record's outputs under `folder` (0, 1, ...), files from the checked blobs.
+Blob = bytes | Path  # a checked blob: its content, or (a large one) a file holding it
 
-    `used`: the blobs taken (linked) already, by this record or another.
-    """
 
-    def place(digest: str, target: Path, mode: int, mtime_ns: int) -> None:
-        # A blob's first use takes it; later ones copy (a mode or time of their own).
-        if digest in used:
-            shutil.copyfile(blobs[digest], target)
-        else:
-            os.link(blobs[digest], target)
-            used.add(digest)
+def _write(blob: Blob, target: Path, mode: int, mtime_ns: int) -> None:
+    if isinstance(blob, Path):
+        shutil.copyfile(blob, target)
         os.chmod(target, mode & 0o7777)
         os.utime(target, ns=(mtime_ns, mtime_ns))
+        return
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(blob)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fchmod(fd, mode & 0o7777)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
+    finally:
+        os.close(fd)
 
-    slots: list[Path] = []
+
+def _materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: Path) -> None:
+    """The record's outputs under `folder` (0, 1, ...), files from the checked blobs."""
     for index, output in enumerate(record["outputs"]):
         slot = folder / str(index)
         if output["kind"] == "file":
-            place(output["digest"], slot, output["mode"], output.get("mtime_ns", 0))
-            slots.append(slot)
+            _write(blobs[output["digest"]], slot, output["mode"], output.get("mtime_ns", 0))
             continue
         slot.mkdir()
-        folders: list[tuple[Path, int, int]] = []
+        folders: list[tuple[Path, int]] = []
         for relative, kind, mode, _size, mtime_ns, detail in output["entries"]:
             target = slot / relative
             if kind == "d":
                 target.mkdir()
-                folders.append((target, mode, mtime_ns))
+                folders.append((target, mode))
             elif kind == "l":
                 os.symlink(detail, target)
             else:
-                place(detail, target, mode, mtime_ns)
-        for target, mode, _ in folders:
+                _write(blobs[detail], target, mode, mtime_ns)
+        for target, mode in folders:
             os.chmod(target, (mode & 0o7777) | stat.S_IRWXU)
         os.chmod(slot, output["mode"] & 0o7777)
-        slots.append(slot)
-    return slots
 
 
 # the two phases -------------------------------------------------------------------
@@ -419,37 +420,40 @@ def fill(
     if not wanted:
         return report
     pool = ThreadPoolExecutor(max_workers=cache.concurrency)
+    scratch = store.root / "tmp" / f"remote.{uuid.uuid4().hex}"
     try:
         records = _lookup(cache, wanted, report, pool, progress)
         digests = sorted(set().union(*(record_digests(r) for r in records.values())))
-        scratch = store.root / "tmp" / f"remote.{uuid.uuid4().hex}"
         (scratch / "blobs").mkdir(parents=True)
-        try:
-            got = _download(cache, digests, scratch / "blobs", report, pool, progress)
-            blob_paths = {d: scratch / "blobs" / d for d in got}
-            used: set[str] = set()
-            for item in wanted:
-                record = records.get(item.step_id)
-                if record is None:
-                    continue
-                if not record_digests(record) <= got:
-                    report.misses += 1
-                    continue
-                folder = scratch / item.step_id.replace(":", "_")
-                folder.mkdir()
-                slots = _materialize(record, blob_paths, folder, used)
-                if item.signer and record.get("signer") != item.signer and resign is not None:
-                    for slot in slots:
-                        for package in sorted(slot.rglob("*.apk")):
-                            resign(package)
-                if store.save(item.local_key, slots):
-                    report.restored.append(item.step_id)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        blobs = _download(cache, digests, scratch / "blobs", report, pool, progress)
+
+        def make_entry(item: Wanted, record: dict[str, Any]) -> bool:
+            folder = scratch / item.step_id.replace(":", "_")
+            folder.mkdir()
+            _materialize(record, blobs, folder)
+            if item.signer and record.get("signer") != item.signer and resign is not None:
+                for package in sorted(folder.rglob("*.apk")):
+                    resign(package)
+            return store.adopt(item.local_key, folder, len(record["outputs"]))
+
+        # The entries are written in parallel too: most of it is making files.
+        making = []
+        for item in wanted:
+            record = records.get(item.step_id)
+            if record is None:
+                continue
+            if not record_digests(record) <= blobs.keys():
+                report.misses += 1
+                continue
+            making.append((item, pool.submit(make_entry, item, record)))
+        for item, future in making:
+            if future.result():
+                report.restored.append(item.step_id)
     except OSError as exc:
         report.warnings.append(f"cannot write what the remote cache sent: {_reason(exc)}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     return report
 
 
@@ -500,37 +504,54 @@ def _download(
     report: Report,
     pool: ThreadPoolExecutor,
     progress: Callable[[str], None] | None,
-) -> set[str]:
-    def one(digest: str) -> int:
-        target = folder / digest
-        partial = folder / f".{digest}.part"
+) -> dict[str, Blob]:
+    def one(digest: str) -> Blob:
         hasher = hashlib.sha256()
-        with partial.open("wb") as handle:
+        parts: list[bytes] = []
+        size = 0
+        spill: BinaryIO | None = None
+        partial = folder / f".{digest}.part"
 
-            def sink(chunk: bytes) -> None:
-                hasher.update(chunk)
-                handle.write(chunk)
+        def sink(chunk: bytes) -> None:
+            # Small blobs stay in memory (most are); a large one goes to a file.
+            nonlocal size, spill
+            hasher.update(chunk)
+            size += len(chunk)
+            if spill is None and size > _IN_MEMORY:
+                spill = partial.open("wb")
+                spill.write(b"".join(parts))
+                parts.clear()
+            elif spill is None:
+                parts.append(chunk)
+                return
+            spill.write(chunk)
 
+        try:
             found = cache.get(f"/cas/{digest}", sink)
+        finally:
+            if spill is not None:
+                spill.close()
         if found is None:
             raise RemoteError(f"blob {digest} is missing from the cache")
         if hasher.hexdigest() != digest:
-            partial.unlink()
+            partial.unlink(missing_ok=True)
             raise RemoteError(f"blob {digest} does not match its digest: not used")
-        os.rename(partial, target)
-        return target.stat().st_size
+        if spill is None:
+            return b"".join(parts)
+        return partial.rename(folder / digest)
 
-    got: set[str] = set()
+    got: dict[str, Blob] = {}
     failures: list[str] = []
     futures = [(digest, pool.submit(one, digest)) for digest in digests]
     for done, (digest, future) in enumerate(futures, 1):
         try:
-            report.bytes += future.result()
+            blob = future.result()
         except RemoteError as exc:
             failures.append(str(exc))
         else:
-            got.add(digest)
+            got[digest] = blob
             report.blobs += 1
+            report.bytes += len(blob) if isinstance(blob, bytes) else blob.stat().st_size
         if progress:
             progress(f"remote cache: downloaded {done}/{len(digests)} blobs")
     _summarise(failures, report, "download")
