@@ -225,6 +225,16 @@ def test_an_unreachable_cache_costs_little(tmp_path: Path, key: KeyPair) -> None
     assert published(tmp_path / "b") == published(tmp_path / "a")
 
 
+def test_a_silent_cache_costs_little(tmp_path: Path, key: KeyPair) -> None:
+    with silent_port() as hung:  # takes connections, never answers
+        started = time.monotonic()
+        run = built(clone(tmp_path, "a"), key, "--remote-cache", f"http://127.0.0.1:{hung}")
+        took = time.monotonic() - started
+    (warning,) = warnings(run)
+    assert "remote cache unreachable" in warning and "timed out" in warning
+    assert took < 10  # one short wait (the probe's), not the 10 s timeout, nor one per step
+
+
 def trusted(key: KeyPair) -> dict[str, PublicKey]:
     public = PublicKey.from_file(key.public)
     return {public.keyname: public}

@@ -36,7 +36,11 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         "once under .pakman/keys/. Dependencies are checked against the stack's index on "
         "the Alpine mirror (--mirror or PAKMAN_MIRROR); --offline skips that. Builds run in "
         "the stack's Alpine by default (--build-on alpine), which needs the mirror or, with "
-        "--offline, the indexes and packages an earlier build cached in .pakman/cache/.",
+        "--offline, the indexes and packages an earlier build cached in .pakman/cache/. "
+        "With --remote-cache URL (a Bazel HTTP cache: nginx with WebDAV PUT, bazel-remote), "
+        "steps about to run are restored from it when another machine built them, and what "
+        "ran is uploaded (never with --remote-cache-readonly, for untrusted branches); "
+        "the signing key is never uploaded, packages are signed again here.",
     )
     path_arguments(build)
     project_options(build)

@@ -45,6 +45,7 @@ HEADER_VARIABLE = "PAKMAN_REMOTE_CACHE_HEADER"
 FORMAT = "pakman-ac/1"  # the `format` of an ac record; another format is a miss
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 16
+PROBE_TIMEOUT = 0.8  # seconds the first request may take before the cache counts as unreachable
 _RETRIES = 3  # attempts of a request answered 5xx or cut off, once the server has answered
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _CHUNK = 1 << 20
@@ -154,12 +155,21 @@ class HttpCache:
     # requests ----------------------------------------------------------------
 
     def probe(self) -> None:
-        """One request, no retry: raises Unreachable when the server cannot be reached."""
+        """One request, no retry, answered within PROBE_TIMEOUT: raises Unreachable if not.
+
+        So a cache that is down, unknown or silent costs a build one short wait,
+        not a timeout per step.
+        """
+        connection = self._connection()
+        connection.timeout = min(self.timeout, PROBE_TIMEOUT)
         try:
             self._once("HEAD", "/ac/" + "0" * 64, None, None)
         except (OSError, http.client.HTTPException) as exc:
             self._drop_connection()
             raise Unreachable(f"{self.shown}: {_reason(exc)}") from None
+        connection.timeout = self.timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(self.timeout)
 
     def get(self, path: str, sink: Callable[[bytes], None] | None = None) -> bytes | None:
         """The body at `path` (or fed to `sink`, then b""); None when the server has none (404)."""
