@@ -275,10 +275,10 @@ def test_the_auth_header_is_sent_and_never_shown(
             subprocess.run(
                 [
                     *(sys.executable, "-m", "pakman", "graph", "apps", "--offline"),
-                    *("--format", form, "--key", str(key.private), "--remote-cache", server.url),
+                    *("--format", form, "--key", str(key.private)),
                 ],
                 cwd=tmp_path / "b",
-                env=subprocess_env(),
+                env=subprocess_env(PAKMAN_REMOTE_CACHE=server.url),
                 capture_output=True,
                 text=True,
                 check=True,
@@ -345,3 +345,21 @@ def test_a_server_dying_mid_upload(tmp_path: Path, key: KeyPair) -> None:
     for path in (workspace / ".pakman/repo/x86_64").iterdir():
         assert verify_file(path, trusted(key)).status == "ok"
     shutil.rmtree(tmp_path / "nginx")
+
+
+def test_a_connection_the_server_closed_is_opened_again(tmp_path: Path) -> None:
+    from pakman.workspace.remote import HttpCache
+
+    short = "keepalive_timeout 300ms;" + DAV
+    with running_nginx(tmp_path / "nginx", short) as server:
+        (server.root / "cas").mkdir()
+        (server.root / "cas" / "blob").write_bytes(b"content")
+        cache = HttpCache(server.url, concurrency=1)
+        try:
+            assert cache.get("/cas/blob") == b"content"  # the connection is kept ...
+            time.sleep(1)  # ... and the server closes it, idle
+            received: list[bytes] = []
+            assert cache.get("/cas/blob", received.append) == b""
+            assert b"".join(received) == b"content"
+        finally:
+            cache.close()

@@ -12,6 +12,7 @@ from pakman.cli.options import (
     at_least,
     path_arguments,
     project_options,
+    remote_options,
     settings_from_args,
     show_project_messages,
 )
@@ -44,6 +45,7 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
     )
     path_arguments(build)
     project_options(build)
+    remote_options(build)
     build.add_argument(
         "-j", "--jobs", type=at_least(1), default=1, metavar="N", help="run N steps at once"
     )

@@ -120,6 +120,15 @@ def project_options(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(project_actions=tuple(actions))
 
 
+def remote_options(parser: argparse.ArgumentParser) -> None:
+    """The remote cache's options (pakman build's alone)."""
+    from pakman.compile.options import REMOTE_OPTIONS
+
+    group = parser.add_argument_group("remote cache (see the README's Remote cache)")
+    for option in REMOTE_OPTIONS:
+        add_option(group, option)
+
+
 def project_argv(args: argparse.Namespace) -> list[str]:
     """The build and identity options in `args`, as arguments again (`--name=value`, `--flag`).
 
@@ -129,8 +138,6 @@ def project_argv(args: argparse.Namespace) -> list[str]:
     argv: list[str] = []
     for action in args.project_actions:
         option = next(o for o in action.option_strings if o.startswith("--"))
-        if option.startswith("--remote-cache"):
-            continue  # a step run by make or ninja does not use the remote cache
         value = getattr(args, action.dest)
         if action.nargs == 0:  # a flag (store_true)
             argv += [option] if value else []

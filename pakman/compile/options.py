@@ -28,7 +28,9 @@ class Option:
     kind: Kind = "text"
     metavar: str | None = None
     choices: tuple[str, ...] = ()
-    group: Literal["build", "identity"] = "build"
+    # "remote": only `pakman build` has it (a step that graph, explain or run-step
+    # compiles or runs never asks the remote cache)
+    group: Literal["build", "identity", "remote"] = "build"
     # The command line falls back on the variable when the flag is absent (plain
     # doit always reads the variables). Other variables serve plain doit only.
     command_line_reads_variable: bool = False
@@ -124,6 +126,7 @@ OPTIONS: tuple[Option, ...] = (
         "request; default: PAKMAN_REMOTE_CACHE",
         metavar="URL",
         command_line_reads_variable=True,
+        group="remote",
     ),
     Option(
         "remote_cache_readonly",
@@ -131,6 +134,7 @@ OPTIONS: tuple[Option, ...] = (
         "read the remote cache, never write to it (for untrusted branches and pull requests)",
         kind="flag",
         command_line_reads_variable=True,
+        group="remote",
     ),
     Option(
         "remote_cache_timeout",
@@ -138,6 +142,7 @@ OPTIONS: tuple[Option, ...] = (
         "seconds a remote cache request may wait (default 10)",
         metavar="SECONDS",
         command_line_reads_variable=True,
+        group="remote",
     ),
     Option("strict", "--strict", "treat unknown keys in instellar.yml as errors", kind="flag"),
     Option(
@@ -177,6 +182,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 IDENTITY_OPTIONS = tuple(o for o in OPTIONS if o.group == "identity")
+REMOTE_OPTIONS = tuple(o for o in OPTIONS if o.group == "remote")
 # -v: each command words its own help (what it shows); plain doit's PAKMAN_VERBOSE.
 VERBOSE = Option("verbose", "--verbose", "print more", kind="flag")
 

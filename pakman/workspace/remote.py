@@ -203,16 +203,26 @@ class HttpCache:
         if self.failed:
             raise RemoteError(f"{method} {self.shown}{path}: not tried after earlier failures")
         problem = ""
+        delivered = 0
+
+        def counted(chunk: bytes) -> None:
+            nonlocal delivered
+            delivered += len(chunk)
+            assert sink is not None
+            sink(chunk)
+
         for attempt in range(_RETRIES):
             if attempt:
                 time.sleep(0.05 * 2**attempt)
             try:
-                status, data = self._once(method, path, body, sink)
+                status, data = self._once(method, path, body, counted if sink else None)
             except (OSError, http.client.HTTPException) as exc:
+                # (A keep-alive connection the server closed meanwhile: tried again.)
                 self._drop_connection()
                 problem = _reason(exc)
-                if sink is not None:
-                    break  # part of the body went to the sink: the caller starts again
+                if delivered:
+                    # Part of the body went to the sink: this blob is a miss.
+                    raise RemoteError(f"{method} {self.shown}{path}: {problem}") from None
                 continue
             if status >= 500:
                 problem = f"HTTP {status}"
