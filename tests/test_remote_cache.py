@@ -68,6 +68,20 @@ def test_a_second_clone_builds_nothing(tmp_path: Path, key: KeyPair, nginx: Ngin
     assert warnings(second) == []
 
 
+def test_blobs_past_the_memory_budget_go_through_files(
+    tmp_path: Path, key: KeyPair, nginx: Nginx, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pakman.workspace import remote
+
+    first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    monkeypatch.setattr(remote, "_MEMORY_BUDGET", 2000)  # a few small blobs, then files
+    second = built(clone(tmp_path, "b"), key, "--remote-cache", nginx.url)
+    assert second.ran == REPOSITORY_STEPS
+    assert restored(second) == first.ran - REPOSITORY_STEPS
+    assert published(tmp_path / "b") == published(tmp_path / "a")
+    assert not list((tmp_path / "b/.pakman/store/tmp").iterdir())  # nothing left behind
+
+
 def test_plain_doit_uses_the_remote_cache(tmp_path: Path, key: KeyPair, nginx: Nginx) -> None:
     first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
     workspace = clone(tmp_path, "b")

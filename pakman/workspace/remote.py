@@ -50,6 +50,7 @@ _RETRIES = 3  # attempts of a request answered 5xx or cut off, once the server h
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
 _CHUNK = 1 << 20
 _IN_MEMORY = 4 << 20  # a blob up to this size is kept in memory between download and use
+_MEMORY_BUDGET = 256 << 20  # ... while all kept so far fit in this; the others go to files
 
 
 class RemoteError(PakmanError):
@@ -525,7 +526,11 @@ def _download(
     pool: ThreadPoolExecutor,
     progress: Callable[[str], None] | None,
 ) -> dict[str, Blob]:
+    held = 0  # bytes of blobs kept in memory
+    lock = threading.Lock()
+
     def one(digest: str) -> Blob:
+        nonlocal held
         hasher = hashlib.sha256()
         parts: list[bytes] = []
         size = 0
@@ -537,7 +542,7 @@ def _download(
             nonlocal size, spill
             hasher.update(chunk)
             size += len(chunk)
-            if spill is None and size > _IN_MEMORY:
+            if spill is None and (size > _IN_MEMORY or held + size > _MEMORY_BUDGET):
                 spill = partial.open("wb")
                 spill.write(b"".join(parts))
                 parts.clear()
@@ -557,6 +562,8 @@ def _download(
             partial.unlink(missing_ok=True)
             raise RemoteError(f"blob {digest} does not match its digest: not used")
         if spill is None:
+            with lock:
+                held += size
             return b"".join(parts)
         return partial.rename(folder / digest)
 
