@@ -21,7 +21,7 @@ from pakman.compile.options import variables
 from pakman.compile.settings import Settings
 from pakman.doit.tasks import doit_config, task_dicts
 from pakman.fastpath.gcpause import loading
-from pakman.project import load_project
+from pakman.project import Project, load_project
 from pakman.workspace.layout import Layout
 from pakman.workspace.lock import hold_lock_until_exit
 
@@ -44,9 +44,25 @@ def tasks_for(*paths: str) -> dict[str, Any]:
         hold_lock_until_exit(layout)
         with loading():  # the project lives as long as doit runs (see pakman.fastpath.gcpause)
             project = load_project(settings)
+        if settings.remote_cache:
+            _use_remote_cache(project)
         yield from task_dicts(project)
 
     return {"DOIT_CONFIG": doit_config(layout), "task_pakman": task_pakman}
+
+
+def _use_remote_cache(project: Project) -> None:
+    """As `pakman build` does: fill the store for the steps that will run, upload when doit ends."""
+    import atexit
+
+    from pakman.doit.remote import start_remote
+    from pakman.workspace.journal import is_done, read_journal
+
+    journal = read_journal(project.layout)
+    stale = [s.id for s in project.graph.order() if not is_done(journal, s.id, s.key, s.outputs)]
+    remote = start_remote(project, stale)
+    if remote is not None:
+        atexit.register(remote.after)
 
 
 _default = tasks_for()

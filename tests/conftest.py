@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from alpine_fixture import AlpineRepository, LoopbackMirror, build_alpine_repository
+from nginx_support import Nginx, running_nginx
 from s3_support import FaultProxy, S3Server
 from support import TEST_EPOCH, updating_goldens
 
@@ -116,3 +117,10 @@ def s3_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Nginx]:
+    """A real nginx on 127.0.0.1 with WebDAV PUT: an empty remote cache, stopped after the test."""
+    with running_nginx(tmp_path / "nginx") as server:
+        yield server

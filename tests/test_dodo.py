@@ -33,6 +33,9 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_NETWORK": "none",
         "PAKMAN_SHARD": "2/3",
         "PAKMAN_ALLOW_REBUILD": "1",
+        "PAKMAN_REMOTE_CACHE": "http://127.0.0.1:9/cache",
+        "PAKMAN_REMOTE_CACHE_READONLY": "1",
+        "PAKMAN_REMOTE_CACHE_TIMEOUT": "2.5",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -60,6 +63,9 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         network="none",
         shard="2/3",
         allow_rebuild=True,
+        remote_cache="http://127.0.0.1:9/cache",
+        remote_cache_readonly=True,
+        remote_cache_timeout="2.5",
     )
 
 

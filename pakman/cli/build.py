@@ -12,6 +12,7 @@ from pakman.cli.options import (
     at_least,
     path_arguments,
     project_options,
+    remote_options,
     settings_from_args,
     show_project_messages,
 )
@@ -39,10 +40,15 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         "--offline, the indexes and packages an earlier build cached in .pakman/cache/. "
         "CI shards: --shard I/N (or PAKMAN_SHARD=I/N) on N machines builds each app once, "
         "writing no repository; then one `pakman build` without --shard publishes it, "
-        "restoring what the shards built (this workspace's store, or a shared remote cache).",
+        "restoring what the shards built (this workspace's store, or a shared remote cache). "
+        "With --remote-cache URL (a Bazel HTTP cache: nginx with WebDAV PUT, bazel-remote), "
+        "steps about to run are restored from it when another machine built them, and what "
+        "ran is uploaded (never with --remote-cache-readonly, for untrusted branches); "
+        "the signing key is never uploaded, packages are signed again here.",
     )
     path_arguments(build)
     project_options(build)
+    remote_options(build)
     build.add_argument(
         "-j", "--jobs", type=at_least(1), default=1, metavar="N", help="run N steps at once"
     )

@@ -139,6 +139,15 @@ def project_options(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(project_actions=tuple(actions))
 
 
+def remote_options(parser: argparse.ArgumentParser) -> None:
+    """The remote cache's options (pakman build's alone)."""
+    from pakman.compile.options import REMOTE_OPTIONS
+
+    group = parser.add_argument_group("remote cache (see the README's Remote cache)")
+    for option in REMOTE_OPTIONS:
+        add_option(group, option)
+
+
 def project_argv(args: argparse.Namespace) -> list[str]:
     """The build and identity options in `args`, as arguments again (`--name=value`, `--flag`).
 

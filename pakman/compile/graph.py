@@ -369,3 +369,43 @@ def _with_source(step: Step, tree: SourceTree) -> Step:
     reads = dict(step.reads)
     reads["source"] = tree.fingerprint
     return dataclasses.replace(step, reads=FrozenDict(reads), source=tree)
+
+
+def portable_keys(graph: StepGraph, step_ids: Iterable[str]) -> dict[str, str]:
+    """The keys of these steps with the signing key left out, through their upstream steps.
+
+    What a remote cache names a step's outputs by: the same in workspaces
+    that sign with different keys (the packages are signed again locally).
+    A step that reads no key, and whose upstream steps do not, keeps its key.
+    Steps known only by a summary (and those after them) get none.
+    Computed only for a build with a remote cache.
+    """
+    found: dict[str, str | None] = {}
+
+    def portable(step_id: str) -> str | None:
+        if step_id in found:
+            return found[step_id]
+        step = graph[step_id]
+        key: str | None = None
+        if step.complete:
+            upstream = {u: portable(u) for u in step.upstream}
+            if all(k is not None for k in upstream.values()):
+                if "key" not in step.reads and all(k == graph[u].key for u, k in upstream.items()):
+                    key = step.key
+                else:
+                    reads = {k: v for k, v in step.reads.items() if k != "key"}
+                    payload = {
+                        "pakman": __version__,
+                        "stage": step.stage,
+                        "action": step.action,
+                        "reads": reads,
+                        "upstream": upstream,
+                        "portable": True,
+                    }
+                    text = json.dumps(payload, sort_keys=True)
+                    key = hashlib.sha256(text.encode()).hexdigest()
+        found[step_id] = key
+        return key
+
+    keys = {s: portable(s) for s in step_ids}
+    return {s: k for s, k in keys.items() if k is not None}

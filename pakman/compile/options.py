@@ -28,7 +28,9 @@ class Option:
     kind: Kind = "text"
     metavar: str | None = None
     choices: tuple[str, ...] = ()
-    group: Literal["build", "identity"] = "build"
+    # "remote": only `pakman build` has it (a step that graph, explain or run-step
+    # compiles or runs never asks the remote cache)
+    group: Literal["build", "identity", "remote"] = "build"
     # The command line falls back on the variable when the flag is absent (plain
     # doit always reads the variables). Other variables serve plain doit only.
     command_line_reads_variable: bool = False
@@ -141,6 +143,33 @@ OPTIONS: tuple[Option, ...] = (
         "version and release (refused when the working tree is clean)",
         kind="flag",
     ),
+    Option(
+        "remote_cache",
+        "--remote-cache",
+        "a cache server on Bazel's HTTP cache protocol (GET/PUT {URL}/ac/, {URL}/cas/): "
+        "steps about to run are restored from it when it has them, and what ran is "
+        "uploaded; the header PAKMAN_REMOTE_CACHE_HEADER ('Name: value') is sent with every "
+        "request; default: PAKMAN_REMOTE_CACHE",
+        metavar="URL",
+        command_line_reads_variable=True,
+        group="remote",
+    ),
+    Option(
+        "remote_cache_readonly",
+        "--remote-cache-readonly",
+        "read the remote cache, never write to it (for untrusted branches and pull requests)",
+        kind="flag",
+        command_line_reads_variable=True,
+        group="remote",
+    ),
+    Option(
+        "remote_cache_timeout",
+        "--remote-cache-timeout",
+        "seconds a remote cache request may wait (default 10)",
+        metavar="SECONDS",
+        command_line_reads_variable=True,
+        group="remote",
+    ),
     Option("strict", "--strict", "treat unknown keys in instellar.yml as errors", kind="flag"),
     Option(
         "name",
@@ -195,6 +224,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
 )
 IDENTITY_OPTIONS = tuple(o for o in OPTIONS if o.group == "identity")
+REMOTE_OPTIONS = tuple(o for o in OPTIONS if o.group == "remote")
 # -v: each command words its own help (what it shows); plain doit's PAKMAN_VERBOSE.
 VERBOSE = Option("verbose", "--verbose", "print more", kind="flag")
 
@@ -225,7 +255,9 @@ def settings_from_arguments(
         if option.kind == "list":
             value = tuple(value or ())
         elif option.kind == "flag":
-            value = bool(value)
+            value = bool(value) or (
+                option.command_line_reads_variable and option.from_text(environ.get(option.env))
+            )
         elif value is None and option.command_line_reads_variable:
             value = option.from_text(environ.get(option.env))
         if value is not None:

@@ -91,6 +91,11 @@ class Settings:
     # --allow-rebuild: publish other bytes under a package file name the repository
     # has (see pakman.steps.repository); changes no key.
     allow_rebuild: bool = False
+    # --remote-cache URL: fills the local store and receives what ran (pakman.doit.remote);
+    # part of no key. Its auth header is read from the environment where it is sent.
+    remote_cache: str | None = None
+    remote_cache_readonly: bool = False
+    remote_cache_timeout: str | None = None  # seconds
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -101,9 +106,18 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         # secrets count by digest only
         environment[name] = None if value is None else hashlib.sha256(value.encode()).hexdigest()
     # How much a build prints changes no key, nor which shard it builds, nor
-    # --allow-rebuild; the workspace counts as layout.root, however it was reached
-    # (`.`, `..`).
-    chosen = replace(settings, verbose=False, root=".", shard=None, allow_rebuild=False)
+    # --allow-rebuild, nor the remote cache (it only fills the store); the
+    # workspace counts as layout.root, however it was reached (`.`, `..`).
+    chosen = replace(
+        settings,
+        verbose=False,
+        root=".",
+        shard=None,
+        allow_rebuild=False,
+        remote_cache=None,
+        remote_cache_readonly=False,
+        remote_cache_timeout=None,
+    )
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()
 

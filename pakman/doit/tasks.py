@@ -237,6 +237,11 @@ def run_build(
 
             project = replace(project, context=replace(project.context, use_store=False))
         reporter.up_to_date_without_doit([s.id for s in steps if s.id not in stale])
+        remote = None
+        if project.settings.remote_cache:
+            from pakman.doit.remote import start_remote
+
+            remote = start_remote(project, stale, always)
         code = 0
         if stale:
             from doit.doit_cmd import DoitMain
@@ -254,6 +259,8 @@ def run_build(
             code = DoitMain(loader, config_filenames=(), extra_config=backend).run(args)
         else:
             reporter.complete_run()
+        if remote is not None:
+            remote.after()
         if code == 0 and not reporter.failed:
             compact_journal(layout)
     if reporter.invalid_input:

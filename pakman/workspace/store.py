@@ -155,6 +155,25 @@ class Store:
             return (entry / RECORD).exists()
         return True
 
+    def adopt(self, key: str, folder: Path, outputs: int) -> bool:
+        """Make `folder` (under the store's tmp/, holding outputs 0..n-1) the entry of `key`.
+
+        For outputs made elsewhere (the remote cache): recorded as `save`
+        records them and moved into place by one rename, without copying.
+        """
+        entry = self.entry(key)
+        if (entry / RECORD).exists():
+            return True
+        try:
+            described = [_describe(folder / str(index)) for index in range(outputs)]
+            record = {"format": _FORMAT, "key": key, "outputs": described}
+            (folder / RECORD).write_text(json.dumps(record))
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, entry)
+        except OSError:
+            return (entry / RECORD).exists()
+        return True
+
     # restoring --------------------------------------------------------------
 
     def restore(

@@ -23,7 +23,14 @@ from apk_support import (
     pyweb_info,
     write_file,
 )
-from pakman.apk import OPENRC, PackageInputError, split_package, verify_file, write_package
+from pakman.apk import (
+    OPENRC,
+    PackageInputError,
+    PublicKey,
+    split_package,
+    verify_file,
+    write_package,
+)
 from pakman.apk.pkginfo import PackageInfo
 from pakman.apk.reader import read_package_control
 from support import gzip_members
@@ -499,3 +506,21 @@ def test_negative_or_too_large_build_dates_are_refused(
     info = PackageInfo("x", "1.0", "x86_64", builddate=builddate)
     with pytest.raises(PackageInputError, match=r"builddate: .*0\.\.8589934591"):
         write_package(tmp_path / "tree", info, tmp_path / "out", key_pair.key)
+
+
+def test_a_package_signed_again_by_another_key(tmp_path: Path, key_pair: KeyPair) -> None:
+    from pakman.apk import SigningKey, generate_key
+    from pakman.apk.sign import resign_package
+
+    package = build_pyweb(tmp_path, key_pair)
+    original = package.read_bytes()
+    private, public = generate_key(tmp_path / "other", "other", bits=2048, now=0x6B000000)
+    other = SigningKey.from_file(private)
+    resign_package(package, other)
+    verdict = verify_file(package, {other.keyname: PublicKey.from_file(public)})
+    assert verdict.status == "ok", verdict.problems
+    assert verify_file(package, key_pair.trusted).status != "ok"
+    # Only the signature member changed: control and data are the same bytes.
+    assert gzip_members(package.read_bytes())[1:] == gzip_members(original)[1:]
+    resign_package(package, key_pair.key)  # back to the first key: the same bytes as before
+    assert package.read_bytes() == original

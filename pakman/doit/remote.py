@@ -1,0 +1,199 @@
+"""A build's use of the remote cache: fill the local store before, upload what ran after.
+
+`pakman build` and plain `doit` (pakman.dodo) both call `RemoteRun.before`
+with the steps that will run and `RemoteRun.after` when the build ends.
+Only per-app steps go to the remote cache: not the build roots (made
+locally from the mirror), nor the repository's index and sign steps (cheap,
+and signed with the local key), nor a step under --only. A step restored
+from the remote cache is restored from the local store by the build, as any
+other; what is uploaded is what ran in this build, never what was restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Collection, Sequence
+from typing import IO, TYPE_CHECKING
+
+from pakman.compile.graph import Step, portable_keys
+from pakman.compile.settings import Settings
+from pakman.workspace.layout import REPOSITORY
+from pakman.workspace.remote import (
+    DEFAULT_TIMEOUT,
+    HEADER_VARIABLE,
+    HttpCache,
+    Report,
+    Unreachable,
+    Wanted,
+    fill,
+    parse_header,
+    upload,
+)
+from pakman.workspace.store import RECORD, Store
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pakman.apk import SigningKey
+    from pakman.project import Project
+
+# Stages whose steps never go to the remote cache (besides the repository's).
+LOCAL_STAGES = frozenset({"buildroot"})
+
+
+def remote_cache(settings: Settings) -> HttpCache | None:
+    """The client for --remote-cache, or None without one. Raises ConfigError for a bad value."""
+    if not settings.remote_cache:
+        return None
+    from pakman.errors import ConfigError
+
+    timeout = DEFAULT_TIMEOUT
+    if settings.remote_cache_timeout:
+        try:
+            timeout = float(settings.remote_cache_timeout)
+        except ValueError:
+            timeout = -1
+        if not 0 < timeout <= 3600:
+            raise ConfigError(
+                "--remote-cache-timeout / PAKMAN_REMOTE_CACHE_TIMEOUT "
+                f"{settings.remote_cache_timeout!r}: seconds, more than 0"
+            )
+    header_text = os.environ.get(HEADER_VARIABLE, "")
+    header = parse_header(header_text) if header_text.strip() else None
+    return HttpCache(settings.remote_cache, timeout=timeout, header=header)
+
+
+def cacheable(step: Step) -> bool:
+    """A step whose outputs may come from, and go to, the remote cache."""
+    return (
+        step.complete
+        and step.namespace != REPOSITORY
+        and step.stage not in LOCAL_STAGES
+        and "only" not in step.reads
+    )
+
+
+class RemoteRun:
+    """One build's dealings with the remote cache; says what happened on `err`."""
+
+    def __init__(self, project: Project, cache: HttpCache, err: IO[str] | None = None) -> None:
+        self.project = project
+        self.cache = cache
+        self.err = err or sys.stderr
+        self.live = self.err.isatty()
+        self.readonly = project.settings.remote_cache_readonly
+        self.store = Store(project.layout.state / "store")
+        self.enabled = not project.settings.only  # --only: the repository is partial
+        self.candidates: list[Step] = []
+        self.keys: dict[str, str] = {}
+        self.restored: Report = Report()
+        self._key: SigningKey | None = None
+        self.seconds = 0.0  # spent asking and sending
+
+    def before(self, stale: Collection[str]) -> None:
+        """Fill the local store with the remote cache's outputs of the steps about to run."""
+        if not self.enabled:
+            return
+        graph = self.project.graph
+        self.candidates = [s for s in graph.order() if s.id in stale and cacheable(s)]
+        if not self.candidates:
+            return
+        self.keys = portable_keys(graph, [s.id for s in self.candidates])
+        missing = [
+            s
+            for s in self.candidates
+            if s.id in self.keys and not (self.store.entry(s.key) / RECORD).exists()
+        ]
+        if not missing:
+            return
+        if not self._reachable():
+            return
+        wanted = [
+            Wanted(s.id, self.keys[s.id], s.key, len(s.outputs), str(s.reads.get("key", "")))
+            for s in missing
+        ]
+        started = time.monotonic()
+        self.restored = fill(self.cache, self.store, wanted, self._resign, self._progress)
+        self.seconds += time.monotonic() - started
+        self._progress("")
+        self._warn(self.restored.warnings)
+
+    def after(self) -> None:
+        """Upload what ran in this build (unless read-only); say what the remote cache did."""
+        if not self.enabled or not self.candidates:
+            return
+        uploaded = Report()
+        if not self.readonly and self.cache is not None:
+            ran = [
+                (s.id, s.key, self.keys[s.id], str(s.reads.get("key", "")))
+                for s in self.candidates
+                if s.id in self.keys and self._ran(s)
+            ]
+            if ran and (self.restored.restored or self.restored.misses or self._reachable()):
+                started = time.monotonic()
+                uploaded = upload(self.cache, self.store, ran, self._progress)
+                self.seconds += time.monotonic() - started
+                self._progress("")
+                self._warn(uploaded.warnings)
+        self.cache.close()
+        text = (
+            f"remote cache: {len(self.restored.restored)} restored from the remote cache, "
+            f"{len(uploaded.uploaded)} uploaded, {self.restored.misses} "
+            f"miss{'es' * (self.restored.misses != 1)}"
+        )
+        if self.readonly:
+            text += " (read-only)"
+        text += f" in {self.seconds:.2f}s"
+        print(text, file=self.err)
+
+    # -------------------------------------------------------------------------
+
+    def _reachable(self) -> bool:
+        try:
+            self.cache.probe()
+        except Unreachable as exc:
+            self._warn([f"remote cache unreachable: {exc}; building locally"])
+            self.enabled = False
+            return False
+        return True
+
+    def _ran(self, step: Step) -> bool:
+        """The step ran in this build (its manifest says so), not restored."""
+        try:
+            record = json.loads(self.project.layout.manifest(step.id).read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(record.get("key") == step.key and record.get("restored") is False)
+
+    def _resign(self, package: Path) -> None:
+        from pakman.apk.sign import resign_package
+
+        if self._key is None:
+            self._key = self.project.context.signing_key()
+        resign_package(package, self._key)
+
+    def _progress(self, text: str) -> None:
+        if self.live:
+            self.err.write("\r" + text[:100].ljust(100) + ("\r" if not text else ""))
+            self.err.flush()
+
+    def _warn(self, warnings: Sequence[str]) -> None:
+        for warning in warnings:
+            print(f"warning: {warning}", file=self.err)
+
+
+def start_remote(
+    project: Project, stale: Collection[str], always: bool = False
+) -> RemoteRun | None:
+    """The remote cache's part of a build, its `before` done; None without a remote cache."""
+    if always:
+        return None  # every step runs: nothing is restored, so nothing is asked
+    cache = remote_cache(project.settings)
+    if cache is None:
+        return None
+    run = RemoteRun(project, cache)
+    run.before(stale)
+    return run
