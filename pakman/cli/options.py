@@ -148,6 +148,43 @@ def remote_options(parser: argparse.ArgumentParser) -> None:
         add_option(group, option)
 
 
+def trust_arguments(parser: argparse.ArgumentParser, *, purpose: str = "") -> None:
+    """--key, --keys-dir and --no-workspace-key: the keys verify (and publish) trust."""
+    parser.add_argument(
+        "-k",
+        "--key",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help=f"a trusted public key file{purpose}, named as in /etc/apk/keys (repeatable)",
+    )
+    parser.add_argument(
+        "--keys-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=f"a folder of trusted public keys{purpose}, like /etc/apk/keys (repeatable)",
+    )
+    parser.add_argument(
+        "--no-workspace-key",
+        dest="workspace_key",
+        action="store_false",
+        help="do not trust the workspace's own keys (.pakman/keys/*.pub of the workspace, "
+        "found as build finds it), which are trusted by default",
+    )
+
+
+def progress_argument(parser: argparse.ArgumentParser) -> None:
+    """--progress for commands that upload files (push, publish)."""
+    parser.add_argument(
+        "--progress",
+        choices=("auto", "bar", "lines"),
+        default="auto",
+        help="a progress bar, or one line per file (default: a bar when standard error is "
+        "a terminal)",
+    )
+
+
 def project_argv(args: argparse.Namespace) -> list[str]:
     """The build and identity options in `args`, as arguments again (`--name=value`, `--flag`).
 

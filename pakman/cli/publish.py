@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_FAILED, EXIT_OK
-from pakman.cli.options import at_least
+from pakman.cli.options import at_least, progress_argument, trust_arguments
 
 if TYPE_CHECKING:
     from pakman.ship.publish import Plan, Publication
@@ -101,34 +101,8 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         action="store_false",
         help="keep the packages the new indexes no longer list",
     )
-    publish.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a trusted public key file to verify with, named as in /etc/apk/keys (repeatable)",
-    )
-    publish.add_argument(
-        "--keys-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a folder of trusted public keys to verify with (repeatable)",
-    )
-    publish.add_argument(
-        "--no-workspace-key",
-        dest="workspace_key",
-        action="store_false",
-        help="do not trust the workspace's own keys (.pakman/keys/*.pub), trusted by default",
-    )
-    publish.add_argument(
-        "--progress",
-        choices=("auto", "bar", "lines"),
-        default="auto",
-        help="a progress bar, or one line per file (default: a bar when standard error is "
-        "a terminal)",
-    )
+    trust_arguments(publish, purpose=" to verify with")
+    progress_argument(publish)
     publish.set_defaults(handler=run)
 
 

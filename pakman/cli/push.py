@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_OK
+from pakman.cli.options import progress_argument
 
 if TYPE_CHECKING:
     from pakman.ship.instellar import Storage
@@ -96,13 +97,7 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
         default=DEFAULT_TIMEOUT,
         help=f"how long to wait for each answer of the platform (default {DEFAULT_TIMEOUT:g})",
     )
-    push.add_argument(
-        "--progress",
-        choices=("auto", "bar", "lines"),
-        default="auto",
-        help="a progress bar, or one line per file (default: a bar when standard error is "
-        "a terminal)",
-    )
+    progress_argument(push)
     push.set_defaults(handler=run)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_FAILED, EXIT_OK
+from pakman.cli.options import trust_arguments
 
 if TYPE_CHECKING:
     from pakman.apk import PublicKey
@@ -31,28 +32,7 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
     verify.add_argument(
         "files", nargs="+", metavar="FILE", help="an .apk package or an APKINDEX.tar.gz"
     )
-    verify.add_argument(
-        "-k",
-        "--key",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="a trusted public key file, named as in /etc/apk/keys (repeatable)",
-    )
-    verify.add_argument(
-        "--keys-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="a folder of trusted public keys, like /etc/apk/keys (repeatable)",
-    )
-    verify.add_argument(
-        "--no-workspace-key",
-        dest="workspace_key",
-        action="store_false",
-        help="do not trust the workspace's own keys (.pakman/keys/*.pub of the workspace, "
-        "found as build finds it), which are trusted by default",
-    )
+    trust_arguments(verify)
     verify.add_argument(
         "--allow-untrusted",
         action="store_true",
