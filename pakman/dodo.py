@@ -12,6 +12,7 @@ colon-separated folders) chooses where to look for apps; the other
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from pakman.compile import options
 from pakman.compile.options import variables
 from pakman.compile.settings import Settings
-from pakman.doit.tasks import doit_config, task_dicts
+from pakman.doit.tasks import doit_config, runs_tasks, task_dicts
 from pakman.fastpath.gcpause import loading
 from pakman.project import Project, load_project
 from pakman.workspace.layout import Layout
@@ -44,7 +45,7 @@ def tasks_for(*paths: str) -> dict[str, Any]:
         hold_lock_until_exit(layout)
         with loading():  # the project lives as long as doit runs (see pakman.fastpath.gcpause)
             project = load_project(settings)
-        if settings.remote_cache:
+        if settings.remote_cache and runs_tasks(sys.argv[1:]):
             _use_remote_cache(project)
         yield from task_dicts(project)
 
