@@ -134,3 +134,53 @@ def test_doit_commands_that_run_no_task_leave_the_cache_alone(
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "restored from the remote cache, 0 uploaded, 0 misses" in ran.stderr
     assert nginx.access_log() != asked
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        ({"PAKMAN_REMOTE_CACHE": "ftp://cache.example"}, "expected an http:// or https:// URL"),
+        (
+            {"PAKMAN_REMOTE_CACHE": "http://127.0.0.1:1", "PAKMAN_REMOTE_CACHE_HEADER": "s3cret"},
+            "expected `Name: value`",
+        ),
+        (
+            {"PAKMAN_REMOTE_CACHE": "http://127.0.0.1:1", "PAKMAN_REMOTE_CACHE_TIMEOUT": "0"},
+            "seconds",
+        ),
+    ],
+    ids=["url", "header", "timeout"],
+)
+def test_plain_doit_refuses_a_bad_setting_in_one_line(
+    tmp_path: Path, key: KeyPair, variables: dict[str, str], said: str
+) -> None:
+    workspace = write_apps(tmp_path, APPS)
+    (workspace / "dodo.py").write_text("from pakman.dodo import *  # noqa: F403\n")
+    env = subprocess_env(
+        PAKMAN_PATH="apps", PAKMAN_OFFLINE="1", PAKMAN_KEY=str(key.private), **variables
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "doit"],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr and said in run.stderr
+    assert "s3cret" not in run.stdout + run.stderr
+    assert not (workspace / ".pakman/repo").exists()  # nothing ran
+
+
+def test_plain_doit_says_a_bad_instellar_yml_in_one_line(tmp_path: Path, key: KeyPair) -> None:
+    workspace = write_apps(tmp_path, APPS)
+    (workspace / "apps/alpha/instellar.yml").write_text("stack: [\n")
+    (workspace / "dodo.py").write_text("from pakman.dodo import *  # noqa: F403\n")
+    env = subprocess_env(PAKMAN_PATH="apps", PAKMAN_OFFLINE="1", PAKMAN_KEY=str(key.private))
+    run = subprocess.run(
+        [sys.executable, "-m", "doit"], cwd=workspace, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert "apps/alpha/instellar.yml:2:1: invalid YAML" in run.stderr

@@ -41,6 +41,10 @@ class InvalidInput(TaskFailed):  # type: ignore[misc]
     invalid_input = True  # what the reporter looks for (progress imports no doit)
 
 
+class InvalidSetting(InvalidTask):  # type: ignore[misc]
+    """Plain doit's task loader found a setting or an input wrong: doit says it in one line, exit 3."""
+
+
 def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, Any]:
     """doit's action for a step: run it, turning pakman errors into a task failure.
 
