@@ -184,3 +184,12 @@ def test_plain_doit_says_a_bad_instellar_yml_in_one_line(tmp_path: Path, key: Ke
     assert run.returncode == 3, run.stdout + run.stderr
     assert "Traceback" not in run.stderr
     assert "apps/alpha/instellar.yml:2:1: invalid YAML" in run.stderr
+
+
+def test_a_bad_remote_cache_value_is_refused_with_always(tmp_path: Path, key: KeyPair) -> None:
+    # --always asks no cache; its value is still checked.
+    workspace = write_apps(tmp_path, APPS)
+    run = build(workspace, key, "--always", "--remote-cache", "ftp://cache.example")
+    assert run.code == 3, run.messages()
+    assert "expected an http:// or https:// URL" in run.stderr
+    assert run.ran == set()
