@@ -12,6 +12,7 @@ colon-separated folders) chooses where to look for apps; the other
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from typing import Any
 from pakman.compile import options
 from pakman.compile.options import variables
 from pakman.compile.settings import Settings
-from pakman.doit.tasks import doit_config, task_dicts
+from pakman.doit.tasks import InvalidSetting, doit_config, runs_tasks, task_dicts
+from pakman.errors import PakmanError
 from pakman.fastpath.gcpause import loading
 from pakman.project import Project, load_project
 from pakman.workspace.layout import Layout
@@ -42,10 +44,14 @@ def tasks_for(*paths: str) -> dict[str, Any]:
     def task_pakman() -> Iterator[dict[str, Any]]:
         """Build the apps into a signed repository."""
         hold_lock_until_exit(layout)
-        with loading():  # the project lives as long as doit runs (see pakman.fastpath.gcpause)
-            project = load_project(settings)
-        if settings.remote_cache:
-            _use_remote_cache(project)
+        try:
+            with loading():  # the project lives as long as doit runs (see pakman.fastpath.gcpause)
+                project = load_project(settings)
+            if settings.remote_cache and runs_tasks(sys.argv[1:]):
+                _use_remote_cache(project)
+        except PakmanError as exc:
+            # Bad input (a setting, an instellar.yml): one line from doit, exit 3, no traceback.
+            raise InvalidSetting(str(exc)) from None
         yield from task_dicts(project)
 
     return {"DOIT_CONFIG": doit_config(layout), "task_pakman": task_pakman}

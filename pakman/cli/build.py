@@ -75,6 +75,11 @@ def run(args: argparse.Namespace) -> int:
     from pakman.fastpath.plan import inspect
 
     settings = settings_from_args(args)
+    if settings.remote_cache:
+        # A string check: a wrong value is refused (exit 3) on a no-op build too.
+        from pakman.workspace.remote_options import check_remote_cache
+
+        check_remote_cache(settings.remote_cache, settings.remote_cache_timeout, os.environ)
     inspection = inspect(settings)
     _delete_leftovers(inspection.layout)
     # A shard's graph is not the plan's (no repository steps): it is loaded.

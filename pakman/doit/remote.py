@@ -21,17 +21,8 @@ from typing import IO, TYPE_CHECKING
 from pakman.compile.graph import Step, portable_keys
 from pakman.compile.settings import Settings
 from pakman.workspace.layout import REPOSITORY
-from pakman.workspace.remote import (
-    DEFAULT_TIMEOUT,
-    HEADER_VARIABLE,
-    HttpCache,
-    Report,
-    Unreachable,
-    Wanted,
-    fill,
-    parse_header,
-    upload,
-)
+from pakman.workspace.remote import HttpCache, Report, Unreachable, Wanted, fill, upload
+from pakman.workspace.remote_options import header_from, parse_timeout
 from pakman.workspace.store import RECORD, Store
 
 if TYPE_CHECKING:
@@ -48,22 +39,8 @@ def remote_cache(settings: Settings) -> HttpCache | None:
     """The client for --remote-cache, or None without one. Raises ConfigError for a bad value."""
     if not settings.remote_cache:
         return None
-    from pakman.errors import ConfigError
-
-    timeout = DEFAULT_TIMEOUT
-    if settings.remote_cache_timeout:
-        try:
-            timeout = float(settings.remote_cache_timeout)
-        except ValueError:
-            timeout = -1
-        if not 0 < timeout <= 3600:
-            raise ConfigError(
-                "--remote-cache-timeout / PAKMAN_REMOTE_CACHE_TIMEOUT "
-                f"{settings.remote_cache_timeout!r}: seconds, more than 0"
-            )
-    header_text = os.environ.get(HEADER_VARIABLE, "")
-    header = parse_header(header_text) if header_text.strip() else None
-    return HttpCache(settings.remote_cache, timeout=timeout, header=header)
+    timeout = parse_timeout(settings.remote_cache_timeout)
+    return HttpCache(settings.remote_cache, timeout=timeout, header=header_from(os.environ))
 
 
 def cacheable(step: Step) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,6 +39,10 @@ class InvalidInput(TaskFailed):  # type: ignore[misc]
     """A step found the input invalid (e.g. a dependency the stack lacks): exit 3."""
 
     invalid_input = True  # what the reporter looks for (progress imports no doit)
+
+
+class InvalidSetting(InvalidTask):  # type: ignore[misc]
+    """Plain doit's task loader found a setting or an input wrong: doit says it in one line, exit 3."""
 
 
 def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, Any]:
@@ -103,6 +107,29 @@ def task_dicts(project: Project, only: set[str] | None = None) -> Iterator[dict[
             ],
             "verbosity": 2,
         }
+
+
+# doit's loader options that take a value; they may come before the command.
+_LOADER_OPTIONS_WITH_VALUE = frozenset({"-f", "--file", "-d", "--dir"})
+
+
+def runs_tasks(argv: Sequence[str]) -> bool:
+    """Whether this doit command line runs tasks: `doit`, `doit run ...`, `doit <task>`.
+
+    doit loads the tasks for every command (`doit list`, `info`, `clean`, ...);
+    only those that run tasks may ask the remote cache and fill the store.
+    The command is found as doit finds it: the first word after the loader's options.
+    """
+    from doit.doit_cmd import DoitMain
+
+    commands = {command.get_name(): command.execute_tasks for command in DoitMain.DOIT_CMDS}
+    words = iter(argv)
+    for word in words:
+        if word in _LOADER_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-") and "=" not in word:  # not an option, nor NAME=value
+            return bool(commands.get(word, True))  # a task name: `doit run` is implied
+    return True
 
 
 def doit_config(layout: Layout, reporter: Any = None) -> dict[str, Any]:

@@ -36,14 +36,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
-from urllib.parse import urlsplit
 
-from pakman.errors import ConfigError, PakmanError
+from pakman.errors import PakmanError
+from pakman.workspace.remote_options import DEFAULT_TIMEOUT, cache_address
 from pakman.workspace.store import RECORD, Store
 
-HEADER_VARIABLE = "PAKMAN_REMOTE_CACHE_HEADER"
 FORMAT = "pakman-ac/1"  # the `format` of an ac record; another format is a miss
-DEFAULT_TIMEOUT = 10.0
 DEFAULT_CONCURRENCY = 16
 PROBE_TIMEOUT = 0.8  # seconds the first request may take before the cache counts as unreachable
 _RETRIES = 3  # attempts of a request answered 5xx or cut off, once the server has answered
@@ -85,15 +83,6 @@ class Report:
     bytes: int = 0
 
 
-def parse_header(text: str) -> tuple[str, str]:
-    """`Name: value` -> (name, value); ConfigError (which never quotes the value) if not one."""
-    name, colon, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not colon or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name) or "\n" in value:
-        raise ConfigError(f"{HEADER_VARIABLE}: expected `Name: value` (the value is not shown)")
-    return name, value
-
-
 class HttpCache:
     """A client of one cache URL: one keep-alive connection per thread, retries, timeouts."""
 
@@ -105,18 +94,13 @@ class HttpCache:
         header: tuple[str, str] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                f"--remote-cache / PAKMAN_REMOTE_CACHE: {parts.scheme}://{parts.hostname or ''}"
-                f"{parts.path}: expected an http:// or https:// URL"
-            )
-        self.https = parts.scheme == "https"
-        self.host = parts.hostname
-        self.port = parts.port or (443 if self.https else 80)
-        self.base = parts.path.rstrip("/")
+        address = cache_address(url)
+        self.https = address.https
+        self.host = address.host
+        self.port = address.port
+        self.base = address.base
         # What messages show: never a user or password in the URL, never the header.
-        self.shown = f"{parts.scheme}://{self.host}:{self.port}{self.base}"
+        self.shown = address.shown
         self.timeout = timeout
         self.concurrency = max(1, concurrency)
         self._headers = {"Connection": "keep-alive"}

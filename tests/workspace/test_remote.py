@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from pakman.errors import ConfigError
-from pakman.workspace.remote import FORMAT, HttpCache, parse_header, record_problem
+from pakman.workspace.remote import FORMAT, HttpCache, record_problem
+from pakman.workspace.remote_options import parse_header
 
 DIGEST = "ab" * 32
 
