@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from build_support import BuildRun, KeyPair, build, make_key, make_workspace, subprocess_env
+from build_support import (
+    BuildRun,
+    KeyPair,
+    build,
+    make_key,
+    make_workspace,
+    subprocess_env,
+    write_apps,
+)
 from nginx_support import DAV, Nginx, free_port, running_nginx, silent_port
 from pakman.apk import PublicKey, verify_file
 
@@ -66,6 +74,27 @@ def test_a_second_clone_builds_nothing(tmp_path: Path, key: KeyPair, nginx: Ngin
     assert f"{len(app_steps)} restored from the remote cache, 0 uploaded, 0 misses" in second.stderr
     assert published(tmp_path / "b") == published(tmp_path / "a")
     assert warnings(second) == []
+
+
+def test_steps_of_one_key_are_looked_up_and_written_once(
+    tmp_path: Path, key: KeyPair, nginx: Nginx
+) -> None:
+    # Two apps with the same dependencies: their dependency locks are one key.
+    first = built(write_apps(tmp_path / "a", ("beta", "gamma")), key, "--remote-cache", nginx.url)
+    seen = len(nginx.access_log().splitlines())
+    second = built(write_apps(tmp_path / "b", ("beta", "gamma")), key, "--remote-cache", nginx.url)
+    assert second.ran == REPOSITORY_STEPS
+    # (The first build ran one of each pair and restored the other from its store.)
+    app_steps = restored(second)
+    assert app_steps > first.ran - REPOSITORY_STEPS
+    assert f"{len(app_steps)} restored from the remote cache, 0 uploaded, 0 misses" in second.stderr
+    lookups = [
+        line.split()[6] for line in nginx.access_log().splitlines()[seen:] if '"GET /ac/' in line
+    ]
+    assert len(set(lookups)) < len(app_steps)  # some steps share a record ...
+    assert sorted(lookups) == sorted(set(lookups))  # ... asked for once
+    assert published(tmp_path / "b") == published(tmp_path / "a")
+    assert not list((tmp_path / "b/.pakman/store/tmp").iterdir())
 
 
 def test_blobs_past_the_memory_budget_go_through_files(

@@ -424,10 +424,16 @@ def fill(
     report = Report()
     if not wanted:
         return report
+    # Steps of one key (apps with the same dependencies, say) are one entry:
+    # looked up, made and adopted once; the others are restored from it.
+    alike: dict[tuple[str, str], list[Wanted]] = {}
+    for item in wanted:
+        alike.setdefault((item.local_key, item.remote_key), []).append(item)
+    wanted = [items[0] for items in alike.values()]
     pool = ThreadPoolExecutor(max_workers=cache.concurrency)
     scratch = store.root / "tmp" / f"remote.{uuid.uuid4().hex}"
     try:
-        records = _lookup(cache, wanted, report, pool, progress)
+        records = _lookup(cache, wanted, alike, report, pool, progress)
         digests = sorted(set().union(*(record_digests(r) for r in records.values())))
         (scratch / "blobs").mkdir(parents=True)
         blobs = _download(cache, digests, scratch / "blobs", report, pool, progress)
@@ -448,12 +454,12 @@ def fill(
             if record is None:
                 continue
             if not record_digests(record) <= blobs.keys():
-                report.misses += 1
+                report.misses += len(alike[item.local_key, item.remote_key])
                 continue
             making.append((item, pool.submit(make_entry, item, record)))
         for item, future in making:
             if future.result():
-                report.restored.append(item.step_id)
+                report.restored += [i.step_id for i in alike[item.local_key, item.remote_key]]
     except OSError as exc:
         report.warnings.append(f"cannot write what the remote cache sent: {_reason(exc)}")
     finally:
@@ -465,6 +471,7 @@ def fill(
 def _lookup(
     cache: HttpCache,
     wanted: Sequence[Wanted],
+    alike: Mapping[tuple[str, str], Sequence[Wanted]],
     report: Report,
     pool: ThreadPoolExecutor,
     progress: Callable[[str], None] | None,
@@ -493,7 +500,7 @@ def _lookup(
             failures.append(str(exc))
             record = None
         if record is None:
-            report.misses += 1
+            report.misses += len(alike[item.local_key, item.remote_key])
         else:
             records[item.step_id] = record
         if progress:
