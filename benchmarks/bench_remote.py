@@ -9,7 +9,9 @@ command, this generates a monorepo, then in one run:
   no build command may run; its wall time is printed;
 - the floor: a plain parallel HTTP client (a ThreadPoolExecutor of
   keep-alive http.client connections, as many as pakman uses) downloading
-  every ac record and blob B needed; B's time over the floor is the ratio;
+  every ac record and blob B needed, into memory; B's time over the floor
+  is the ratio; and the same client saving each object to a file, as a
+  downloader does (B's ratio to that is printed too);
 - the fill phase alone (lookups, downloads, checks, store entries: the
   summary line's time) over the floor, and a fresh clone's project load
   (every source file hashed, no snapshot yet), which the floor cannot hold;
@@ -95,9 +97,16 @@ def build(workspace: Path, key: Path, *args: str) -> tuple[float, list[dict[str,
     return took, events, err.getvalue()
 
 
-def floor(port: int, paths: list[str]) -> float:
-    """Seconds to GET every path with a plain parallel keep-alive client."""
+def floor(port: int, paths: list[str], save_to: Path | None = None) -> float:
+    """Seconds to GET every path with a plain parallel keep-alive client.
+
+    With `save_to`, each answer is also written to a file of its own there,
+    as a downloader (`curl -o`, `wget`) does: a fresh clone has to have the
+    files on disk, a GET into memory has nothing to show.
+    """
     local = threading.local()
+    if save_to is not None:
+        save_to.mkdir()
 
     def get(path: str) -> int:
         connection = getattr(local, "connection", None)
@@ -107,6 +116,8 @@ def floor(port: int, paths: list[str]) -> float:
         response = connection.getresponse()
         data = response.read()
         assert response.status == 200, (path, response.status)
+        if save_to is not None:
+            (save_to / path.replace("/", "_")).write_bytes(data)
         return len(data)
 
     started = time.perf_counter()
@@ -186,6 +197,7 @@ def main() -> None:
             paths += [f"/cas/{p.name}" for p in (nginx.root / "cas").iterdir()]
             size = sum(p.stat().st_size for p in (nginx.root / "cas").iterdir())
             bottom = min(floor(nginx.port, paths) for _ in range(3))
+            saved = min(floor(nginx.port, paths, base / f"saved{i}") for i in range(3))
         c = base / "c"
         shutil.copytree(base / "source", c)
         gone, load = unreachable_cost(c, private)
@@ -199,6 +211,8 @@ def main() -> None:
     print(f"fresh clone, warm remote cache (0 commands):  {warm:8.3f} s   ({summary})")
     print(f"floor: plain parallel GET of the same objects: {bottom:8.3f} s")
     print(f"ratio fresh clone / floor:                     {warm / bottom:8.2f}x (target 1.5x)")
+    print(f"floor saving each object to a file:            {saved:8.3f} s")
+    print(f"ratio fresh clone / that floor:                {warm / saved:8.2f}x")
     print(
         f"  of which the remote cache's fill:            {fill:8.3f} s   ({fill / bottom:.2f}x the floor)"
     )
