@@ -11,22 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pakman.cli import EXIT_OK
-from pakman.cli.options import progress_argument
+from pakman.cli.options import at_least, progress_argument
 
 if TYPE_CHECKING:
     from pakman.ship.instellar import Storage
     from pakman.ship.push import Report, Upload
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is less than 1")
-    return value
 
 
 def positive_seconds(text: str) -> float:
@@ -86,7 +75,7 @@ def add_parser(commands: Any, name: str, summary: str) -> None:
     push.add_argument(
         "--concurrency",
         metavar="N",
-        type=positive_int,
+        type=at_least(1),
         default=DEFAULT_CONCURRENCY,
         help=f"files uploaded at once (default {DEFAULT_CONCURRENCY})",
     )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 
 from pakman.apk import PublicKey, Verdict, verify_file
 from pakman.apk.index import INDEX_FILE, index_filenames
-from pakman.errors import ConfigError, Diagnostic, PakmanError
+from pakman.errors import ConfigError, Diagnostic
 from pakman.ship import s3
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ class LocalRepository:
     root: Path
     arches: tuple[ArchFolder, ...]
     keys: tuple[Path, ...]  # the public keys that signed the indexes (their file names: key names)
-    verdicts: tuple[Verdict, ...]
 
 
 def _arch_folders(root: Path) -> list[Path]:
@@ -93,12 +92,11 @@ def read_repository(
     root: Path,
     trusted: Mapping[str, PublicKey],
     key_files: Sequence[Path],
-    allow_untrusted: bool = False,
 ) -> LocalRepository:
     """The repository at `root`, verified: each index and each package it lists.
 
     Raises RepositoryRefused, listing every file that does not pass, when one
-    does not (an unsigned or untrusted file counts, unless `allow_untrusted`).
+    does not (an unsigned or untrusted file counts).
     `key_files` are where the trusted keys came from (files and folders), to
     find the files of the keys that signed the indexes.
     """
@@ -108,14 +106,14 @@ def read_repository(
         verdict = verify_file(folder / INDEX_FILE, trusted)
         verdicts.append(verdict)
         names: list[str] = []
-        if verdict.passed(allow_untrusted):
+        if verdict.passed():
             from pakman.apk.reader import read_index_file
 
             with (folder / INDEX_FILE).open("rb") as handle:
                 names = index_filenames(read_index_file(handle).text)
             verdicts += [verify_file(folder / name, trusted) for name in names]
         arches.append(ArchFolder(folder.name, folder, tuple(names)))
-    bad = [v for v in verdicts if not v.passed(allow_untrusted)]
+    bad = [v for v in verdicts if not v.passed()]
     if bad:
         lines = "\n".join(f"  {v.summary()}" for v in bad)
         raise RepositoryRefused(
@@ -124,7 +122,7 @@ def read_repository(
         )
     signers = sorted({v.keyname for v in verdicts if v.kind == "index" and v.keyname})
     keys = [path for name in signers if (path := _key_file(name, key_files)) is not None]
-    return LocalRepository(root, tuple(arches), tuple(keys), tuple(verdicts))
+    return LocalRepository(root, tuple(arches), tuple(keys))
 
 
 def _key_file(keyname: str, sources: Sequence[Path]) -> Path | None:
@@ -182,15 +180,6 @@ class Publication:
     deleted: list[str] = field(default_factory=list)
     not_deleted: dict[str, str] = field(default_factory=dict)  # name -> reason
 
-    @property
-    def ok(self) -> bool:
-        return (
-            self.packages.ok
-            and self.indexes is not None
-            and self.indexes.ok
-            and not self.not_deleted
-        )
-
 
 def publish(
     publication: Plan,
@@ -225,9 +214,3 @@ def publish(
     result.not_deleted = s3.delete_objects(target, publication.deletions, client)
     result.deleted = [n for n in publication.deletions if n not in result.not_deleted]
     return result
-
-
-class PublishFailed(PakmanError):
-    """Some file could not be published (exit 1); the message says which and what the bucket serves."""
-
-    exit_code = 1
