@@ -261,14 +261,7 @@ def _finish(step: Step, upstream: Sequence[Step]) -> Step:
     """Give a step its upstream steps and its key."""
     upstream = sorted(upstream, key=lambda u: u.id)
     keys = tuple((u.id, u.key) for u in upstream)
-    payload = {
-        "pakman": __version__,
-        "stage": step.stage,
-        "action": step.action,
-        "reads": step.reads,
-        "upstream": dict(keys),
-    }
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    key = _step_key(step, step.reads, dict(keys))
     return dataclasses.replace(
         step,
         upstream=tuple(u.id for u in upstream),
@@ -276,6 +269,22 @@ def _finish(step: Step, upstream: Sequence[Step]) -> Step:
         upstream_keys=keys,
         key=key,
     )
+
+
+def _step_key(
+    step: Step, reads: Mapping[str, Any], upstream: Mapping[str, Any], **extra: Any
+) -> str:
+    """The hash a step is known by: pakman's version, its stage and action, what it reads,
+    its upstream steps' keys (and, for `portable_keys`, a mark of its own)."""
+    payload = {
+        "pakman": __version__,
+        "stage": step.stage,
+        "action": step.action,
+        "reads": reads,
+        "upstream": upstream,
+        **extra,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def check_names(apps: list[AppBuild]) -> None:
@@ -394,16 +403,7 @@ def portable_keys(graph: StepGraph, step_ids: Iterable[str]) -> dict[str, str]:
                     key = step.key
                 else:
                     reads = {k: v for k, v in step.reads.items() if k != "key"}
-                    payload = {
-                        "pakman": __version__,
-                        "stage": step.stage,
-                        "action": step.action,
-                        "reads": reads,
-                        "upstream": upstream,
-                        "portable": True,
-                    }
-                    text = json.dumps(payload, sort_keys=True)
-                    key = hashlib.sha256(text.encode()).hexdigest()
+                    key = _step_key(step, reads, upstream, portable=True)
         found[step_id] = key
         return key
 
