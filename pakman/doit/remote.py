@@ -45,12 +45,7 @@ def remote_cache(settings: Settings) -> HttpCache | None:
 
 def cacheable(step: Step) -> bool:
     """A step whose outputs may come from, and go to, the remote cache."""
-    return (
-        step.complete
-        and step.namespace != REPOSITORY
-        and step.stage not in LOCAL_STAGES
-        and "only" not in step.reads
-    )
+    return step.complete and step.namespace != REPOSITORY and step.stage not in LOCAL_STAGES
 
 
 class RemoteRun:
@@ -75,6 +70,7 @@ class RemoteRun:
         if not self.enabled:
             return
         graph = self.project.graph
+        stale = set(stale)
         self.candidates = [s for s in graph.order() if s.id in stale and cacheable(s)]
         if not self.candidates:
             return

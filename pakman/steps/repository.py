@@ -13,7 +13,6 @@ not belong to it, and nothing but packages and the index is ever in it.
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from pakman.config.identity import EARLIEST_EPOCH, uncommitted_changes
 from pakman.errors import StepFailed
 from pakman.fileio import read_regular, write_atomic
 from pakman.steps import RunContext, upstream_outputs
+from pakman.workspace.fingerprint import file_sha256
 
 # In the index's work folder: the key of the index step that made the folder
 # hold exactly the packages its text lists (see sign).
@@ -175,14 +175,14 @@ def _check_replacements(
     dirty = uncommitted_changes(layout.root, (layout.state, layout.repo))
     if dirty is None or dirty:
         for name in changed:
-            replaced.setdefault(name, _sha256(published[name][0]))
+            replaced.setdefault(name, file_sha256(published[name][0]))
         _write_replaced(record, replaced)
         why = "outside git" if dirty is None else "uncommitted changes"
         return [
             f"replaced {named} with other bytes under the same version ({why}: a "
             "development build; apk does not reinstall a version it has)"
         ]
-    refused = [n for n in changed if replaced.get(n) != _sha256(packages[n][0])]
+    refused = [n for n in changed if replaced.get(n) != file_sha256(packages[n][0])]
     if refused:
         raise StepFailed(
             f"{', '.join(f'{arch}/{name}' for name in refused)}: the repository already has "
@@ -194,14 +194,6 @@ def _check_replacements(
     # Back to what was published before development builds replaced it.
     _write_replaced(record, {n: d for n, d in replaced.items() if n not in changed})
     return []
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_replaced(path: Path) -> dict[str, str]:
@@ -216,7 +208,6 @@ def _read_replaced(path: Path) -> dict[str, str]:
 
 
 def _write_replaced(path: Path, replaced: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(replaced, sort_keys=True).encode(), durable=False)
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pakman.errors import PakmanError
+from pakman.workspace.fingerprint import file_sha256
 from pakman.workspace.remote_options import DEFAULT_TIMEOUT, cache_address
 from pakman.workspace.store import RECORD, Store
 
@@ -79,8 +80,6 @@ class Report:
     uploaded: list[str] = field(default_factory=list)
     misses: int = 0
     warnings: list[str] = field(default_factory=list)
-    blobs: int = 0  # blobs transferred
-    bytes: int = 0
 
 
 class HttpCache:
@@ -273,7 +272,7 @@ def describe_entry(store: Store, key: str) -> tuple[dict[str, Any], dict[str, Pa
     for index, info in enumerate(record.get("outputs", [])):
         slot = entry / str(index)
         if info["kind"] == "file":
-            digest = _file_digest(slot)
+            digest = file_sha256(slot)
             blobs[digest] = slot
             outputs.append({"kind": "file", "mode": info["mode"], "digest": digest})
             outputs[-1].update(size=info["size"], mtime_ns=info["mtime_ns"])
@@ -282,7 +281,7 @@ def describe_entry(store: Store, key: str) -> tuple[dict[str, Any], dict[str, Pa
         for relative, kind, mode, size, mtime_ns in info["entries"]:
             path = slot / relative
             if kind == "f":
-                detail = _file_digest(path)
+                detail = file_sha256(path)
                 blobs[detail] = path
             elif kind == "l":
                 detail = os.readlink(path)
@@ -292,14 +291,6 @@ def describe_entry(store: Store, key: str) -> tuple[dict[str, Any], dict[str, Pa
         mode = stat.S_IMODE(slot.stat().st_mode)
         outputs.append({"kind": "dir", "mode": mode, "entries": entries})
     return {"format": FORMAT, "outputs": outputs}, blobs
-
-
-def _file_digest(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            hasher.update(chunk)
-    return hasher.hexdigest()
 
 
 def record_problem(record: Any, outputs: int) -> str | None:
@@ -568,8 +559,6 @@ def _download(
             failures.append(str(exc))
         else:
             got[digest] = blob
-            report.blobs += 1
-            report.bytes += len(blob) if isinstance(blob, bytes) else blob.stat().st_size
         if progress:
             progress(f"remote cache: downloaded {done}/{len(digests)} blobs")
     _summarise(failures, report, "download")
@@ -604,25 +593,22 @@ def upload(
     pool = ThreadPoolExecutor(max_workers=cache.concurrency)
     try:
 
-        def send_blob(digest: str) -> int:
-            if cache.has(f"/cas/{digest}"):
-                return 0
-            cache.put(f"/cas/{digest}", blobs[digest])
-            return blobs[digest].stat().st_size
+        def send_blob(digest: str) -> None:
+            if not cache.has(f"/cas/{digest}"):
+                cache.put(f"/cas/{digest}", blobs[digest])
 
         sent: set[str] = set()
         failures: list[str] = []
         futures = [(d, pool.submit(send_blob, d)) for d in sorted(blobs)]
         for done, (digest, future) in enumerate(futures, 1):
             try:
-                report.bytes += future.result()
+                future.result()
             except (RemoteError, OSError) as exc:
                 failures.append(str(exc))
             else:
                 sent.add(digest)
             if progress:
                 progress(f"remote cache: uploaded {done}/{len(blobs)} blobs")
-        report.blobs = len(sent)
         complete = [(s, k, r) for s, k, r, needs in records if needs <= sent]
 
         def send_record(remote_key: str, record: dict[str, Any]) -> None:
