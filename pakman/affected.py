@@ -4,8 +4,8 @@ The working tree's graph is the one `pakman build` runs (pakman.project).
 The revision's is compiled from its tree, written as data under
 `.pakman/tmp/` (pakman.workspace.revision: no checkout, so none of the
 repository's hooks, filters or attributes run) and removed after, with the
-same options, and with what git says at that commit: its `git describe` for
-the version, its commit times for each app's SOURCE_DATE_EPOCH, its id for
+same options, and with what git says at that commit: its tags and each
+app's commits for the version, its commit times for each app's SOURCE_DATE_EPOCH, its id for
 `build.git` (pakman.config.identity and compile.project take a `Revision`).
 Nothing is run or built. An app is affected when one of its steps' keys
 differs, or it is on one side only (added, removed); an app that did not

@@ -26,7 +26,7 @@ up to date. An app added or removed since REF counts.
 REF's graph is compiled from its tree, read from git as data (git ls-tree and
 git cat-file, no checkout: none of the repository's hooks, filters or
 attributes run) into .pakman/tmp/ and removed after, with the same options
-and what git says at REF (its version from git describe, its commit times).
+and what git says at REF (versions from its tags and each app's commits, its commit times).
 Nothing is built. A pull request's CI compares with where it branched:
 --since $(git merge-base origin/main HEAD).
 

@@ -187,10 +187,10 @@ def _prepare_app(
     config, identity = prepared.config, prepared.identity
     git = _git_metadata(config, prepared.document, revision) if config.build.git else None
     prefix = os.path.relpath(config.root, layout.root) + "/"
-    # One stat cache per app, so refreshing one app reads and writes only its own
-    # (a commit's tree written out keeps its own beside it, removed with it).
-    stat = layout.state / "cache" / "stat" if revision is None else Path(f"{revision.tree}.stat")
-    cache = StatCache(stat / (_digest(prefix) + ".json"))
+    # One stat cache per app, so refreshing one app reads and writes only its own;
+    # a commit's tree, written once and removed after, keeps none (in memory only).
+    stat = layout.state / "cache" / "stat" / (_digest(prefix) + ".json")
+    cache = StatCache(stat if revision is None else None)
     source = fingerprint_tree(config.root, cache, cache_prefix=prefix, seen=watched)
     cache.save()
     warnings = list(prepared.warnings)

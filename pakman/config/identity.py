@@ -339,7 +339,7 @@ def uncommitted_changes(root: Path, outside: Sequence[Path] = ()) -> bool | None
     # filter its attributes name: every filter the configuration defines is
     # emptied for these commands (listing them runs nothing).
     listed = _git(top, "config", "-z", "--name-only", "--get-regexp", r"^filter\.")
-    quiet = ["-c", "core.fsmonitor=false"]
+    quiet: list[str] = []  # (run_git's SAFE_GIT already turns core.fsmonitor off)
     for key in (listed or "").split("\0"):
         name = key.removeprefix("filter.").rpartition(".")[0]
         if key.startswith("filter.") and name:
