@@ -598,7 +598,7 @@ def _gc(workspace: Path, capsys: pytest.CaptureFixture[str], *args: str) -> str:
 def test_gc_removes_the_roots_and_cached_packages_no_lock_references(
     tmp_path: Path, key: KeyPair, mirror: Mirror, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pakman.apk.fetch import identity_digest
+    from pakman.apk.reader import identity_digest
     from pakman.workspace.layout import Layout
     from pakman.workspace.lock import run_lock
 

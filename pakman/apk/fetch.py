@@ -25,8 +25,6 @@ how far it got on a terminal.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import http.client
 import os
@@ -45,7 +43,7 @@ from pakman import __version__
 from pakman.apk.errors import ArchiveError
 from pakman.apk.gzipper import GzipMemberReader
 from pakman.apk.keys import PublicKey, trusted_key_folder
-from pakman.apk.reader import control_from, open_regular_file, read_signed_start
+from pakman.apk.reader import control_from, identity_digest, open_regular_file, read_signed_start
 from pakman.apk.verify import signature_verdict
 from pakman.errors import StepFailed
 
@@ -92,19 +90,6 @@ class LockedPackage:
             str(entry["repository"]),
             int(entry.get("size") or 0),
         )
-
-
-def identity_digest(identity: str) -> str:
-    """The hex SHA-1 an identity `Q1<base64>` stands for; raises ValueError for anything else."""
-    if not identity.startswith("Q1"):
-        raise ValueError(f"{identity!r} is not a package identity (Q1...)")
-    try:
-        raw = base64.b64decode(identity[2:], validate=True)
-    except binascii.Error:
-        raise ValueError(f"{identity!r} is not a package identity (Q1 + base64)") from None
-    if len(raw) != 20:
-        raise ValueError(f"{identity!r} is not a SHA-1 package identity")
-    return raw.hex()
 
 
 def cache_path(cache_dir: Path, package: LockedPackage) -> Path:

@@ -11,6 +11,7 @@ entries are kept in memory.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import os
 from collections.abc import Iterator
@@ -44,6 +45,19 @@ def open_regular_file(path: str | os.PathLike[str]) -> BinaryIO:
 def identity_text(sha1: bytes) -> str:
     """The `C:` form of a package identity: `Q1` + base64 of the SHA-1."""
     return "Q1" + base64.b64encode(sha1).decode()
+
+
+def identity_digest(identity: str) -> str:
+    """The hex SHA-1 an identity `Q1<base64>` stands for; raises ValueError for anything else."""
+    if not identity.startswith("Q1"):
+        raise ValueError(f"{identity!r} is not a package identity (Q1...)")
+    try:
+        raw = base64.b64decode(identity[2:], validate=True)
+    except binascii.Error:
+        raise ValueError(f"{identity!r} is not a package identity (Q1 + base64)") from None
+    if len(raw) != 20:
+        raise ValueError(f"{identity!r} is not a SHA-1 package identity")
+    return raw.hex()
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ of the document, so it changes only when what it describes changes.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
@@ -27,6 +25,7 @@ from typing import Any, BinaryIO
 from pakman.apk.errors import ArchiveError, PackageInputError
 from pakman.apk.package import resolve_builddate, scan_tree
 from pakman.apk.pkginfo import PackageInfo
+from pakman.apk.reader import identity_digest
 
 SBOM_FOLDER = "var/lib/db/sbom"
 SPDX_VERSION = "SPDX-2.3"
@@ -95,13 +94,10 @@ def _file_digests(path: Path) -> tuple[str, str]:
 
 def identity_sha1(identity: str) -> str:
     """The hex SHA-1 of an apk identity (`Q1<base64>`), or "" when it is not one."""
-    if not identity.startswith("Q1"):
-        return ""
     try:
-        raw = base64.b64decode(identity[2:], validate=True)
-    except (binascii.Error, ValueError):
+        return identity_digest(identity)
+    except ValueError:
         return ""
-    return raw.hex() if len(raw) == 20 else ""
 
 
 def sbom_document(

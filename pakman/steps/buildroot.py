@@ -216,7 +216,7 @@ def unused_roots_and_packages(state: Path) -> tuple[list[Unused], int]:
     Half-made roots of interrupted runs are unused too. A removed root is
     made again by the next build that needs it (`root_for`).
     """
-    from pakman.apk.fetch import identity_digest
+    from pakman.apk.reader import identity_digest
     from pakman.fileio import tree_size
 
     build = state / "build"

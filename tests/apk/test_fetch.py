@@ -21,10 +21,10 @@ from pakman.apk.fetch import (
     TerminalProgress,
     cache_path,
     fetch_packages,
-    identity_digest,
     trusted_package_keys,
 )
 from pakman.apk.index import read_index_entry
+from pakman.apk.reader import identity_digest
 from pakman.errors import ConfigError
 
 BRANCH = "v3.20"
