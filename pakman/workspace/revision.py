@@ -59,6 +59,7 @@ def write_tree(top: Path, commit: str, folder: Path) -> int:
         message = listed.stderr.decode("utf-8", "replace").strip()
         raise PakmanError(f"git ls-tree {commit}: {message or 'failed'}")
     entries: list[tuple[int, bytes, str]] = []  # (mode, object id, path)
+    made: set[str] = set()  # folders made
     for record in listed.stdout.split(b"\0"):
         if not record:
             continue
@@ -71,10 +72,10 @@ def write_tree(top: Path, commit: str, folder: Path) -> int:
             continue
         mode = int(parts[0], 8)
         if parts[1] == b"commit":
-            _make_folders(folder, path, with_last=True)
+            _make_folders(folder, path, made, with_last=True)
         elif parts[1] == b"blob":
             entries.append((mode, parts[2], path))
-    _write_blobs(top, folder, entries)
+    _write_blobs(top, folder, entries, made)
     return len(entries)
 
 
@@ -86,20 +87,33 @@ def _checked_path(name: bytes) -> str | None:
     return os.fsdecode(name)
 
 
-def _make_folders(root: Path, path: str, *, with_last: bool = False) -> None:
-    """Make the folders on the way to `path` under `root`, refusing any that is not a real folder."""
+def _make_folders(
+    root: Path, path: str, made: set[str] | None = None, *, with_last: bool = False
+) -> None:
+    """Make the folders on the way to `path` under `root`, refusing any that is not a real folder.
+
+    `made`: the folders made so far (relative paths), not asked again; they
+    stay real folders, since nothing is ever written over an existing name.
+    """
     parts = path.split("/")
-    current = root
-    for part in parts if with_last else parts[:-1]:
-        current = current / part
+    wanted = parts if with_last else parts[:-1]
+    for depth in range(1, len(wanted) + 1):
+        relative = "/".join(wanted[:depth])
+        if made is not None and relative in made:
+            continue
+        current = root / relative
         try:
             os.mkdir(current, 0o755)
         except FileExistsError:
             if not stat.S_ISDIR(os.lstat(current).st_mode):  # a link the tree made: not followed
                 raise PakmanError(f"{path}: a folder of the commit's tree is also a file") from None
+        if made is not None:
+            made.add(relative)
 
 
-def _write_blobs(top: Path, folder: Path, entries: list[tuple[int, bytes, str]]) -> None:
+def _write_blobs(
+    top: Path, folder: Path, entries: list[tuple[int, bytes, str]], made: set[str]
+) -> None:
     process = subprocess.Popen(
         [*SAFE_GIT, "cat-file", "--batch"],
         cwd=top,
@@ -114,7 +128,7 @@ def _write_blobs(top: Path, folder: Path, entries: list[tuple[int, bytes, str]])
     try:
         for mode, oid, path in entries:
             data = _read_object(process.stdout, oid)
-            _make_folders(folder, path)
+            _make_folders(folder, path, made)
             target = folder / path
             if stat.S_ISLNK(mode):
                 os.symlink(os.fsdecode(data), target)
