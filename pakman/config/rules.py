@@ -155,7 +155,7 @@ def _read_license(text: str) -> tuple[str, str | None]:
 
 @functools.cache
 def _spdx_licensing() -> Any:
-    """The SPDX licence list, built once (get_spdx_licensing reads it anew each call: ~15 ms)."""
+    """The SPDX licence list, built once (get_spdx_licensing builds it anew on each call)."""
     from license_expression import get_spdx_licensing
 
     return get_spdx_licensing()
