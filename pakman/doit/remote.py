@@ -99,7 +99,7 @@ class RemoteRun:
         if not self.enabled or not self.candidates:
             return
         uploaded = Report()
-        if not self.readonly and self.cache is not None:
+        if not self.readonly:
             ran = [
                 (s.id, s.key, self.keys[s.id], str(s.reads.get("key", "")))
                 for s in self.candidates

@@ -11,7 +11,6 @@ that are not there.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -32,6 +31,7 @@ from pakman.ship.instellar import (
     Secret,
     Storage,
 )
+from pakman.workspace.fingerprint import file_sha256
 
 if TYPE_CHECKING:
     from pakman.ship.s3 import Progress
@@ -305,16 +305,13 @@ def archive_upload(archive: Path) -> Upload:
     SHA-256, so a push run again after a failure finds the archive it uploaded.
     """
     try:
-        digest = hashlib.sha256()
-        with archive.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        digest = file_sha256(archive)
     except OSError as exc:
         raise ConfigError(
             f"cannot push: cannot read the archive {archive}: {exc.strerror or exc} "
             "(give the zip of the packages with --archive, or none: pakman then makes one)"
         ) from None
-    archive_id = uuid.uuid5(_ARCHIVE_NAMESPACE, digest.hexdigest())
+    archive_id = uuid.uuid5(_ARCHIVE_NAMESPACE, digest)
     return Upload(archive, f"archives/{archive_id}/{archive.name}")
 
 

@@ -68,6 +68,7 @@ FATAL_CODES = frozenset(
         "AuthorizationHeaderMalformed",
         "InvalidClientTokenId",
         "403",
+        "NoCredentials",
     }
 )
 
@@ -308,7 +309,7 @@ def error_code(exc: BaseException) -> str:
 
 
 def _fatal(exc: BaseException) -> bool:
-    return error_code(exc) in FATAL_CODES or error_code(exc) == "NoCredentials"
+    return error_code(exc) in FATAL_CODES
 
 
 def list_objects(
