@@ -66,7 +66,7 @@ def _use_remote_cache(project: Project) -> None:
 
     journal = read_journal(project.layout)
     stale = [s.id for s in project.graph.order() if not is_done(journal, s.id, s.key, s.outputs)]
-    remote = start_remote(project, stale)
+    remote, _ = start_remote(project, stale)
     if remote is not None:
         atexit.register(remote.after)
 

@@ -76,6 +76,35 @@ def test_a_second_clone_builds_nothing(tmp_path: Path, key: KeyPair, nginx: Ngin
     assert warnings(second) == []
 
 
+def test_what_the_remote_cache_sent_is_in_place_before_doit_starts(
+    tmp_path: Path, key: KeyPair, nginx: Nginx
+) -> None:
+    """A fresh clone's steps are put in place while the cache downloads: doit runs only the rest."""
+    first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    workspace = clone(tmp_path, "b")
+    second = built(workspace, key, "--remote-cache", nginx.url)
+    app_steps = first.ran - REPOSITORY_STEPS
+    assert restored(second) == app_steps
+    # doit announces each step it is handed ("start"): none of the restored ones.
+    started = {str(e["step"]) for e in second.events if e["event"] == "start"}
+    assert started == REPOSITORY_STEPS
+    for step_id in app_steps:
+        manifest = workspace / ".pakman/steps" / f"{step_id.replace(':', '/')}.json"
+        record = json.loads(manifest.read_text())
+        assert record["id"] == step_id and record["restored"] is True
+    # Recorded done: the next build runs nothing, and asks the cache nothing.
+    seen = len(nginx.access_log().splitlines())
+    third = built(workspace, key, "--remote-cache", nginx.url)
+    assert third.ran == set() and restored(third) == set()
+    assert len(nginx.access_log().splitlines()) == seen
+    # A restored output deleted is restored again, from the local store.
+    shutil.rmtree(workspace / ".pakman/build/greet/render")
+    fourth = built(workspace, key, "--remote-cache", nginx.url)
+    assert restored(fourth) == {s for s in app_steps if s.startswith("greet:render-")}
+    assert fourth.ran == set() and len(nginx.access_log().splitlines()) == seen
+    assert published(workspace) == published(tmp_path / "a")
+
+
 def test_steps_of_one_key_are_looked_up_and_written_once(
     tmp_path: Path, key: KeyPair, nginx: Nginx
 ) -> None:

@@ -4,9 +4,12 @@
 with the steps that will run and `RemoteRun.after` when the build ends.
 Only per-app steps go to the remote cache: not the build roots (made
 locally from the mirror), nor the repository's index and sign steps (cheap,
-and signed with the local key), nor a step under --only. A step restored
-from the remote cache is restored from the local store by the build, as any
-other; what is uploaded is what ran in this build, never what was restored.
+and signed with the local key), nor a step under --only. What the remote
+cache sends becomes local store entries; `pakman build` puts each one in
+place as soon as it is written (pakman.steps.restore_step, while the
+downloads go on), so doit is handed only the steps left to run; plain doit
+restores them from the local store as any other. What is uploaded is what
+ran in this build, never what was restored.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Collection, Sequence
 from typing import IO, TYPE_CHECKING
 
 from pakman.compile.graph import Step, portable_keys
 from pakman.compile.settings import Settings
+from pakman.steps import restore_step
 from pakman.workspace.layout import REPOSITORY
 from pakman.workspace.remote import HttpCache, Report, Unreachable, Wanted, fill, upload
 from pakman.workspace.remote_options import header_from, parse_timeout
@@ -65,15 +70,20 @@ class RemoteRun:
         self._key: SigningKey | None = None
         self.seconds = 0.0  # spent asking and sending
 
-    def before(self, stale: Collection[str]) -> None:
-        """Fill the local store with the remote cache's outputs of the steps about to run."""
+    def before(self, stale: Collection[str], restore: bool = False) -> list[str]:
+        """Fill the local store with the remote cache's outputs of the steps about to run.
+
+        With `restore`, each step filled is also put in place and recorded
+        done (manifest, journal); returns those steps, which the build need
+        not run.
+        """
         if not self.enabled:
-            return
+            return []
         graph = self.project.graph
         stale = set(stale)
         self.candidates = [s for s in graph.order() if s.id in stale and cacheable(s)]
         if not self.candidates:
-            return
+            return []
         self.keys = portable_keys(graph, [s.id for s in self.candidates])
         missing = [
             s
@@ -81,18 +91,44 @@ class RemoteRun:
             if s.id in self.keys and not (self.store.entry(s.key) / RECORD).exists()
         ]
         if not missing:
-            return
+            return []
         if not self._reachable():
-            return
+            return []
         wanted = [
             Wanted(s.id, self.keys[s.id], s.key, len(s.outputs), str(s.reads.get("key", "")))
             for s in missing
         ]
+        layout = self.project.layout
+        placed: list[str] = []
+        lines: list[str] = []
+        lock = threading.Lock()
+
+        def put_in_place(item: Wanted) -> None:
+            try:
+                line = restore_step(graph[item.step_id], layout, fresh=True)
+            except OSError:
+                return  # still in the local store: the build restores it as any other
+            if line is not None:
+                with lock:
+                    placed.append(item.step_id)
+                    lines.append(line)
+
         started = time.monotonic()
-        self.restored = fill(self.cache, self.store, wanted, self._resign, self._progress)
+        self.restored = fill(
+            self.cache,
+            self.store,
+            wanted,
+            self._resign,
+            self._progress,
+            on_entry=put_in_place if restore else None,
+        )
+        if lines:
+            with (layout.state / "journal").open("a", encoding="utf-8") as journal:
+                journal.write("".join(lines))
         self.seconds += time.monotonic() - started
         self._progress("")
         self._warn(self.restored.warnings)
+        return placed
 
     def after(self) -> None:
         """Upload what ran in this build (unless read-only); say what the remote cache did."""
@@ -159,14 +195,14 @@ class RemoteRun:
 
 
 def start_remote(
-    project: Project, stale: Collection[str], always: bool = False
-) -> RemoteRun | None:
-    """The remote cache's part of a build, its `before` done; None without a remote cache."""
+    project: Project, stale: Collection[str], always: bool = False, restore: bool = False
+) -> tuple[RemoteRun | None, list[str]]:
+    """The remote cache's part of a build, its `before` done (None without a remote cache),
+    and the steps it restored (with `restore`, see `RemoteRun.before`)."""
     if always:
-        return None  # every step runs: nothing is restored, so nothing is asked
+        return None, []  # every step runs: nothing is restored, so nothing is asked
     cache = remote_cache(project.settings)
     if cache is None:
-        return None
+        return None, []
     run = RemoteRun(project, cache)
-    run.before(stale)
-    return run
+    return run, run.before(stale, restore)

@@ -56,6 +56,14 @@ class PakmanReporter:
             self.up_to_date.append(step_id)
             self._event("up-to-date", step_id)
 
+    def restored_without_doit(self, step_ids: list[str]) -> None:
+        """Steps pakman restored itself (from the remote cache), so never handed to doit."""
+        for step_id in step_ids:
+            self.restored.append(step_id)
+            self._event("restored", step_id, seconds=0.0, warnings=[])
+            if not self.json:
+                self._line(f"restored {step_id} (remote cache)")
+
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
         self.total = sum(1 for t in tasks.values() if t.actions)
 

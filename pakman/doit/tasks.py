@@ -268,7 +268,11 @@ def run_build(
         if project.settings.remote_cache:
             from pakman.doit.remote import start_remote
 
-            remote = start_remote(project, stale, always)
+            remote, restored = start_remote(project, stale, always, restore=True)
+            # Put in place from the remote cache while it downloaded: done, not for doit.
+            placed = set(restored)
+            reporter.restored_without_doit([s.id for s in steps if s.id in placed])
+            stale -= placed
         code = 0
         if stale:
             from doit.doit_cmd import DoitMain

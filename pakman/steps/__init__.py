@@ -115,8 +115,7 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     from pakman.workspace.store import Store
 
     layout = context.layout
-    manifest = layout.manifest(step.id)
-    manifest.unlink(missing_ok=True)
+    layout.manifest(step.id).unlink(missing_ok=True)
     outputs = [Path(o.rstrip("/")) for o in step.outputs]
     store = Store(layout.state / "store")
     # A repository step under --only also keeps packages its key does not cover
@@ -133,6 +132,33 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
         if use_store:
             # A published folder is stored as what its link points to.
             store.save(step.key, [o.resolve() if repository.holds(o) else o for o in outputs])
+    line = record_done(step, layout, restored)
+    with (layout.state / "journal").open("a", encoding="utf-8") as journal:
+        journal.write(line)
+    return Outcome(tuple(warnings), restored)
+
+
+def restore_step(step: Step, layout: Layout, *, fresh: bool = False) -> str | None:
+    """Restore a step of the app's (not the repository's) from the store, as a build would.
+
+    Its outputs put in place and its manifest written; returns its journal
+    line for the caller to append (one write for many steps), or None when
+    the store has no usable entry of its key. `fresh`: the entry was just
+    written by this process (see `Store.restore`). Safe in several threads at
+    once for different steps. For the remote cache, whose entries a build
+    restores without handing the steps to doit (pakman.doit.remote).
+    """
+    from pakman.workspace.store import Store
+
+    layout.manifest(step.id).unlink(missing_ok=True)
+    outputs = [Path(o.rstrip("/")) for o in step.outputs]
+    if not Store(layout.state / "store").restore(step.key, outputs, fresh=fresh):
+        return None
+    return record_done(step, layout, restored=True)
+
+
+def record_done(step: Step, layout: Layout, restored: bool) -> str:
+    """Write the manifest of a step that is done; returns its journal line (not yet written)."""
     record = {
         "id": step.id,
         "key": step.key,
@@ -144,10 +170,11 @@ def execute_step(step: Step, context: RunContext) -> Outcome:
     }
     if step.source is not None:
         record["source_files"] = {f.path: f.digest for f in step.source.files}
-    write_atomic(manifest, json.dumps(record, indent=1, sort_keys=True).encode(), durable=False)
-    with (layout.state / "journal").open("a", encoding="utf-8") as journal:
-        journal.write(journal_line(step.id, step.key, step.outputs))
-    return Outcome(tuple(warnings), restored)
+    # One line: json's C encoder (an indented dump is pure Python, and a fresh
+    # clone restoring from the remote cache writes thousands).
+    text = json.dumps(record, sort_keys=True)
+    write_atomic(layout.manifest(step.id), text.encode(), durable=False)
+    return journal_line(step.id, step.key, step.outputs)
 
 
 def record_provisional(step: Step, layout: Layout) -> None:

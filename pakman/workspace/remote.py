@@ -8,9 +8,10 @@ content, and `{URL}/cas/<sha256>` holds each content. A 404 is a miss.
 
 The remote cache is a way to fill the local store (pakman.workspace.store),
 not a second way to restore outputs: `fill` writes complete store entries,
-which the build then restores as it restores any other; `upload` sends what a
-store entry holds, blobs first, so a reader never finds a record whose blobs
-are missing.
+which are then restored as any other (`on_entry` lets the caller do it at
+once); `upload` sends what a store entry holds, blobs first, so a reader
+never finds a record whose blobs are missing. Requests go through
+pakman.workspace.remote_http.
 
 Trust: every blob is checked against its digest, a record naming a path
 that is absolute, has `..`, goes through a link or names anything but a
@@ -21,43 +22,52 @@ The auth header (PAKMAN_REMOTE_CACHE_HEADER) is sent and never said.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import re
 import shutil
-import socket
 import stat
-import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pakman.errors import PakmanError
 from pakman.workspace.fingerprint import file_sha256
-from pakman.workspace.remote_options import DEFAULT_TIMEOUT, cache_address
+from pakman.workspace.remote_http import (
+    DEFAULT_CONCURRENCY,
+    PROBE_TIMEOUT,
+    Exchange,
+    HttpCache,
+    RemoteError,
+    Unreachable,
+)
 from pakman.workspace.store import RECORD, Store
 
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "FORMAT",
+    "PROBE_TIMEOUT",
+    "HttpCache",
+    "RemoteError",
+    "Report",
+    "Unreachable",
+    "Wanted",
+    "fill",
+    "upload",
+]
+
 FORMAT = "pakman-ac/1"  # the `format` of an ac record; another format is a miss
-DEFAULT_CONCURRENCY = 16
-PROBE_TIMEOUT = 0.8  # seconds the first request may take before the cache counts as unreachable
-_RETRIES = 3  # attempts of a request answered 5xx or cut off, once the server has answered
 _DIGEST = re.compile(r"[0-9a-f]{64}\Z")
-_CHUNK = 1 << 20
 _IN_MEMORY = 4 << 20  # a blob up to this size is kept in memory between download and use
 _MEMORY_BUDGET = 256 << 20  # ... while all kept so far fit in this; the others go to files
-
-
-class RemoteError(PakmanError):
-    """A request to the remote cache failed (after its retries)."""
-
-
-class Unreachable(RemoteError):
-    """The remote cache could not be reached at all."""
+# One thread writes the store entries (and puts them in place) while the
+# downloads go on: more writers were slower, measured, as folders and files are
+# made one at a time by the file system anyway, and threads add GIL contention.
+_WRITERS = 1
 
 
 @dataclass(frozen=True)
@@ -80,181 +90,6 @@ class Report:
     uploaded: list[str] = field(default_factory=list)
     misses: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-class HttpCache:
-    """A client of one cache URL: one keep-alive connection per thread, retries, timeouts."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        header: tuple[str, str] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
-    ) -> None:
-        address = cache_address(url)
-        self.https = address.https
-        self.host = address.host
-        self.port = address.port
-        self.base = address.base
-        # What messages show: never a user or password in the URL, never the header.
-        self.shown = address.shown
-        self.timeout = timeout
-        self.concurrency = max(1, concurrency)
-        self._headers = {"Connection": "keep-alive"}
-        if header is not None:
-            self._headers[header[0]] = header[1]
-        self._local = threading.local()
-        self._connections: list[http.client.HTTPConnection] = []
-        self._lock = threading.Lock()
-        self.failed = False  # a request failed after its retries: the rest fail at once
-
-    # connections -------------------------------------------------------------
-
-    def _connection(self) -> http.client.HTTPConnection:
-        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            if self.https:
-                connection = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout)
-            else:
-                connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self._local.connection = connection
-            with self._lock:
-                self._connections.append(connection)
-        return connection
-
-    def _drop_connection(self) -> None:
-        connection = getattr(self._local, "connection", None)
-        if connection is not None:
-            connection.close()
-            self._local.connection = None
-
-    def close(self) -> None:
-        with self._lock:
-            for connection in self._connections:
-                connection.close()
-            self._connections.clear()
-
-    # requests ----------------------------------------------------------------
-
-    def probe(self) -> None:
-        """One request, no retry, answered within PROBE_TIMEOUT: raises Unreachable if not.
-
-        So a cache that is down, unknown or silent costs a build one short wait,
-        not a timeout per step.
-        """
-        connection = self._connection()
-        connection.timeout = min(self.timeout, PROBE_TIMEOUT)
-        try:
-            self._once("HEAD", "/ac/" + "0" * 64, None, None)
-        except (OSError, http.client.HTTPException) as exc:
-            self._drop_connection()
-            raise Unreachable(f"{self.shown}: {_reason(exc)}") from None
-        connection.timeout = self.timeout
-        if connection.sock is not None:
-            connection.sock.settimeout(self.timeout)
-
-    def get(self, path: str, sink: Callable[[bytes], None] | None = None) -> bytes | None:
-        """The body at `path` (or fed to `sink`, then b""); None when the server has none (404)."""
-        status, body = self._request("GET", path, None, sink)
-        if status == 404:
-            return None
-        if status != 200:
-            raise RemoteError(f"GET {self.shown}{path}: HTTP {status}")
-        return body
-
-    def has(self, path: str) -> bool:
-        status, _ = self._request("HEAD", path, None, None)
-        if status in (200, 204):
-            return True
-        if status == 404:
-            return False
-        raise RemoteError(f"HEAD {self.shown}{path}: HTTP {status}")
-
-    def put(self, path: str, body: bytes | Path) -> None:
-        status, _ = self._request("PUT", path, body, None)
-        if status not in (200, 201, 204):
-            raise RemoteError(f"PUT {self.shown}{path}: HTTP {status}")
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | Path | None,
-        sink: Callable[[bytes], None] | None,
-    ) -> tuple[int, bytes]:
-        if self.failed:
-            raise RemoteError(f"{method} {self.shown}{path}: not tried after earlier failures")
-        problem = ""
-        delivered = 0
-
-        def counted(chunk: bytes) -> None:
-            nonlocal delivered
-            delivered += len(chunk)
-            assert sink is not None
-            sink(chunk)
-
-        for attempt in range(_RETRIES):
-            if attempt:
-                time.sleep(0.05 * 2**attempt)
-            try:
-                status, data = self._once(method, path, body, counted if sink else None)
-            except (OSError, http.client.HTTPException) as exc:
-                # (A keep-alive connection the server closed meanwhile: tried again.)
-                self._drop_connection()
-                problem = _reason(exc)
-                if delivered:
-                    # Part of the body went to the sink: this blob is a miss.
-                    raise RemoteError(f"{method} {self.shown}{path}: {problem}") from None
-                continue
-            if status >= 500:
-                problem = f"HTTP {status}"
-                continue
-            return status, data
-        self.failed = True
-        raise RemoteError(f"{method} {self.shown}{path}: {problem}")
-
-    def _once(
-        self,
-        method: str,
-        path: str,
-        body: bytes | Path | None,
-        sink: Callable[[bytes], None] | None,
-    ) -> tuple[int, bytes]:
-        connection = self._connection()
-        headers = dict(self._headers)
-        if isinstance(body, Path):
-            headers["Content-Length"] = str(body.stat().st_size)
-            with body.open("rb") as handle:
-                connection.request(method, self.base + path, handle, headers)
-        else:
-            if body is not None:
-                headers["Content-Length"] = str(len(body))
-            connection.request(method, self.base + path, body, headers)
-        response = connection.getresponse()
-        if method == "HEAD":
-            response.read()
-            return response.status, b""
-        if sink is None or response.status != 200:
-            data = response.read()
-        else:
-            while chunk := response.read(_CHUNK):
-                sink(chunk)
-            data = b""
-        if response.will_close:
-            self._drop_connection()
-        return response.status, data
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host ({exc.strerror or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
 
 
 # ac records ---------------------------------------------------------------------
@@ -356,7 +191,7 @@ def record_digests(record: Mapping[str, Any]) -> set[str]:
 Blob = bytes | Path  # a checked blob: its content, or (a large one) a file holding it
 
 
-def _write(blob: Blob, target: Path, mode: int, mtime_ns: int) -> None:
+def _write(blob: Blob, target: str, mode: int, mtime_ns: int) -> None:
     if isinstance(blob, Path):
         shutil.copyfile(blob, target)
         os.chmod(target, mode & 0o7777)
@@ -374,18 +209,21 @@ def _write(blob: Blob, target: Path, mode: int, mtime_ns: int) -> None:
 
 
 def _materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: Path) -> None:
-    """The record's outputs under `folder` (0, 1, ...), files from the checked blobs."""
+    """The record's outputs under `folder` (0, 1, ...), files from the checked blobs.
+
+    (Plain strings for paths: a fresh clone writes every file of every step.)
+    """
     for index, output in enumerate(record["outputs"]):
-        slot = folder / str(index)
+        slot = f"{folder}/{index}"
         if output["kind"] == "file":
             _write(blobs[output["digest"]], slot, output["mode"], output.get("mtime_ns", 0))
             continue
-        slot.mkdir()
-        folders: list[tuple[Path, int]] = []
+        os.mkdir(slot, 0o700)
+        folders: list[tuple[str, int]] = []
         for relative, kind, mode, _size, mtime_ns, detail in output["entries"]:
-            target = slot / relative
+            target = f"{slot}/{relative}"
             if kind == "d":
-                target.mkdir()
+                os.mkdir(target, 0o700)
                 folders.append((target, mode))
             elif kind == "l":
                 os.symlink(detail, target)
@@ -399,18 +237,81 @@ def _materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: P
 # the two phases -------------------------------------------------------------------
 
 
+class _Download:
+    """One blob arriving: hashed as it comes, kept in memory, or (large) written to a file."""
+
+    def __init__(self, digest: str, blobs: _Blobs) -> None:
+        self.digest = digest
+        self.blobs = blobs
+        self.hasher = hashlib.sha256()
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.spill: BinaryIO | None = None
+
+    @property
+    def partial(self) -> Path:
+        return self.blobs.folder / f".{self.digest}.part"
+
+    def sink(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        if self.spill is None and (
+            self.size > _IN_MEMORY or self.blobs.held + self.size > _MEMORY_BUDGET
+        ):
+            self.spill = self.partial.open("wb")
+            self.spill.write(b"".join(self.parts))
+            self.parts.clear()
+        elif self.spill is None:
+            self.parts.append(chunk)
+            return
+        self.spill.write(chunk)
+
+    def settle(self, done: Exchange, shown: str) -> Blob:
+        """The checked blob; raises RemoteError when it is missing, cut short or not what it says."""
+        if self.spill is not None:
+            self.spill.close()
+        if done.error:
+            self.partial.unlink(missing_ok=True)
+            raise RemoteError(done.error)
+        if done.status != 200:
+            self.partial.unlink(missing_ok=True)
+            if done.status == 404:
+                raise RemoteError(f"blob {self.digest} is missing from the cache")
+            raise RemoteError(f"GET {shown}{done.path}: HTTP {done.status}")
+        if self.hasher.hexdigest() != self.digest:
+            self.partial.unlink(missing_ok=True)
+            raise RemoteError(f"blob {self.digest} does not match its digest: not used")
+        if self.spill is None:
+            self.blobs.held += self.size
+            return b"".join(self.parts)
+        return self.partial.rename(self.blobs.folder / self.digest)
+
+
+@dataclass
+class _Blobs:
+    """The checked blobs of one fill, and where the large ones are."""
+
+    folder: Path
+    held: int = 0  # bytes kept in memory
+    got: dict[str, Blob] = field(default_factory=dict)
+
+
 def fill(
     cache: HttpCache,
     store: Store,
     wanted: Sequence[Wanted],
     resign: Callable[[Path], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    on_entry: Callable[[Wanted], None] | None = None,
 ) -> Report:
     """Look the steps up, fetch and check their blobs, and write local store entries.
 
-    All lookups, then all blob downloads, run in parallel. `resign` re-signs
-    an .apk file with the local key: packages a step's record says were
-    signed by another key (its `signer`) get the local signature.
+    One stream of requests: each record, once checked, queues the blobs it
+    needs that are not on their way yet; a step whose blobs have all arrived
+    is written (by a writer thread, while the downloads go on) and adopted
+    into the store, then handed to `on_entry` (in that thread). `resign`
+    re-signs an .apk file with the local key: packages a step's record says
+    were signed by another key (its `signer`) get the local signature.
     """
     report = Report()
     if not wanted:
@@ -420,149 +321,129 @@ def fill(
     alike: dict[tuple[str, str], list[Wanted]] = {}
     for item in wanted:
         alike.setdefault((item.local_key, item.remote_key), []).append(item)
-    wanted = [items[0] for items in alike.values()]
-    pool = ThreadPoolExecutor(max_workers=cache.concurrency)
+    firsts = [items[0] for items in alike.values()]
     scratch = store.root / "tmp" / f"remote.{uuid.uuid4().hex}"
+    blobs = _Blobs(scratch / "blobs")
+    writers = ThreadPoolExecutor(max_workers=_WRITERS)
+    failures: dict[str, list[str]] = {"lookup": [], "download": []}
+
+    def group(item: Wanted) -> list[Wanted]:
+        return alike[item.local_key, item.remote_key]
+
+    def make_entry(item: Wanted, record: dict[str, Any]) -> bool:
+        folder = scratch / item.step_id.replace(":", "_")
+        folder.mkdir()
+        _materialize(record, blobs.got, folder)
+        if item.signer and record.get("signer") != item.signer and resign is not None:
+            for package in sorted(folder.rglob("*.apk")):
+                resign(package)
+        if not store.adopt(item.local_key, folder, len(record["outputs"])):
+            return False
+        if on_entry is not None:
+            for each in group(item):
+                on_entry(each)
+        return True
+
+    making: list[tuple[Wanted, Future[bool]]] = []
     try:
-        records = _lookup(cache, wanted, alike, report, pool, progress)
-        digests = sorted(set().union(*(record_digests(r) for r in records.values())))
-        (scratch / "blobs").mkdir(parents=True)
-        blobs = _download(cache, digests, scratch / "blobs", report, pool, progress)
-
-        def make_entry(item: Wanted, record: dict[str, Any]) -> bool:
-            folder = scratch / item.step_id.replace(":", "_")
-            folder.mkdir()
-            _materialize(record, blobs, folder)
-            if item.signer and record.get("signer") != item.signer and resign is not None:
-                for package in sorted(folder.rglob("*.apk")):
-                    resign(package)
-            return store.adopt(item.local_key, folder, len(record["outputs"]))
-
-        # The entries are written in parallel too: most of it is making files.
-        making = []
-        for item in wanted:
-            record = records.get(item.step_id)
-            if record is None:
-                continue
-            if not record_digests(record) <= blobs.keys():
-                report.misses += len(alike[item.local_key, item.remote_key])
-                continue
-            making.append((item, pool.submit(make_entry, item, record)))
+        blobs.folder.mkdir(parents=True)
+        queue = deque(Exchange("GET", f"/ac/{item.remote_key}", tag=item) for item in firsts)
+        records: dict[Wanted, dict[str, Any]] = {}
+        needs: dict[Wanted, set[str]] = {}  # the blobs a step still waits for
+        waiting: dict[str, list[Wanted]] = {}  # the steps waiting for a blob on its way
+        looked = fetched = 0
+        shown = 0.0
+        for done in cache.run(queue):
+            if isinstance(done.tag, Wanted):
+                item = done.tag
+                looked += 1
+                record = _record_of(done, item, cache.shown, failures["lookup"])
+                if record is None:
+                    report.misses += len(group(item))
+                    continue
+                missing = record_digests(record) - blobs.got.keys()
+                if not missing:
+                    making.append((item, writers.submit(make_entry, item, record)))
+                    continue
+                records[item] = record
+                needs[item] = missing
+                for digest in missing:
+                    if digest not in waiting:
+                        waiting[digest] = []
+                        download = _Download(digest, blobs)
+                        queue.append(
+                            Exchange("GET", f"/cas/{digest}", sink=download.sink, tag=download)
+                        )
+                    waiting[digest].append(item)
+            else:
+                assert isinstance(done.tag, _Download)
+                digest = done.tag.digest
+                fetched += 1
+                try:
+                    blobs.got[digest] = done.tag.settle(done, cache.shown)
+                except RemoteError as exc:
+                    failures["download"].append(str(exc))
+                for item in waiting.pop(digest):
+                    if item not in needs:
+                        continue  # another of its blobs failed
+                    if digest not in blobs.got:
+                        del needs[item], records[item]
+                        report.misses += len(group(item))
+                        continue
+                    needs[item].discard(digest)
+                    if not needs[item]:
+                        del needs[item]
+                        making.append((item, writers.submit(make_entry, item, records.pop(item))))
+            if progress and time.monotonic() - shown > 0.1:
+                shown = time.monotonic()
+                progress(
+                    f"remote cache: looked up {looked}/{len(firsts)} steps, "
+                    f"downloaded {fetched}/{len(waiting) + fetched} blobs, "
+                    f"wrote {sum(f.done() for _, f in making)} entries"
+                )
         for item, future in making:
-            if future.result():
-                report.restored += [i.step_id for i in alike[item.local_key, item.remote_key]]
+            try:
+                made = future.result()
+            except OSError as exc:
+                report.warnings.append(f"cannot write what the remote cache sent: {_reason(exc)}")
+                made = False
+            if made:
+                report.restored += [each.step_id for each in group(item)]
+            else:
+                report.misses += len(group(item))
     except OSError as exc:
         report.warnings.append(f"cannot write what the remote cache sent: {_reason(exc)}")
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        writers.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(scratch, ignore_errors=True)
+    _summarise(failures["lookup"], report, "lookup")
+    _summarise(failures["download"], report, "download")
     return report
 
 
-def _lookup(
-    cache: HttpCache,
-    wanted: Sequence[Wanted],
-    alike: Mapping[tuple[str, str], Sequence[Wanted]],
-    report: Report,
-    pool: ThreadPoolExecutor,
-    progress: Callable[[str], None] | None,
-) -> dict[str, dict[str, Any]]:
-    def one(item: Wanted) -> dict[str, Any] | None:
-        body = cache.get(f"/ac/{item.remote_key}")
-        if body is None:
-            return None
-        try:
-            record = json.loads(body)
-        except ValueError:
-            record = None
-        problem = record_problem(record, item.outputs)
-        if problem:
-            raise RemoteError(f"the record of {item.step_id} is unusable: {problem}")
-        assert isinstance(record, dict)
-        return record
-
-    records: dict[str, dict[str, Any]] = {}
-    failures: list[str] = []
-    futures = [(item, pool.submit(one, item)) for item in wanted]
-    for done, (item, future) in enumerate(futures, 1):
-        try:
-            record = future.result()
-        except RemoteError as exc:
-            failures.append(str(exc))
-            record = None
-        if record is None:
-            report.misses += len(alike[item.local_key, item.remote_key])
-        else:
-            records[item.step_id] = record
-        if progress:
-            progress(f"remote cache: looked up {done}/{len(wanted)} steps")
-    _summarise(failures, report, "lookup")
-    return records
+def _record_of(
+    done: Exchange, item: Wanted, shown: str, failures: list[str]
+) -> dict[str, Any] | None:
+    """The checked record a lookup found; None for a miss (a failure said in `failures`)."""
+    if done.error or done.status not in (200, 404):
+        failures.append(done.error or f"GET {shown}{done.path}: HTTP {done.status}")
+        return None
+    if done.status == 404:
+        return None
+    try:
+        record = json.loads(done.answer)
+    except ValueError:
+        record = None
+    problem = record_problem(record, item.outputs)
+    if problem:
+        failures.append(f"the record of {item.step_id} is unusable: {problem}")
+        return None
+    assert isinstance(record, dict)
+    return record
 
 
-def _download(
-    cache: HttpCache,
-    digests: Sequence[str],
-    folder: Path,
-    report: Report,
-    pool: ThreadPoolExecutor,
-    progress: Callable[[str], None] | None,
-) -> dict[str, Blob]:
-    held = 0  # bytes of blobs kept in memory
-    lock = threading.Lock()
-
-    def one(digest: str) -> Blob:
-        nonlocal held
-        hasher = hashlib.sha256()
-        parts: list[bytes] = []
-        size = 0
-        spill: BinaryIO | None = None
-        partial = folder / f".{digest}.part"
-
-        def sink(chunk: bytes) -> None:
-            # Small blobs stay in memory (most are); a large one goes to a file.
-            nonlocal size, spill
-            hasher.update(chunk)
-            size += len(chunk)
-            if spill is None and (size > _IN_MEMORY or held + size > _MEMORY_BUDGET):
-                spill = partial.open("wb")
-                spill.write(b"".join(parts))
-                parts.clear()
-            elif spill is None:
-                parts.append(chunk)
-                return
-            spill.write(chunk)
-
-        try:
-            found = cache.get(f"/cas/{digest}", sink)
-        finally:
-            if spill is not None:
-                spill.close()
-        if found is None:
-            raise RemoteError(f"blob {digest} is missing from the cache")
-        if hasher.hexdigest() != digest:
-            partial.unlink(missing_ok=True)
-            raise RemoteError(f"blob {digest} does not match its digest: not used")
-        if spill is None:
-            with lock:
-                held += size
-            return b"".join(parts)
-        return partial.rename(folder / digest)
-
-    got: dict[str, Blob] = {}
-    failures: list[str] = []
-    futures = [(digest, pool.submit(one, digest)) for digest in digests]
-    for done, (digest, future) in enumerate(futures, 1):
-        try:
-            blob = future.result()
-        except RemoteError as exc:
-            failures.append(str(exc))
-        else:
-            got[digest] = blob
-        if progress:
-            progress(f"remote cache: downloaded {done}/{len(digests)} blobs")
-    _summarise(failures, report, "download")
-    return got
+def _reason(exc: OSError) -> str:
+    return exc.strerror.lower() if exc.strerror else str(exc)
 
 
 def upload(
@@ -573,8 +454,9 @@ def upload(
 ) -> Report:
     """Send the store entries of steps that ran: (step id, local key, remote key, signer).
 
-    Blobs first (those the server lacks), then, for each step whose blobs
-    all made it, its ac record: no record ever names a blob the server lacks.
+    Blobs first (those the server lacks: a HEAD, then a PUT), then, for each
+    step whose blobs all made it, its ac record: no record ever names a
+    blob the server lacks.
     """
     report = Report()
     records: list[tuple[str, str, dict[str, Any], set[str]]] = []
@@ -590,42 +472,39 @@ def upload(
         blobs.update(files)
     if not records:
         return report
-    pool = ThreadPoolExecutor(max_workers=cache.concurrency)
-    try:
-
-        def send_blob(digest: str) -> None:
-            if not cache.has(f"/cas/{digest}"):
-                cache.put(f"/cas/{digest}", blobs[digest])
-
-        sent: set[str] = set()
-        failures: list[str] = []
-        futures = [(d, pool.submit(send_blob, d)) for d in sorted(blobs)]
-        for done, (digest, future) in enumerate(futures, 1):
-            try:
-                future.result()
-            except (RemoteError, OSError) as exc:
-                failures.append(str(exc))
-            else:
-                sent.add(digest)
-            if progress:
-                progress(f"remote cache: uploaded {done}/{len(blobs)} blobs")
-        complete = [(s, k, r) for s, k, r, needs in records if needs <= sent]
-
-        def send_record(remote_key: str, record: dict[str, Any]) -> None:
-            text = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
-            cache.put(f"/ac/{remote_key}", text)
-
-        record_futures = [(s, pool.submit(send_record, k, r)) for s, k, r in complete]
-        for step_id, sending in record_futures:
-            try:
-                sending.result()
-            except RemoteError as exc:
-                failures.append(str(exc))
-            else:
-                report.uploaded.append(step_id)
-        _summarise(failures, report, "upload")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    sent: set[str] = set()
+    failures: list[str] = []
+    queue = deque(Exchange("HEAD", f"/cas/{digest}", tag=digest) for digest in sorted(blobs))
+    shown = 0.0
+    for done in cache.run(queue):
+        digest = str(done.tag)
+        if done.error:
+            failures.append(done.error)
+        elif done.method == "HEAD" and done.status == 404:
+            queue.append(Exchange("PUT", done.path, blobs[digest], tag=digest))
+        elif done.status in ((200, 204) if done.method == "HEAD" else (200, 201, 204)):
+            sent.add(digest)
+        else:
+            failures.append(f"{done.method} {cache.shown}{done.path}: HTTP {done.status}")
+        if progress and time.monotonic() - shown > 0.1:
+            shown = time.monotonic()
+            progress(f"remote cache: uploaded {len(sent)}/{len(blobs)} blobs")
+    puts = deque(
+        Exchange(
+            "PUT",
+            f"/ac/{remote_key}",
+            json.dumps(record, sort_keys=True, separators=(",", ":")).encode(),
+            tag=step_id,
+        )
+        for step_id, remote_key, record, needs in records
+        if needs <= sent
+    )
+    for done in cache.run(puts):
+        if done.error or done.status not in (200, 201, 204):
+            failures.append(done.error or f"PUT {cache.shown}{done.path}: HTTP {done.status}")
+        else:
+            report.uploaded.append(str(done.tag))
+    _summarise(failures, report, "upload")
     return report
 
 

@@ -72,7 +72,7 @@ def _copy_tree(source: Path, target: Path, entries: Sequence[list[Any]]) -> None
     for relative, kind, mode, *_ in entries:
         src, dst = f"{src_root}/{relative}", f"{dst_root}/{relative}"
         if kind == "d":
-            os.makedirs(dst, exist_ok=True)
+            os.mkdir(dst)  # parents come first
             os.chmod(dst, mode)
         elif kind == "l":
             os.symlink(os.readlink(src), dst)
@@ -177,12 +177,19 @@ class Store:
     # restoring --------------------------------------------------------------
 
     def restore(
-        self, key: str, outputs: Sequence[Path], repository: Repository | None = None
+        self,
+        key: str,
+        outputs: Sequence[Path],
+        repository: Repository | None = None,
+        *,
+        fresh: bool = False,
     ) -> bool:
         """Put a stored step's outputs in place; False (and the entry dropped) if unusable.
 
         A folder of the repository is published anew from the entry (see
-        pakman.workspace.publication), never changed in place.
+        pakman.workspace.publication), never changed in place. `fresh`: the
+        entry was just written by this process (`adopt`), so its files are
+        not checked against its record again.
         """
         entry = self.entry(key)
         try:
@@ -193,7 +200,9 @@ class Store:
         if record.get("format") != _FORMAT or len(described) != len(outputs):
             self.drop(key)
             return False
-        if not all(self._intact(entry / str(i), info) for i, info in enumerate(described)):
+        if not fresh and not all(
+            self._intact(entry / str(i), info) for i, info in enumerate(described)
+        ):
             self.drop(key)
             return False
         for index, (output, info) in enumerate(zip(outputs, described, strict=True)):
