@@ -56,6 +56,12 @@ class PakmanReporter:
             self.up_to_date.append(step_id)
             self._event("up-to-date", step_id)
 
+    def not_needed(self, step_ids: list[str]) -> None:
+        """Steps left undone: no step that runs needs them (build roots; counted as up to date)."""
+        for step_id in step_ids:
+            self.up_to_date.append(step_id)
+            self._event("not-needed", step_id)
+
     def restored_without_doit(self, step_ids: list[str]) -> None:
         """Steps pakman restored itself (from the remote cache), so never handed to doit."""
         for step_id in step_ids:

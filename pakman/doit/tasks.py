@@ -14,6 +14,7 @@ exactly when its step's key changes, or an output is missing.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -214,6 +215,38 @@ class SqliteRecord(SqliteDB):  # type: ignore[misc]
             ) from None
 
 
+def _roots_on_demand(project: Project, stale: set[str]) -> list[str]:
+    """Make a build root only for a step that runs in it; returns the roots left unmade.
+
+    A build root is a tool, not a product: when its app's build and package
+    steps are done (restored from the remote cache, say), making it would
+    cost a fetch and an install for nothing. Such a root step gets a journal
+    line saying it is done while its output is missing
+    (`not_needed_line`), so later builds, the no-op one included, leave it
+    too; once a step that runs in it is to run again, `stale` gets it back
+    (its record is missing), and doit makes it first. Changes `stale`.
+    """
+    from pakman.workspace.journal import not_needed_line
+
+    graph = project.graph
+    needed = {u for step_id in stale for u in graph[step_id].upstream}
+    for step_id in needed - stale:
+        step = graph[step_id]
+        if step.stage == "buildroot" and not all(os.path.exists(o) for o in step.outputs):
+            stale.add(step_id)  # left unmade before: a step that runs in it needs it now
+    unmade = [
+        s.id
+        for s in graph.order()
+        if s.id in stale and s.stage == "buildroot" and s.id not in needed
+    ]
+    if unmade:
+        stale.difference_update(unmade)
+        lines = "".join(not_needed_line(step_id, graph[step_id].key) for step_id in unmade)
+        with (project.layout.state / "journal").open("a", encoding="utf-8") as journal:
+            journal.write(lines)
+    return unmade
+
+
 def run_build(
     project: Project,
     *,
@@ -273,6 +306,8 @@ def run_build(
             placed = set(restored)
             reporter.restored_without_doit([s.id for s in steps if s.id in placed])
             stale -= placed
+        if not always:
+            reporter.not_needed(_roots_on_demand(project, stale))
         code = 0
         if stale:
             from doit.doit_cmd import DoitMain

@@ -54,6 +54,14 @@ def journal_line(step_id: str, key: str, outputs: Iterable[str]) -> str:
     return f"{step_id} {key} {output_signature(outputs)}\n"
 
 
+def not_needed_line(step_id: str, key: str) -> str:
+    """A step left undone because no step that runs needs its outputs (a build root whose
+    build and package came from the remote cache): done for this key while its outputs
+    are missing (their signature is ""), not done once they appear otherwise. A build
+    runs it when a step needing it runs (pakman.doit.tasks.run_build)."""
+    return f"{step_id} {key} \n"
+
+
 @dataclass
 class _Reading:
     """The journal as this process last read it: which file, how far, what it said."""
