@@ -54,12 +54,22 @@ def journal_line(step_id: str, key: str, outputs: Iterable[str]) -> str:
     return f"{step_id} {key} {output_signature(outputs)}\n"
 
 
-def not_needed_line(step_id: str, key: str) -> str:
-    """A step left undone because no step that runs needs its outputs (a build root whose
-    build and package came from the remote cache): done for this key while its outputs
-    are missing (their signature is ""), not done once they appear otherwise. A build
-    runs it when a step needing it runs (pakman.doit.tasks.run_build)."""
+def parked_line(step_id: str, key: str) -> str:
+    """The journal line of a step done with this key whose outputs are not in place (parked).
+
+    A build root no step that runs needs is left unmade, and a step the
+    remote cache sent that no step about to run reads stays in the local
+    store: each is done for this key while its outputs are missing (their
+    signature is ""), and not done once they appear otherwise. When a step
+    that needs it runs, the build puts it in place first
+    (pakman.doit.tasks.run_build).
+    """
     return f"{step_id} {key} \n"
+
+
+def is_parked(journal: Mapping[str, str], step_id: str, key: str) -> bool:
+    """The step is done with this key, its outputs not in place (see `parked_line`)."""
+    return journal.get(step_id) == f"{key} "
 
 
 @dataclass
