@@ -25,6 +25,7 @@ from alpine_fixture import (
     extract_debian_packages,
 )
 from build_support import BuildRun, KeyPair, make_key, working_directory
+from nginx_support import Nginx
 from pakman.alpine import host_arch
 from pakman.cli import main
 
@@ -782,3 +783,47 @@ def test_the_sbom_of_a_build_on_alpine_lists_the_roots_packages_and_the_runtime_
     assert greet["externalRefs"][0]["referenceLocator"] == (
         f"pkg:apk/alpine/greet@{locked['version']}?arch={ARCH}"
     )
+
+
+def test_a_clone_restoring_from_the_remote_cache_makes_no_build_root_until_it_builds(
+    tmp_path: Path,
+    key: KeyPair,
+    own_mirror: tuple[LoopbackMirror, Mirror],
+    alpine_repository: AlpineRepository,
+    nginx: Nginx,
+) -> None:
+    served, mirror = own_mirror
+    for clone in ("a", "b"):
+        write_app(tmp_path / clone, "one", "[greet]", "greet one > out.txt")
+    cached = ("--build-on", "alpine", "--remote-cache", nginx.url)
+    first = run(tmp_path / "a", key, mirror, *cached)
+    assert first.code == 0, first.messages()
+    assert f"one:buildroot:{ARCH}" in first.ran
+    repository = {"repo:index:" + ARCH, "repo:sign:" + ARCH}
+    # The mirror gone: the second clone needs nothing from it, nor makes a root.
+    served.stop()
+    clone = tmp_path / "b"
+    second = run(clone, key, mirror, *cached)
+    assert second.code == 0, second.messages()
+    assert second.ran == repository
+    not_needed = {str(e["step"]) for e in second.events if e["event"] == "not-needed"}
+    assert not_needed == {f"one:buildroot:{ARCH}"}
+    assert not (clone / ".pakman/roots").exists()
+    assert not (clone / f".pakman/build/one/buildroot-{ARCH}.json").exists()
+    packages = sorted(p.name for p in (clone / f".pakman/repo/{ARCH}").glob("*.apk"))
+    assert packages == sorted(p.name for p in (tmp_path / f"a/.pakman/repo/{ARCH}").glob("*.apk"))
+    # Nothing changed: nothing runs (the root still not made), the no-op path included.
+    assert run(clone, key, mirror, *cached).ran == set()
+    assert not (clone / ".pakman/roots").exists()
+    # A new build command: the build runs, in a root made for it first.
+    again = LoopbackMirror(alpine_repository.root, port=int(mirror.url.rpartition(":")[2]))
+    config = clone / "apps/one/instellar.yml"
+    config.write_text(config.read_text().replace("greet one", "greet two"))
+    try:
+        fourth = run(clone, key, Mirror(again.start().url, mirror.keys), *cached)
+    finally:
+        again.stop()
+    assert fourth.code == 0, fourth.messages()
+    assert {f"one:buildroot:{ARCH}", f"one:build:{ARCH}", f"one:package:{ARCH}"} <= fourth.ran
+    assert len(roots(clone)) == 1
+    assert "two" in (clone / f".pakman/build/one/build-{ARCH}/out.txt").read_text()

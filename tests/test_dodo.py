@@ -36,6 +36,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         "PAKMAN_REMOTE_CACHE": "http://127.0.0.1:9/cache",
         "PAKMAN_REMOTE_CACHE_READONLY": "1",
         "PAKMAN_REMOTE_CACHE_TIMEOUT": "2.5",
+        "PAKMAN_REMOTE_CACHE_ALL_OUTPUTS": "1",
     }
     assert set(values) == set(VARIABLES)
     for name, value in values.items():
@@ -66,6 +67,7 @@ def test_every_variable_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) ->
         remote_cache="http://127.0.0.1:9/cache",
         remote_cache_readonly=True,
         remote_cache_timeout="2.5",
+        remote_cache_all_outputs=True,
     )
 
 

@@ -76,10 +76,16 @@ def test_a_second_clone_builds_nothing(tmp_path: Path, key: KeyPair, nginx: Ngin
     assert warnings(second) == []
 
 
-def test_what_the_remote_cache_sent_is_in_place_before_doit_starts(
+def manifest(workspace: Path, step_id: str) -> Path:
+    return workspace / ".pakman/steps" / f"{step_id.replace(':', '/')}.json"
+
+
+def test_what_the_remote_cache_sent_is_done_before_doit_starts(
     tmp_path: Path, key: KeyPair, nginx: Nginx
 ) -> None:
-    """A fresh clone's steps are put in place while the cache downloads: doit runs only the rest."""
+    """A fresh clone's steps are recorded done while the cache downloads: doit runs only the
+    rest. The packages (which the index reads) are put in place; the other steps' outputs
+    stay in the local store until a step that runs needs them."""
     first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
     workspace = clone(tmp_path, "b")
     second = built(workspace, key, "--remote-cache", nginx.url)
@@ -88,21 +94,64 @@ def test_what_the_remote_cache_sent_is_in_place_before_doit_starts(
     # doit announces each step it is handed ("start"): none of the restored ones.
     started = {str(e["step"]) for e in second.events if e["event"] == "start"}
     assert started == REPOSITORY_STEPS
+    in_place = {str(e["step"]) for e in second.events if e.get("in_place") is True}
+    assert in_place == {s for s in app_steps if ":package:" in s}
     for step_id in app_steps:
-        manifest = workspace / ".pakman/steps" / f"{step_id.replace(':', '/')}.json"
-        record = json.loads(manifest.read_text())
-        assert record["id"] == step_id and record["restored"] is True
+        assert manifest(workspace, step_id).exists() == (step_id in in_place)
+    assert not (workspace / ".pakman/build/greet/render").exists()
+    assert published(workspace) == published(tmp_path / "a")
     # Recorded done: the next build runs nothing, and asks the cache nothing.
     seen = len(nginx.access_log().splitlines())
     third = built(workspace, key, "--remote-cache", nginx.url)
     assert third.ran == set() and restored(third) == set()
     assert len(nginx.access_log().splitlines()) == seen
+    # A new install hook: its render and the package run; the package needs the app's
+    # collected tree and the other rendered files, put in place from the store.
+    hook = ("try 'greet world'", "try 'greet you'")
+    edit(workspace / "apps/greet/instellar.yml", *hook)
+    fourth = built(workspace, key, "--remote-cache", nginx.url)
+    changed = {s for s in fourth.ran if s.startswith("greet:")}
+    assert "greet:package:noarch" in changed
+    assert changed - {"greet:package:noarch"} <= {s for s in app_steps if ":render-" in s}
+    back = restored(fourth)
+    assert {"greet:build:noarch", "greet:render-apkbuild"} <= back  # (custom: no collect)
+    assert not any(s.startswith("heartbeat:") for s in back)
+    assert (workspace / ".pakman/build/greet/build-noarch").is_dir()
+    assert not (workspace / ".pakman/build/heartbeat/render").exists()
+    # The same change in the first clone makes the same repository.
+    edit(tmp_path / "a/apps/greet/instellar.yml", *hook)
+    built(tmp_path / "a", key)
+    assert published(workspace) == published(tmp_path / "a")
+
+
+def test_a_step_kept_in_the_store_that_the_store_lost_runs_again(
+    tmp_path: Path, key: KeyPair, nginx: Nginx
+) -> None:
+    built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    workspace = clone(tmp_path, "b")
+    built(workspace, key, "--remote-cache", nginx.url)
+    shutil.rmtree(workspace / ".pakman/store")  # as `pakman gc` may
+    edit(workspace / "apps/greet/instellar.yml", "try 'greet world'", "try 'greet you'")
+    run = built(workspace, key)  # no cache to ask: what the package needs runs here
+    assert {"greet:build:noarch", "greet:package:noarch"} <= run.ran
+    assert not any(s.startswith("heartbeat:") for s in run.ran)
+    assert (workspace / ".pakman/build/greet/build-noarch").is_dir()
+
+
+def test_every_output_in_place_when_asked(tmp_path: Path, key: KeyPair, nginx: Nginx) -> None:
+    first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    workspace = clone(tmp_path, "b")
+    second = built(workspace, key, "--remote-cache", nginx.url, "--remote-cache-all-outputs")
+    app_steps = first.ran - REPOSITORY_STEPS
+    in_place = {str(e["step"]) for e in second.events if e.get("in_place") is True}
+    assert in_place == app_steps == restored(second)
+    assert all(manifest(workspace, step_id).exists() for step_id in app_steps)
+    assert (workspace / ".pakman/build/greet/render").is_dir()
     # A restored output deleted is restored again, from the local store.
     shutil.rmtree(workspace / ".pakman/build/greet/render")
-    fourth = built(workspace, key, "--remote-cache", nginx.url)
-    assert restored(fourth) == {s for s in app_steps if s.startswith("greet:render-")}
-    assert fourth.ran == set() and len(nginx.access_log().splitlines()) == seen
-    assert published(workspace) == published(tmp_path / "a")
+    third = built(workspace, key, "--remote-cache", nginx.url)
+    assert restored(third) == {s for s in app_steps if s.startswith("greet:render-")}
+    assert third.ran == set()
 
 
 def test_steps_of_one_key_are_looked_up_and_written_once(

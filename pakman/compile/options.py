@@ -163,6 +163,15 @@ OPTIONS: tuple[Option, ...] = (
         group="remote",
     ),
     Option(
+        "remote_cache_all_outputs",
+        "--remote-cache-all-outputs",
+        "put in place every step the remote cache sends (by default a step no step that "
+        "runs reads, such as a build folder, stays in the local store until one does)",
+        kind="flag",
+        command_line_reads_variable=True,
+        group="remote",
+    ),
+    Option(
         "remote_cache_timeout",
         "--remote-cache-timeout",
         "seconds a remote cache request may wait (default 10)",

@@ -96,6 +96,9 @@ class Settings:
     remote_cache: str | None = None
     remote_cache_readonly: bool = False
     remote_cache_timeout: str | None = None  # seconds
+    # --remote-cache-all-outputs: every step the remote cache sends is put in place,
+    # not only what a step that runs reads (pakman.doit.remote); changes no key.
+    remote_cache_all_outputs: bool = False
 
 
 def inputs_digest(settings: Settings, layout: Layout) -> str:
@@ -117,6 +120,7 @@ def inputs_digest(settings: Settings, layout: Layout) -> str:
         remote_cache=None,
         remote_cache_readonly=False,
         remote_cache_timeout=None,
+        remote_cache_all_outputs=False,
     )
     text = repr((chosen, str(layout.root), sorted(environment.items())))
     return hashlib.sha256(text.encode()).hexdigest()

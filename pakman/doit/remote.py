@@ -5,10 +5,12 @@ with the steps that will run and `RemoteRun.after` when the build ends.
 Only per-app steps go to the remote cache: not the build roots (made
 locally from the mirror), nor the repository's index and sign steps (cheap,
 and signed with the local key), nor a step under --only. What the remote
-cache sends becomes local store entries; `pakman build` puts each one in
-place as soon as it is written (pakman.steps.restore_step, while the
-downloads go on), so doit is handed only the steps left to run; plain doit
-restores them from the local store as any other. What is uploaded is what
+cache sends becomes local store entries; `pakman build` records each one
+done as soon as it is written (while the downloads go on): put in place
+(pakman.steps.restore_step) when a step that runs reads it, else parked in
+the store until one does (pakman.doit.tasks), so doit is handed only the
+steps left to run; plain doit restores them from the local store as any
+other. What is uploaded is what
 ran in this build, never what was restored.
 """
 
@@ -25,6 +27,7 @@ from typing import IO, TYPE_CHECKING
 from pakman.compile.graph import Step, portable_keys
 from pakman.compile.settings import Settings
 from pakman.steps import restore_step
+from pakman.workspace.journal import parked_line
 from pakman.workspace.layout import REPOSITORY
 from pakman.workspace.remote import HttpCache, Report, Unreachable, Wanted, fill, upload
 from pakman.workspace.remote_options import header_from, parse_timeout
@@ -70,20 +73,22 @@ class RemoteRun:
         self._key: SigningKey | None = None
         self.seconds = 0.0  # spent asking and sending
 
-    def before(self, stale: Collection[str], restore: bool = False) -> list[str]:
+    def before(self, stale: Collection[str], restore: bool = False) -> dict[str, bool]:
         """Fill the local store with the remote cache's outputs of the steps about to run.
 
-        With `restore`, each step filled is also put in place and recorded
-        done (manifest, journal); returns those steps, which the build need
-        not run.
+        With `restore`, each step filled is also recorded done: put in place
+        when a step that will run anyway reads it (the repository's index
+        reads the packages) or with --remote-cache-all-outputs, else parked
+        in the store (journal.parked_line) until a step that runs needs it.
+        Returns those steps, each with whether it is in place.
         """
         if not self.enabled:
-            return []
+            return {}
         graph = self.project.graph
         stale = set(stale)
         self.candidates = [s for s in graph.order() if s.id in stale and cacheable(s)]
         if not self.candidates:
-            return []
+            return {}
         self.keys = portable_keys(graph, [s.id for s in self.candidates])
         missing = [
             s
@@ -91,27 +96,37 @@ class RemoteRun:
             if s.id in self.keys and not (self.store.entry(s.key) / RECORD).exists()
         ]
         if not missing:
-            return []
+            return {}
         if not self._reachable():
-            return []
+            return {}
         wanted = [
             Wanted(s.id, self.keys[s.id], s.key, len(s.outputs), str(s.reads.get("key", "")))
             for s in missing
         ]
         layout = self.project.layout
-        placed: list[str] = []
+        # What the steps that run whatever the cache has (the repository's) read.
+        read = {
+            u for step_id in stale if not cacheable(graph[step_id]) for u in graph[step_id].upstream
+        }
+        everything = self.project.settings.remote_cache_all_outputs
+        done: dict[str, bool] = {}
         lines: list[str] = []
         lock = threading.Lock()
 
-        def put_in_place(item: Wanted) -> None:
-            try:
-                line = restore_step(graph[item.step_id], layout, fresh=True)
-            except OSError:
-                return  # still in the local store: the build restores it as any other
-            if line is not None:
-                with lock:
-                    placed.append(item.step_id)
-                    lines.append(line)
+        def record(item: Wanted) -> None:
+            step = graph[item.step_id]
+            if everything or step.id in read:
+                try:
+                    line = restore_step(step, layout, fresh=True)
+                except OSError:
+                    return  # still in the local store: the build restores it as any other
+                if line is None:
+                    return
+            else:
+                line = parked_line(step.id, step.key)
+            with lock:
+                done[step.id] = line != parked_line(step.id, step.key)
+                lines.append(line)
 
         started = time.monotonic()
         self.restored = fill(
@@ -120,7 +135,7 @@ class RemoteRun:
             wanted,
             self._resign,
             self._progress,
-            on_entry=put_in_place if restore else None,
+            on_entry=record if restore else None,
         )
         if lines:
             with (layout.state / "journal").open("a", encoding="utf-8") as journal:
@@ -128,7 +143,7 @@ class RemoteRun:
         self.seconds += time.monotonic() - started
         self._progress("")
         self._warn(self.restored.warnings)
-        return placed
+        return done
 
     def after(self) -> None:
         """Upload what ran in this build (unless read-only); say what the remote cache did."""
@@ -196,13 +211,14 @@ class RemoteRun:
 
 def start_remote(
     project: Project, stale: Collection[str], always: bool = False, restore: bool = False
-) -> tuple[RemoteRun | None, list[str]]:
+) -> tuple[RemoteRun | None, dict[str, bool]]:
     """The remote cache's part of a build, its `before` done (None without a remote cache),
-    and the steps it restored (with `restore`, see `RemoteRun.before`)."""
+    and the steps it restored, each with whether it is in place (with `restore`, see
+    `RemoteRun.before`)."""
     if always:
-        return None, []  # every step runs: nothing is restored, so nothing is asked
+        return None, {}  # every step runs: nothing is restored, so nothing is asked
     cache = remote_cache(project.settings)
     if cache is None:
-        return None, []
+        return None, {}
     run = RemoteRun(project, cache)
     return run, run.before(stale, restore)

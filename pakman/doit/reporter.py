@@ -56,13 +56,23 @@ class PakmanReporter:
             self.up_to_date.append(step_id)
             self._event("up-to-date", step_id)
 
-    def restored_without_doit(self, step_ids: list[str]) -> None:
-        """Steps pakman restored itself (from the remote cache), so never handed to doit."""
+    def not_needed(self, step_ids: list[str]) -> None:
+        """Steps left undone: no step that runs needs them (build roots; counted as up to date)."""
         for step_id in step_ids:
+            self.up_to_date.append(step_id)
+            self._event("not-needed", step_id)
+
+    def restored_without_doit(self, steps: list[tuple[str, bool]]) -> None:
+        """Steps pakman restored itself, never handed to doit: (step, its outputs in place).
+
+        Not in place: the remote cache's outputs a step about to run does not
+        read stay in the local store (parked) until one does.
+        """
+        for step_id, in_place in steps:
             self.restored.append(step_id)
-            self._event("restored", step_id, seconds=0.0, warnings=[])
+            self._event("restored", step_id, seconds=0.0, warnings=[], in_place=in_place)
             if not self.json:
-                self._line(f"restored {step_id} (remote cache)")
+                self._line(f"restored {step_id}" + ("" if in_place else " (kept in the store)"))
 
     def initialize(self, tasks: dict[str, Any], selected_tasks: list[str]) -> None:
         self.total = sum(1 for t in tasks.values() if t.actions)

@@ -214,6 +214,57 @@ class SqliteRecord(SqliteDB):  # type: ignore[misc]
             ) from None
 
 
+def _outputs_on_demand(project: Project, stale: set[str]) -> tuple[list[str], list[str]]:
+    """Put in place the parked outputs the steps about to run need; park the build roots
+    no such step needs. Returns (steps put in place, roots left unmade); changes `stale`.
+
+    A parked step (see journal.parked_line) needed by a step about to run is
+    restored from the local store in place, or, without a usable entry,
+    handed to doit to run (and so on up its own upstream). A build root is
+    a tool, not a product: when no step about to run needs it (its app's
+    build and package came from the remote cache, say), making it would
+    cost a fetch and an install for nothing; it is parked instead.
+    """
+    from pakman.steps import restore_step
+    from pakman.workspace.journal import is_parked, parked_line, read_journal
+
+    graph = project.graph
+    layout = project.layout
+    journal = read_journal(layout)
+    placed: list[str] = []
+    lines: list[str] = []
+    looked: set[str] = set()
+    todo = sorted(stale)
+    while todo:
+        for upstream in graph[todo.pop()].upstream:
+            step = graph[upstream]
+            if upstream in stale or upstream in looked:
+                continue
+            looked.add(upstream)
+            if not is_parked(journal, upstream, step.key):
+                continue
+            # A root's record is only good with its root: made again, not restored.
+            line = None if step.stage == "buildroot" else restore_step(step, layout)
+            if line is None:
+                stale.add(upstream)
+                todo.append(upstream)
+            else:
+                placed.append(upstream)
+                lines.append(line)
+    needed = {u for step_id in stale for u in graph[step_id].upstream}
+    unmade = [
+        s.id
+        for s in graph.order()
+        if s.id in stale and s.stage == "buildroot" and s.id not in needed
+    ]
+    stale.difference_update(unmade)
+    lines += [parked_line(step_id, graph[step_id].key) for step_id in unmade]
+    if lines:
+        with (layout.state / "journal").open("a", encoding="utf-8") as journal_file:
+            journal_file.write("".join(lines))
+    return placed, unmade
+
+
 def run_build(
     project: Project,
     *,
@@ -263,16 +314,22 @@ def run_build(
             from dataclasses import replace
 
             project = replace(project, context=replace(project.context, use_store=False))
-        reporter.up_to_date_without_doit([s.id for s in steps if s.id not in stale])
         remote = None
+        restored: dict[str, bool] = {}  # step -> in place, for those pakman restored itself
         if project.settings.remote_cache:
             from pakman.doit.remote import start_remote
 
+            # What the remote cache sent is done (in place, or parked): not for doit.
             remote, restored = start_remote(project, stale, always, restore=True)
-            # Put in place from the remote cache while it downloaded: done, not for doit.
-            placed = set(restored)
-            reporter.restored_without_doit([s.id for s in steps if s.id in placed])
-            stale -= placed
+            stale.difference_update(restored)
+        unmade: list[str] = []
+        if not always:
+            placed, unmade = _outputs_on_demand(project, stale)
+            restored.update(dict.fromkeys(placed, True))
+        done = stale.union(restored, unmade)
+        reporter.up_to_date_without_doit([s.id for s in steps if s.id not in done])
+        reporter.restored_without_doit([(s.id, restored[s.id]) for s in steps if s.id in restored])
+        reporter.not_needed(unmade)
         code = 0
         if stale:
             from doit.doit_cmd import DoitMain

@@ -54,6 +54,24 @@ def journal_line(step_id: str, key: str, outputs: Iterable[str]) -> str:
     return f"{step_id} {key} {output_signature(outputs)}\n"
 
 
+def parked_line(step_id: str, key: str) -> str:
+    """The journal line of a step done with this key whose outputs are not in place (parked).
+
+    A build root no step that runs needs is left unmade, and a step the
+    remote cache sent that no step about to run reads stays in the local
+    store: each is done for this key while its outputs are missing (their
+    signature is ""), and not done once they appear otherwise. When a step
+    that needs it runs, the build puts it in place first
+    (pakman.doit.tasks.run_build).
+    """
+    return f"{step_id} {key} \n"
+
+
+def is_parked(journal: Mapping[str, str], step_id: str, key: str) -> bool:
+    """The step is done with this key, its outputs not in place (see `parked_line`)."""
+    return journal.get(step_id) == f"{key} "
+
+
 @dataclass
 class _Reading:
     """The journal as this process last read it: which file, how far, what it said."""
