@@ -100,6 +100,12 @@ def test_what_the_remote_cache_sent_is_done_before_doit_starts(
         assert manifest(workspace, step_id).exists() == (step_id in in_place)
     assert not (workspace / ".pakman/build/greet/render").exists()
     assert published(workspace) == published(tmp_path / "a")
+    # In the store: an entry (a folder) for each package and each repository step that
+    # ran here, one file for each other step.
+    store = workspace / ".pakman/store"
+    folders = [p for p in store.glob("*/*") if p.is_dir() and p.parent.name != "tmp"]
+    assert len(folders) == len(in_place) + len(REPOSITORY_STEPS)
+    assert len(list(store.glob("*/*.pack"))) >= len(app_steps - in_place) // 2
     # Recorded done: the next build runs nothing, and asks the cache nothing.
     seen = len(nginx.access_log().splitlines())
     third = built(workspace, key, "--remote-cache", nginx.url)

@@ -84,14 +84,14 @@ def explain_steps(
     graph: StepGraph, layout: Layout, steps: Iterable[Step], *, build_on: str = "alpine"
 ) -> list[Explanation]:
     """An explanation for each step: will it run, and why (and, on the host, what a build links)."""
-    from pakman.workspace.store import RECORD, Store
+    from pakman.workspace.store import Store
 
     store = Store(layout.state / "store")
     journal = read_journal(layout)
     out = []
     for step in steps:
         reasons = _reasons(step, _manifest(layout.manifest(step.id)), graph, journal)
-        restorable = bool(reasons) and (store.entry(step.key) / RECORD).exists()
+        restorable = bool(reasons) and store.has(step.key)
         notes = (HOST_NOTE,) if build_on == "host" and step.stage == "build" else ()
         out.append(Explanation(step.id, bool(reasons), tuple(reasons), restorable, notes))
     return out

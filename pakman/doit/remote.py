@@ -31,7 +31,7 @@ from pakman.workspace.journal import parked_line
 from pakman.workspace.layout import REPOSITORY
 from pakman.workspace.remote import HttpCache, Report, Unreachable, Wanted, fill, upload
 from pakman.workspace.remote_options import header_from, parse_timeout
-from pakman.workspace.store import RECORD, Store
+from pakman.workspace.store import Store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,11 +90,7 @@ class RemoteRun:
         if not self.candidates:
             return {}
         self.keys = portable_keys(graph, [s.id for s in self.candidates])
-        missing = [
-            s
-            for s in self.candidates
-            if s.id in self.keys and not (self.store.entry(s.key) / RECORD).exists()
-        ]
+        missing = [s for s in self.candidates if s.id in self.keys and not self.store.has(s.key)]
         if not missing:
             return {}
         if not self._reachable():
@@ -136,6 +132,8 @@ class RemoteRun:
             self._resign,
             self._progress,
             on_entry=record if restore else None,
+            # What stays parked is kept packed: one file per step until one needs it.
+            packed={s.id for s in missing if not (everything or s.id in read)} if restore else (),
         )
         if lines:
             with (layout.state / "journal").open("a", encoding="utf-8") as journal:

@@ -30,7 +30,7 @@ import stat
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +45,7 @@ from pakman.workspace.remote_http import (
     RemoteError,
     Unreachable,
 )
-from pakman.workspace.store import RECORD, Store
+from pakman.workspace.store import RECORD, Blob, Store, materialize, record_digests
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -57,6 +57,7 @@ __all__ = [
     "Unreachable",
     "Wanted",
     "fill",
+    "record_digests",
     "upload",
 ]
 
@@ -177,63 +178,6 @@ def _entry_problem(entry: Any, folders: set[str]) -> str | None:
     return None
 
 
-def record_digests(record: Mapping[str, Any]) -> set[str]:
-    """The blobs a (checked) record needs."""
-    digests: set[str] = set()
-    for output in record["outputs"]:
-        if output["kind"] == "file":
-            digests.add(output["digest"])
-        else:
-            digests.update(e[5] for e in output["entries"] if e[1] == "f")
-    return digests
-
-
-Blob = bytes | Path  # a checked blob: its content, or (a large one) a file holding it
-
-
-def _write(blob: Blob, target: str, mode: int, mtime_ns: int) -> None:
-    if isinstance(blob, Path):
-        shutil.copyfile(blob, target)
-        os.chmod(target, mode & 0o7777)
-        os.utime(target, ns=(mtime_ns, mtime_ns))
-        return
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(blob)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode & 0o7777)
-        os.utime(fd, ns=(mtime_ns, mtime_ns))
-    finally:
-        os.close(fd)
-
-
-def _materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: Path) -> None:
-    """The record's outputs under `folder` (0, 1, ...), files from the checked blobs.
-
-    (Plain strings for paths: a fresh clone writes every file of every step.)
-    """
-    for index, output in enumerate(record["outputs"]):
-        slot = f"{folder}/{index}"
-        if output["kind"] == "file":
-            _write(blobs[output["digest"]], slot, output["mode"], output.get("mtime_ns", 0))
-            continue
-        os.mkdir(slot, 0o700)
-        folders: list[tuple[str, int]] = []
-        for relative, kind, mode, _size, mtime_ns, detail in output["entries"]:
-            target = f"{slot}/{relative}"
-            if kind == "d":
-                os.mkdir(target, 0o700)
-                folders.append((target, mode))
-            elif kind == "l":
-                os.symlink(detail, target)
-            else:
-                _write(blobs[detail], target, mode, mtime_ns)
-        for target, mode in folders:
-            os.chmod(target, (mode & 0o7777) | stat.S_IRWXU)
-        os.chmod(slot, output["mode"] & 0o7777)
-
-
 # the two phases -------------------------------------------------------------------
 
 
@@ -303,13 +247,16 @@ def fill(
     resign: Callable[[Path], None] | None = None,
     progress: Callable[[str], None] | None = None,
     on_entry: Callable[[Wanted], None] | None = None,
+    packed: Collection[str] = (),
 ) -> Report:
     """Look the steps up, fetch and check their blobs, and write local store entries.
 
     One stream of requests: each record, once checked, queues the blobs it
     needs that are not on their way yet; a step whose blobs have all arrived
     is written (by a writer thread, while the downloads go on) and adopted
-    into the store, then handed to `on_entry` (in that thread). `resign`
+    into the store, then handed to `on_entry` (in that thread); the steps
+    named in `packed` are kept as one file each (Store.pack), made into
+    entries when first restored. `resign`
     re-signs an .apk file with the local key: packages a step's record says
     were signed by another key (its `signer`) get the local signature.
     """
@@ -331,9 +278,17 @@ def fill(
         return alike[item.local_key, item.remote_key]
 
     def make_entry(item: Wanted, record: dict[str, Any]) -> bool:
+        resigned = bool(item.signer and record.get("signer") != item.signer and resign)
+        if not resigned and all(each.step_id in packed for each in group(item)):
+            if not store.pack(item.local_key, record, blobs.got):
+                return False
+            if on_entry is not None:
+                for each in group(item):
+                    on_entry(each)
+            return True
         folder = scratch / item.step_id.replace(":", "_")
         folder.mkdir()
-        _materialize(record, blobs.got, folder)
+        materialize(record, blobs.got, folder)
         if item.signer and record.get("signer") != item.signer and resign is not None:
             for package in sorted(folder.rglob("*.apk")):
                 resign(package)

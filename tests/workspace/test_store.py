@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,3 +224,64 @@ def test_parse_size() -> None:
     for bad in ("", "G", "-1G", "5X", "1e7"):
         with pytest.raises(ValueError):
             parse_size(bad)
+
+
+def packed_from_a_saved_entry(tmp_path: Path, as_bytes: bool) -> tuple[Store, dict[str, object]]:
+    """A store with one packed entry, made from another store's entry (as the remote cache sends it)."""
+    from pakman.workspace.remote import describe_entry
+
+    origin = Store(tmp_path / "origin")
+    assert origin.save("cd" * 32, outputs(tmp_path))
+    described = describe_entry(origin, "cd" * 32)
+    assert described is not None
+    record, files = described
+    blobs = {d: (p.read_bytes() if as_bytes else p) for d, p in files.items()}
+    store = Store(tmp_path / "store")
+    assert store.pack("cd" * 32, record, blobs)
+    return store, record
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["in memory", "from files"])
+def test_a_packed_entry_is_one_file_until_restored(tmp_path: Path, as_bytes: bool) -> None:
+    store, _ = packed_from_a_saved_entry(tmp_path, as_bytes)
+    assert store.has("cd" * 32)
+    assert [p.name for p in store.root.rglob("*") if p.is_file()] == ["cd" * 32 + ".pack"]
+    assert [e.key for e in store.entries()] == ["cd" * 32]
+    elsewhere = [tmp_path / "other" / "build-x86_64", tmp_path / "other" / "lock.json"]
+    assert store.restore("cd" * 32, elsewhere)
+    tool = elsewhere[0] / "bin" / "tool"
+    assert tool.read_text() == "#!/bin/sh\necho hi\n" and os.access(tool, os.X_OK)
+    assert os.readlink(elsewhere[0] / "link") == "bin/tool"
+    assert (elsewhere[0] / "empty").is_dir() and elsewhere[1].read_text() == "{}"
+    original = tmp_path / "work" / "build-x86_64" / "bin" / "tool"
+    assert tool.stat().st_mtime_ns == original.stat().st_mtime_ns
+    # Unpacked into an entry of its own; the pack is gone.
+    assert (store.entry("cd" * 32) / RECORD).exists() and not store.packed("cd" * 32).exists()
+    again = [tmp_path / "third" / "build-x86_64", tmp_path / "third" / "lock.json"]
+    assert store.restore("cd" * 32, again)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda data: data[:-3],  # cut short
+        lambda data: b"something else\n" + data,
+        lambda data: data.replace(b'"key"', b'"kye"', 1),
+    ],
+    ids=["truncated", "not a pack", "no key"],
+)
+def test_a_damaged_pack_restores_nothing_and_goes(tmp_path: Path, damage: Any) -> None:
+    store, _ = packed_from_a_saved_entry(tmp_path, as_bytes=True)
+    pack = store.packed("cd" * 32)
+    pack.write_bytes(damage(pack.read_bytes()))
+    elsewhere = [tmp_path / "other" / "build-x86_64", tmp_path / "other" / "lock.json"]
+    assert not store.restore("cd" * 32, elsewhere)
+    assert not store.has("cd" * 32) and not elsewhere[1].exists()
+    assert not list((store.root / "tmp").iterdir())
+
+
+def test_gc_removes_packs_too(tmp_path: Path) -> None:
+    store, _ = packed_from_a_saved_entry(tmp_path, as_bytes=True)
+    removed, kept = store.collect_garbage(max_age_days=None, max_bytes=0)
+    assert [e.key for e in removed] == ["cd" * 32] and kept == []
+    assert not store.has("cd" * 32)
