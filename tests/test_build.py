@@ -155,6 +155,37 @@ def test_same_bytes_from_another_folder_and_in_parallel(
             assert (other / ".pakman/repo" / arch / name).read_bytes() == first, name
 
 
+def test_jobs_start_worker_processes_only_for_steps_that_can_run_at_once(
+    tmp_path: Path, key: KeyPair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from doit import runner
+
+    workspace = make_workspace(tmp_path, ["greet", "heartbeat"])
+    assert build(workspace, key).code == 0
+    started: list[int] = []
+    parallel_runner = runner.MRunner.__init__
+
+    def counted(self: object, *args: object, **kwargs: object) -> None:
+        started.append(1)
+        parallel_runner(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runner.MRunner, "__init__", counted)
+    # Only the repository's steps (one after the other): no worker process.
+    for path in (workspace / ".pakman/repo/x86_64").glob("APKINDEX*"):
+        path.unlink()
+    run = build(workspace, key, "-j", "2")
+    assert run.code == 0, run.messages()
+    handed = {str(e["step"]) for e in run.events if e["event"] == "start"}
+    assert handed and all(s.startswith("repo:") for s in handed) and started == []
+    # Two apps' steps: worker processes run them side by side.
+    for app in ("greet", "heartbeat"):
+        with (workspace / "apps" / app / "README.md").open("a") as readme:
+            readme.write("more\n")
+    run = build(workspace, key, "-j", "2")
+    assert run.code == 0, run.messages()
+    assert {"greet:build:noarch", "heartbeat:build:x86_64"} <= run.ran and started == [1]
+
+
 def test_failing_build_step_shows_its_log_tail(tmp_path: Path, key: KeyPair) -> None:
     workspace = make_workspace(tmp_path, ["heartbeat"])
     config = workspace / "apps/heartbeat/instellar.yml"

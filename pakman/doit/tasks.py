@@ -265,6 +265,17 @@ def _outputs_on_demand(project: Project, stale: set[str]) -> tuple[list[str], li
     return placed, unmade
 
 
+def _side_by_side(project: Project, stale: set[str]) -> bool:
+    """Whether -j may run some of these steps at once: two or more of the apps' are to run.
+
+    Else only the repository's steps are left, or one app step before them,
+    all one after the other (after a restore from the remote cache, say: the
+    index and its signature); worker processes would only add their start-up.
+    """
+    graph = project.graph
+    return sum(1 for s in stale if graph[s].namespace != REPOSITORY) > 1
+
+
 def run_build(
     project: Project,
     *,
@@ -337,7 +348,7 @@ def run_build(
             # --continue: an app that fails does not stop the others (like make -k);
             # the build still fails, and every app's problems show in one run.
             args = ["run", "--continue"]
-            if jobs > 1:
+            if jobs > 1 and _side_by_side(project, stale):
                 args += ["-n", str(jobs), "-P", "process"]
             if always:
                 args.append("--always-execute")
