@@ -51,8 +51,21 @@ def loads(data: bytes, kind: Any) -> Any:
     return decoder(kind)(plain)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a dataclass's fields to keep, by class
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: object) -> Any:
-    if value is None or isinstance(value, (str, bool, int, float)):
+    # Exact types first: a fresh clone's snapshot holds some 150,000 values.
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is tuple or kind is list:
+        return [v if type(v) is str else _plain(v) for v in value]  # type: ignore[attr-defined]
+    names = _FIELDS.get(kind)
+    if names is not None:
+        return [_plain(getattr(value, name)) for name in names]
+    if isinstance(value, (str, bool, int, float)):
         return value.value if isinstance(value, Enum) else value
     if isinstance(value, (tuple, list)):
         return [_plain(v) for v in value]
@@ -61,7 +74,8 @@ def _plain(value: object) -> Any:
             raise TypeError("a mapping with keys that are not text")
         return {k: _plain(v) for k, v in value.items()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [_plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init]
+        names = _FIELDS[kind] = tuple(f.name for f in dataclasses.fields(value) if f.init)
+        return [_plain(getattr(value, name)) for name in names]
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, bytes):
