@@ -6,7 +6,9 @@ command, this generates a monorepo, then in one run:
 - workspace A builds it cold with `--remote-cache` on a loopback nginx
   (WebDAV PUT, as tests/nginx_support.py runs it) and uploads what ran;
 - workspace B, a fresh copy of the same apps, builds with the warm cache:
-  no build command may run; its wall time is printed;
+  no build command may run, and its repository must equal A's; three such
+  fresh copies are built and the best time is printed (each floor is the
+  best of three runs too);
 - the floor: a plain parallel HTTP client (a ThreadPoolExecutor of
   keep-alive http.client connections, as many as pakman uses) downloading
   every ac record and blob B needed, into memory; B's time over the floor
@@ -198,18 +200,26 @@ def main() -> None:
             shutil.copytree(base / "source", a)
             cold, events, _ = build(a, private, "--remote-cache", nginx.url, *jobs)
             ran = sum(1 for e in events if e["event"] == "success")
-            b = base / "b"
-            shutil.copytree(base / "source", b)
-            warm, events, err = build(b, private, "--remote-cache", nginx.url, *jobs)
-            commands = [
-                e["step"] for e in events if e["event"] == "success" and ":build:" in str(e["step"])
-            ]
-            assert commands == [], f"build commands ran in the fresh clone: {commands}"
-            same = all(
-                p.read_bytes()
-                == (b / ".pakman/repo" / p.relative_to(a / ".pakman/repo")).read_bytes()
-                for p in (a / ".pakman/repo/x86_64").iterdir()
-            )
+            # Three fresh clones, the best kept: as the floors are (each the best of three).
+            clones = []
+            for number in range(3):
+                b = base / f"b{number}"
+                shutil.copytree(base / "source", b)
+                took, events, err = build(b, private, "--remote-cache", nginx.url, *jobs)
+                commands = [
+                    e["step"]
+                    for e in events
+                    if e["event"] == "success" and ":build:" in str(e["step"])
+                ]
+                assert commands == [], f"build commands ran in the fresh clone: {commands}"
+                assert all(
+                    p.read_bytes()
+                    == (b / ".pakman/repo" / p.relative_to(a / ".pakman/repo")).read_bytes()
+                    for p in (a / ".pakman/repo/x86_64").iterdir()
+                ), "the fresh clone's repository differs from the cold build's"
+                clones.append((took, err))
+            warm, err = min(clones)
+            same = True
             paths = [f"/ac/{p.name}" for p in (nginx.root / "ac").iterdir()]
             paths += [f"/cas/{p.name}" for p in (nginx.root / "cas").iterdir()]
             size = sum(p.stat().st_size for p in (nginx.root / "cas").iterdir())
