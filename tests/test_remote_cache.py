@@ -144,6 +144,21 @@ def test_a_step_kept_in_the_store_that_the_store_lost_runs_again(
     assert (workspace / ".pakman/build/greet/build-noarch").is_dir()
 
 
+def test_a_shards_parked_packages_lost_from_the_store_are_built_again(
+    tmp_path: Path, key: KeyPair, nginx: Nginx
+) -> None:
+    built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    workspace = clone(tmp_path, "b")
+    # A shard of every app: no repository, so even the packages stay parked.
+    shard = built(workspace, key, "--remote-cache", nginx.url, "--shard", "1/1")
+    assert shard.ran == set() and not (workspace / ".pakman/build/greet/packages").exists()
+    shutil.rmtree(workspace / ".pakman/store")  # as `pakman gc` may
+    # The next build loads the apps in summary (all done); the index needs the packages.
+    run = built(workspace, key)
+    assert {"greet:package:noarch", "heartbeat:package:x86_64"} <= run.ran
+    assert published(workspace) == published(tmp_path / "a")
+
+
 def test_every_output_in_place_when_asked(tmp_path: Path, key: KeyPair, nginx: Nginx) -> None:
     first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
     workspace = clone(tmp_path, "b")

@@ -156,7 +156,12 @@ class RemoteRun:
             ]
             if ran and (self.restored.restored or self.restored.misses or self._reachable()):
                 started = time.monotonic()
-                uploaded = upload(self.cache, self.store, ran, self._progress)
+                try:
+                    uploaded = upload(self.cache, self.store, ran, self._progress)
+                except OSError as exc:
+                    # A store entry changed under the upload (gc, say): the build is done.
+                    where = f"{exc.filename}: " if exc.filename else ""
+                    uploaded.warnings.append(f"remote cache upload: {where}{exc.strerror or exc}")
                 self.seconds += time.monotonic() - started
                 self._progress("")
                 self._warn(uploaded.warnings)

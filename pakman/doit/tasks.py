@@ -336,6 +336,18 @@ def run_build(
         unmade: list[str] = []
         if not always:
             placed, unmade = _outputs_on_demand(project, stale)
+            if any(not project.graph[s].complete for s in stale):
+                # A parked step of an app prepared in summary has to run (its entry is
+                # gone from the store): prepare every app in full, and look again.
+                from pakman.project import load_project
+
+                project = load_project(project.settings)
+                steps = project.graph.order()
+                journal = read_journal(layout)
+                stale = {s.id for s in steps if not is_done(journal, s.id, s.key, s.outputs)}
+                stale.difference_update(restored)
+                more, unmade = _outputs_on_demand(project, stale)
+                placed += more
             restored.update(dict.fromkeys(placed, True))
         done = stale.union(restored, unmade)
         reporter.up_to_date_without_doit([s.id for s in steps if s.id not in done])

@@ -146,10 +146,15 @@ def record_problem(record: Any, outputs: int) -> str | None:
         if output.get("kind") != "dir" or not isinstance(output.get("entries"), list):
             return "an output that is neither a file nor a folder"
         folders = {""}
+        seen: set[str] = set()
         for entry in output["entries"]:
             problem = _entry_problem(entry, folders)
             if problem:
                 return problem
+            if entry[0] in seen:
+                # A link, then a file of the same name: it would be written through the link.
+                return f"the path {entry[0]!r} is named twice"
+            seen.add(entry[0])
     return None
 
 

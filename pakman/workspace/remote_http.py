@@ -246,8 +246,8 @@ class HttpCache:
         elif exchange.method == "PUT":
             body = exchange.body if exchange.body is not None else b""
             if isinstance(body, Path):
-                exchange._upload = body.open("rb")
                 size = body.stat().st_size
+                exchange._upload = body.open("rb")
             else:
                 exchange._upload = io.BytesIO(body)
                 size = len(body)

@@ -122,30 +122,41 @@ Blob = bytes | Path | Slice  # a checked blob: its content, a file holding it, o
 
 
 def write_blob(blob: Blob, target: str, mode: int, mtime_ns: int) -> None:
-    """A new file at `target` holding `blob`, with this mode and time."""
-    if isinstance(blob, Path):
-        shutil.copyfile(blob, target)
-        os.chmod(target, mode & 0o7777)
-        os.utime(target, ns=(mtime_ns, mtime_ns))
-        return
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    """A new file at `target` holding `blob`, with this mode and time.
+
+    Made with O_EXCL and O_NOFOLLOW, and set through its descriptor: never
+    written, nor changed, through a link already at `target`.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(target, flags, 0o600)
     try:
-        if isinstance(blob, Slice):
-            with blob.path.open("rb") as source:
-                offset, left = blob.offset, blob.size
-                while left:
-                    done = os.copy_file_range(source.fileno(), fd, min(left, 1 << 30), offset)
-                    if not done:
-                        raise OSError(f"{blob.path}: shorter than its header says")
-                    offset, left = offset + done, left - done
+        if isinstance(blob, bytes):
+            _write_all(fd, blob)
         else:
-            view = memoryview(blob)
-            while view:
-                view = view[os.write(fd, view) :]
+            source, offset, left = (
+                (blob, 0, None) if isinstance(blob, Path) else (blob.path, blob.offset, blob.size)
+            )
+            with source.open("rb") as reading:
+                reading.seek(offset)
+                while left is None or left > 0:
+                    chunk = reading.read(1 << 20 if left is None else min(left, 1 << 20))
+                    if not chunk:
+                        if left:
+                            raise OSError(f"{source}: shorter than its header says")
+                        break
+                    _write_all(fd, chunk)
+                    if left is not None:
+                        left -= len(chunk)
         os.fchmod(fd, mode & 0o7777)
         os.utime(fd, ns=(mtime_ns, mtime_ns))
     finally:
         os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: Path) -> None:
@@ -273,8 +284,7 @@ class Store:
             packed.unlink(missing_ok=True)
             return False
         made = self.adopt(key, folder, outputs)
-        if not made:
-            shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)  # (gone when adopted; not when another was)
         packed.unlink(missing_ok=True)
         return made
 

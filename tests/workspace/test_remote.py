@@ -45,6 +45,8 @@ def test_a_well_formed_record_is_usable() -> None:
         (folder(["dev", "c", 0o644, 0, 0, ""]), "not a file, folder or link"),
         (folder(["x", "f", 0o644, 1, 0, "not-a-digest"]), "no sha256 digest"),
         (folder(["x", "f", 0o644, 1, 0]), "wrong shape"),
+        # A link, then a file of the same name (it would be written through the link).
+        (folder(["x", "l", 0o777, 0, 0, "/etc/passwd"], ["x", "f", 0o644, 1, 0, DIGEST]), "twice"),
     ],
 )
 def test_what_a_record_may_not_do(record: Any, problem: str | None) -> None:

@@ -285,3 +285,26 @@ def test_gc_removes_packs_too(tmp_path: Path) -> None:
     removed, kept = store.collect_garbage(max_age_days=None, max_bytes=0)
     assert [e.key for e in removed] == ["cd" * 32] and kept == []
     assert not store.has("cd" * 32)
+
+
+@pytest.mark.parametrize("kind", ["bytes", "file", "part of a file"])
+def test_a_blob_is_never_written_through_a_link(tmp_path: Path, kind: str) -> None:
+    from pakman.workspace.store import Slice, write_blob
+
+    victim = tmp_path / "outside.txt"
+    victim.write_text("original\n")
+    source = tmp_path / "blob"
+    source.write_bytes(b"xx attacker\n")
+    blob = {
+        "bytes": b"attacker\n",
+        "file": source,
+        "part of a file": Slice(source, 3, 9),
+    }[kind]
+    (tmp_path / "x").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        write_blob(blob, str(tmp_path / "x"), 0o644, 0)
+    assert victim.read_text() == "original\n"
+    write_blob(blob, str(tmp_path / "y"), 0o640, 10**9)
+    assert (tmp_path / "y").read_bytes().endswith(b"attacker\n")
+    assert (tmp_path / "y").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "y").stat().st_mtime_ns == 10**9
