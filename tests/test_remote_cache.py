@@ -159,6 +159,23 @@ def test_a_shards_parked_packages_lost_from_the_store_are_built_again(
     assert published(workspace) == published(tmp_path / "a")
 
 
+def test_outputs_an_older_build_left_are_replaced_not_parked(
+    tmp_path: Path, key: KeyPair, nginx: Nginx
+) -> None:
+    built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
+    workspace = clone(tmp_path, "b")
+    left = workspace / ".pakman/build/greet/render"
+    left.mkdir(parents=True)
+    (left / "APKBUILD").write_text("an older build's\n")
+    second = built(workspace, key, "--remote-cache", nginx.url)
+    in_place = {str(e["step"]) for e in second.events if e.get("in_place") is True}
+    assert "greet:render-apkbuild" in in_place
+    assert (left / "APKBUILD").read_text() != "an older build's\n"
+    # Nothing is left half-done: the next build does nothing.
+    third = built(workspace, key, "--remote-cache", nginx.url)
+    assert third.ran == set() and restored(third) == set()
+
+
 def test_every_output_in_place_when_asked(tmp_path: Path, key: KeyPair, nginx: Nginx) -> None:
     first = built(clone(tmp_path, "a"), key, "--remote-cache", nginx.url)
     workspace = clone(tmp_path, "b")

@@ -111,7 +111,9 @@ class RemoteRun:
 
         def record(item: Wanted) -> None:
             step = graph[item.step_id]
-            if everything or step.id in read:
+            # Outputs of another key still there (an older build's) are replaced now:
+            # a parked step's outputs are missing, all of them.
+            if everything or step.id in read or any(os.path.lexists(o) for o in step.outputs):
                 try:
                     line = restore_step(step, layout, fresh=True)
                 except OSError:

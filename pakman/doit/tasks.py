@@ -14,6 +14,7 @@ exactly when its step's key changes, or an output is missing.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -258,6 +259,10 @@ def _outputs_on_demand(project: Project, stale: set[str]) -> tuple[list[str], li
         if s.id in stale and s.stage == "buildroot" and s.id not in needed
     ]
     stale.difference_update(unmade)
+    for step_id in unmade:
+        for output in graph[step_id].outputs:  # an older root's record: parked means missing
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(output)
     lines += [parked_line(step_id, graph[step_id].key) for step_id in unmade]
     if lines:
         with (layout.state / "journal").open("a", encoding="utf-8") as journal_file:
