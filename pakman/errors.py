@@ -43,6 +43,12 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def os_error_text(exc: OSError) -> str:
+    """An OSError in one line, naming the file: `<file>: <reason>` (a full disk, a folder made read-only)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     """One problem found in an input file, with its place and key path."""

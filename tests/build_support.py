@@ -38,20 +38,22 @@ def make_workspace(root: Path, names: Sequence[str] = BUILT_EXAMPLES) -> Path:
     return root
 
 
-def write_apps(root: Path, names: Sequence[str]) -> Path:
+def write_apps(root: Path, names: Sequence[str], log: Path | None = None) -> Path:
     """Small apps under root/apps: each packs one file its build writes.
 
-    alpha needs beta's package at run time.
+    alpha needs beta's package at run time. With `log`, each build command
+    first notes its app's name there.
     """
     for name in names:
         folder = root / "apps" / name
         folder.mkdir(parents=True)
         (folder / "data.txt").write_text(f"{name}\n")
         local = "    - beta\n" if name == "alpha" else ""
+        noted = f"    echo {name} >> {log}\n" if log is not None else ""
         (folder / "instellar.yml").write_text(
             f"dependencies:\n  runtime:\n    - busybox\n{local}"
             "stack: alpine/3.22\ntype: custom\narchitectures:\n  - noarch\n"
-            "build:\n  command: |\n    cp data.txt out.txt\n"
+            f"build:\n  command: |\n{noted}    cp data.txt out.txt\n"
             "package: |\n"
             f'  mkdir -p "$pkgdir"/usr/share/{name}\n'
             f'  cp "$srcdir"/out.txt "$pkgdir"/usr/share/{name}/out.txt\n'

@@ -14,9 +14,12 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from pakman.workspace.remote_http import Exchange, HttpCache, RemoteError
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -130,3 +133,18 @@ def silent_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(128)
         yield int(listener.getsockname()[1])
+
+
+def request(
+    cache: HttpCache,
+    method: str,
+    path: str,
+    body: bytes | Path | None = None,
+    sink: Callable[[bytes], None] | None = None,
+) -> Exchange:
+    """One request through the remote cache's client; RemoteError when it failed."""
+    exchange = Exchange(method, path, body, sink)
+    for done in cache.run(deque([exchange])):
+        if done.error:
+            raise RemoteError(done.error)
+    return exchange

@@ -25,7 +25,7 @@ from build_support import (
     subprocess_env,
     write_apps,
 )
-from nginx_support import DAV, Nginx, free_port, running_nginx, silent_port
+from nginx_support import DAV, Nginx, free_port, request, running_nginx, silent_port
 from pakman.apk import PublicKey, verify_file
 
 APPS = ("greet", "heartbeat")
@@ -515,10 +515,12 @@ def test_a_connection_the_server_closed_is_opened_again(tmp_path: Path) -> None:
         (server.root / "cas" / "blob").write_bytes(b"content")
         cache = HttpCache(server.url, concurrency=1)
         try:
-            assert cache.get("/cas/blob") == b"content"  # the connection is kept ...
+            assert (
+                request(cache, "GET", "/cas/blob").answer == b"content"
+            )  # the connection is kept ...
             time.sleep(1)  # ... and the server closes it, idle
             received: list[bytes] = []
-            assert cache.get("/cas/blob", received.append) == b""
+            assert request(cache, "GET", "/cas/blob", sink=received.append).answer == b""
             assert b"".join(received) == b"content"
         finally:
             cache.close()

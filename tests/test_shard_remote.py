@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from build_support import BuildRun, KeyPair, build, make_key, subprocess_env
+from build_support import BuildRun, KeyPair, build, make_key, subprocess_env, write_apps
 from nginx_support import Nginx
 from pakman.compile.shard import partition
 
@@ -35,22 +35,7 @@ def write_clone(root: Path, log: Path) -> Path:
 
     The same text in every clone (the log's path is absolute), so the same keys.
     """
-    for name in APPS:
-        folder = root / "apps" / name
-        folder.mkdir(parents=True)
-        (folder / "data.txt").write_text(f"{name}\n")
-        local = "    - beta\n" if name == "alpha" else ""
-        (folder / "instellar.yml").write_text(
-            f"dependencies:\n  runtime:\n    - busybox\n{local}"
-            "stack: alpine/3.22\ntype: custom\narchitectures:\n  - noarch\n"
-            "build:\n  command: |\n"
-            f"    echo {name} >> {log}\n"
-            "    cp data.txt out.txt\n"
-            "package: |\n"
-            f'  mkdir -p "$pkgdir"/usr/share/{name}\n'
-            f'  cp "$srcdir"/out.txt "$pkgdir"/usr/share/{name}/out.txt\n'
-        )
-    return root
+    return write_apps(root, APPS, log)
 
 
 def commands_run(log: Path) -> list[str]:

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
-    from pakman.errors import PakmanError
+    from pakman.errors import PakmanError, os_error_text
 
     terminated = False
 
@@ -141,8 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A file or folder pakman needs is not what it should be (say .pakman/cache
         # is a file): one line naming it, not a traceback.
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"pakman: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"pakman: {os_error_text(exc)}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         if previous is not None:

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING
 
 from pakman.compile.graph import Step, portable_keys
 from pakman.compile.settings import Settings
+from pakman.errors import os_error_text
 from pakman.steps import restore_step
 from pakman.workspace.journal import parked_line
 from pakman.workspace.layout import REPOSITORY
@@ -109,11 +110,17 @@ class RemoteRun:
         lines: list[str] = []
         lock = threading.Lock()
 
+        # Put in place: what is read, and what has outputs of another key still
+        # there (an older build's: replaced now, as a parked step's are all missing).
+        in_place = {
+            s.id
+            for s in missing
+            if everything or s.id in read or any(os.path.lexists(o) for o in s.outputs)
+        }
+
         def record(item: Wanted) -> None:
             step = graph[item.step_id]
-            # Outputs of another key still there (an older build's) are replaced now:
-            # a parked step's outputs are missing, all of them.
-            if everything or step.id in read or any(os.path.lexists(o) for o in step.outputs):
+            if step.id in in_place:
                 try:
                     line = restore_step(step, layout, fresh=True)
                 except OSError:
@@ -123,7 +130,7 @@ class RemoteRun:
             else:
                 line = parked_line(step.id, step.key)
             with lock:
-                done[step.id] = line != parked_line(step.id, step.key)
+                done[step.id] = step.id in in_place
                 lines.append(line)
 
         started = time.monotonic()
@@ -135,7 +142,7 @@ class RemoteRun:
             self._progress,
             on_entry=record if restore else None,
             # What stays parked is kept packed: one file per step until one needs it.
-            packed={s.id for s in missing if not (everything or s.id in read)} if restore else (),
+            packed={s.id for s in missing} - in_place if restore else set(),
         )
         if lines:
             with (layout.state / "journal").open("a", encoding="utf-8") as journal:
@@ -162,8 +169,7 @@ class RemoteRun:
                     uploaded = upload(self.cache, self.store, ran, self._progress)
                 except OSError as exc:
                     # A store entry changed under the upload (gc, say): the build is done.
-                    where = f"{exc.filename}: " if exc.filename else ""
-                    uploaded.warnings.append(f"remote cache upload: {where}{exc.strerror or exc}")
+                    uploaded.warnings.append(f"remote cache upload: {os_error_text(exc)}")
                 self.seconds += time.monotonic() - started
                 self._progress("")
                 self._warn(uploaded.warnings)

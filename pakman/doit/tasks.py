@@ -29,7 +29,7 @@ from doit.tools import config_changed
 
 from pakman import __version__
 from pakman.compile.graph import Step
-from pakman.errors import ConfigError, PakmanError
+from pakman.errors import ConfigError, PakmanError, os_error_text
 from pakman.project import Project
 from pakman.steps import RunContext, execute_step
 from pakman.workspace.layout import REPOSITORY, Layout
@@ -66,8 +66,7 @@ def run_step_action(step: Step, context: RunContext) -> TaskFailed | dict[str, A
     except OSError as exc:
         # A full disk, no inodes left, a folder made read-only: the step failed,
         # said in one line (doit would print the traceback).
-        where = f"{exc.filename}: " if exc.filename else ""
-        return TaskFailed(f"{where}{exc.strerror or exc}")
+        return TaskFailed(os_error_text(exc))
     if outcome.provisional:
         # Not done for good: without its manifest (a target) doit runs it next time.
         context.layout.manifest(step.id).unlink(missing_ok=True)
@@ -253,11 +252,7 @@ def _outputs_on_demand(project: Project, stale: set[str]) -> tuple[list[str], li
                 placed.append(upstream)
                 lines.append(line)
     needed = {u for step_id in stale for u in graph[step_id].upstream}
-    unmade = [
-        s.id
-        for s in graph.order()
-        if s.id in stale and s.stage == "buildroot" and s.id not in needed
-    ]
+    unmade = sorted(s for s in stale - needed if graph[s].stage == "buildroot")
     stale.difference_update(unmade)
     for step_id in unmade:
         for output in graph[step_id].outputs:  # an older root's record: parked means missing
@@ -268,6 +263,32 @@ def _outputs_on_demand(project: Project, stale: set[str]) -> tuple[list[str], li
         with (layout.state / "journal").open("a", encoding="utf-8") as journal_file:
             journal_file.write("".join(lines))
     return placed, unmade
+
+
+def _stale(project: Project, always: bool = False) -> set[str]:
+    """The steps to run: all with `always`, else those the journal does not say are done.
+
+    Summaries stand for steps found done while the project was prepared.
+    """
+    from pakman.workspace.journal import is_done, read_journal
+
+    journal = read_journal(project.layout)
+    return {
+        s.id
+        for s in project.graph.order()
+        if always or (s.complete and not is_done(journal, s.id, s.key, s.outputs))
+    }
+
+
+def _summarised(project: Project, step_ids: set[str]) -> bool:
+    return any(not project.graph[s].complete for s in step_ids)
+
+
+def _in_full(project: Project) -> Project:
+    """The project again, every app prepared in full (none in summary)."""
+    from pakman.project import load_project
+
+    return load_project(project.settings)
 
 
 def _side_by_side(project: Project, stale: set[str]) -> bool:
@@ -297,7 +318,7 @@ def run_build(
     doit is not even started.
     """
     from pakman.doit.reporter import PakmanReporter
-    from pakman.workspace.journal import compact_journal, is_done, read_journal
+    from pakman.workspace.journal import compact_journal
 
     out = out or sys.stdout
     layout = project.layout
@@ -310,21 +331,10 @@ def run_build(
         shard_apps=project.shard_apps,
     )
     with run_lock(layout, wait=wait, out=sys.stderr):
-        journal = read_journal(layout)
-        steps = project.graph.order()
-        # Summaries stand for steps found done while the project was prepared.
-        stale = {
-            s.id
-            for s in steps
-            if always or (s.complete and not is_done(journal, s.id, s.key, s.outputs))
-        }
-        if always and any(not project.graph[s].complete for s in stale):
-            # Every step is to run: prepare the summarised apps in full.
-            from pakman.project import load_project
-
-            project = load_project(project.settings)
-            steps = project.graph.order()
-            stale = {s.id for s in steps if always or not is_done(journal, s.id, s.key, s.outputs)}
+        stale = _stale(project, always)
+        if always and _summarised(project, stale):
+            project = _in_full(project)  # every step is to run
+            stale = _stale(project, always)
         if always:
             # Every step really runs: nothing is restored from the store.
             from dataclasses import replace
@@ -341,19 +351,15 @@ def run_build(
         unmade: list[str] = []
         if not always:
             placed, unmade = _outputs_on_demand(project, stale)
-            if any(not project.graph[s].complete for s in stale):
+            if _summarised(project, stale):
                 # A parked step of an app prepared in summary has to run (its entry is
                 # gone from the store): prepare every app in full, and look again.
-                from pakman.project import load_project
-
-                project = load_project(project.settings)
-                steps = project.graph.order()
-                journal = read_journal(layout)
-                stale = {s.id for s in steps if not is_done(journal, s.id, s.key, s.outputs)}
-                stale.difference_update(restored)
+                project = _in_full(project)
+                stale = _stale(project) - restored.keys()
                 more, unmade = _outputs_on_demand(project, stale)
                 placed += more
             restored.update(dict.fromkeys(placed, True))
+        steps = project.graph.order()
         done = stale.union(restored, unmade)
         reporter.up_to_date_without_doit([s.id for s in steps if s.id not in done])
         reporter.restored_without_doit([(s.id, restored[s.id]) for s in steps if s.id in restored])

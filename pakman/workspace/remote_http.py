@@ -71,10 +71,6 @@ class Exchange:
     _problem: BaseException | None = None
     _upload: IO[bytes] | None = None
 
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
 
 class HttpCache:
     """A client of one cache URL (see the module's docstring)."""
@@ -124,34 +120,6 @@ class HttpCache:
             if done.error:
                 self.failed = False  # the build goes on without the cache; said by the caller
                 raise Unreachable(f"{self.shown}: {done.reason}")
-
-    def get(self, path: str, sink: Callable[[bytes], None] | None = None) -> bytes | None:
-        """The body at `path` (or fed to `sink`, then b""); None when the server has none (404)."""
-        done = self._one(Exchange("GET", path, sink=sink))
-        if done.status == 404:
-            return None
-        if done.status != 200:
-            raise RemoteError(f"GET {self.shown}{path}: HTTP {done.status}")
-        return done.answer
-
-    def has(self, path: str) -> bool:
-        done = self._one(Exchange("HEAD", path))
-        if done.status in (200, 204):
-            return True
-        if done.status == 404:
-            return False
-        raise RemoteError(f"HEAD {self.shown}{path}: HTTP {done.status}")
-
-    def put(self, path: str, body: bytes | Path) -> None:
-        done = self._one(Exchange("PUT", path, body))
-        if done.status not in (200, 201, 204):
-            raise RemoteError(f"PUT {self.shown}{path}: HTTP {done.status}")
-
-    def _one(self, exchange: Exchange) -> Exchange:
-        for done in self.run(deque([exchange])):
-            if done.error:
-                raise RemoteError(done.error)
-        return exchange
 
     # many requests ----------------------------------------------------------------
 

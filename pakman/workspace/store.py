@@ -130,33 +130,31 @@ def write_blob(blob: Blob, target: str, mode: int, mtime_ns: int) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(target, flags, 0o600)
     try:
-        if isinstance(blob, bytes):
-            _write_all(fd, blob)
-        else:
-            source, offset, left = (
-                (blob, 0, None) if isinstance(blob, Path) else (blob.path, blob.offset, blob.size)
-            )
-            with source.open("rb") as reading:
-                reading.seek(offset)
-                while left is None or left > 0:
-                    chunk = reading.read(1 << 20 if left is None else min(left, 1 << 20))
-                    if not chunk:
-                        if left:
-                            raise OSError(f"{source}: shorter than its header says")
-                        break
-                    _write_all(fd, chunk)
-                    if left is not None:
-                        left -= len(chunk)
+        for chunk in _chunks(blob):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
         os.fchmod(fd, mode & 0o7777)
         os.utime(fd, ns=(mtime_ns, mtime_ns))
     finally:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _chunks(blob: Blob) -> Iterator[bytes]:
+    """A blob's content, a piece at a time (a large one is never read whole)."""
+    if isinstance(blob, bytes):
+        yield blob
+        return
+    part = blob if isinstance(blob, Slice) else Slice(blob, 0, blob.stat().st_size)
+    with part.path.open("rb") as reading:
+        reading.seek(part.offset)
+        left = part.size
+        while left:
+            chunk = reading.read(min(left, 1 << 20))
+            if not chunk:
+                raise OSError(f"{part.path}: shorter than its header says")
+            left -= len(chunk)
+            yield chunk
 
 
 def materialize(record: Mapping[str, Any], blobs: Mapping[str, Blob], folder: Path) -> None:
@@ -239,16 +237,8 @@ class Store:
             with tmp.open("xb") as handle:
                 handle.write(_PACK_MAGIC + b"%d\n" % len(header) + header)
                 for digest in needed:
-                    blob = blobs[digest]
-                    if isinstance(blob, bytes):
-                        handle.write(blob)
-                    else:
-                        handle.flush()
-                        source = blob if isinstance(blob, Path) else blob.path
-                        start = 0 if isinstance(blob, Path) else blob.offset
-                        with source.open("rb") as reading:
-                            reading.seek(start)
-                            shutil.copyfileobj(_Limited(reading, places[digest][1]), handle)
+                    for chunk in _chunks(blobs[digest]):
+                        handle.write(chunk)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(tmp, target)
         except OSError:
@@ -488,20 +478,6 @@ def _blob_size(blob: Blob) -> int:
     if isinstance(blob, Slice):
         return blob.size
     return blob.stat().st_size
-
-
-class _Limited:
-    """The first `size` bytes of a file from where it is (for shutil.copyfileobj)."""
-
-    def __init__(self, handle: Any, size: int) -> None:
-        self.handle = handle
-        self.left = size
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        data: bytes = self.handle.read(size)
-        self.left -= len(data)
-        return data
 
 
 def _remove(path: Path) -> None:
